@@ -1,0 +1,67 @@
+"""A run's compute fields: counted before training (on copies), priced after it from what actually ran."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.compute.flops import count_flops, torch_forward_flops
+from harness.compute.hardware import PeakFlops, count_processors, hardware_burden
+from harness.compute.training import StepFlops, measure_train_step, network_operations
+
+
+@dataclass(frozen=True)
+class ForwardCompute:
+    """Per-sample forward cost (fvcore with harness's handles, and torch's count) and one training step."""
+
+    macs_forward: float
+    flops_forward: float
+    flops_forward_torch: float
+    step: StepFlops
+
+
+def count_run_compute(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    make_optimizer: Callable[..., torch.optim.Optimizer],
+    dtype: torch.dtype,
+    *,
+    strict: bool = True,
+) -> ForwardCompute:
+    """Count on `x[:1]` (forward) and on the batch (x, y) (one training step); the model is not changed."""
+    report = count_flops(model, x[:1], strict=strict)
+    return ForwardCompute(
+        macs_forward=report.macs_per_sample,
+        flops_forward=report.flops_per_sample,
+        flops_forward_torch=torch_forward_flops(model, x[:1]),
+        step=measure_train_step(model, make_optimizer, x, y, dtype),
+    )
+
+
+def compute_fields(
+    counted: ForwardCompute,
+    *,
+    samples_seen: int,
+    n_train: int,
+    fp_bp_ratio: float,
+    device: torch.device,
+    peak: PeakFlops,
+    train_time_s: float,
+) -> dict[str, Any]:
+    """The record's compute columns for a run that processed `samples_seen` training samples."""
+    net_ops = network_operations(counted.flops_forward, fp_bp_ratio, samples_seen / n_train, n_train)
+    burden = hardware_burden(count_processors(device), peak, train_time_s, net_ops)
+    return {
+        "macs_forward": counted.macs_forward,
+        "flops_forward": counted.flops_forward,
+        "flops_forward_torch": counted.flops_forward_torch,
+        "network_operations": net_ops,
+        "flops_train_measured": counted.step.per_sample * samples_seen,
+        "fp_bp_ratio_measured": counted.step.fp_bp_ratio,
+        **{k: v for k, v in dataclasses.asdict(burden).items() if k != "train_time_s"},
+    }

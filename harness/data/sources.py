@@ -1,0 +1,197 @@
+"""One loader per dataset: each returns the full train/test splits as numpy arrays, pixels scaled to [0, 1].
+
+Heavy or optional libraries (sklearn, mnist1d, torchvision) are imported inside the loaders so that
+importing harness.data stays cheap and works without them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from harness.data.idx import read_idx
+from harness.data.options import DataOptions
+from harness.data.subsample import stratified_split
+from harness.errors import ConfigError, DataNotFoundError
+
+# The digits test split is fixed so the test set is identical across runs; only the subsample varies.
+SPLIT_SEED = 0
+IDX_STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class RawSplits:
+    """Full (not yet subsampled or normalized) splits: x float32 (N, *input_shape), y int64 (N,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    source: str
+
+
+def load_digits(opts: DataOptions) -> RawSplits:
+    """sklearn's bundled 8x8 digits (values 0..16), split into train/test by a fixed stratified draw."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]
+    y = bunch.target.astype(np.int64)
+    train, test = stratified_split(y, opts.test_fraction, seed=SPLIT_SEED)
+    return RawSplits(x[train], y[train], x[test], y[test], 10, "sklearn.load_digits")
+
+
+def load_mnist1d(opts: DataOptions) -> RawSplits:
+    """Generate MNIST-1D in memory with make_dataset (get_dataset would download and write a pickle)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = opts.num_samples
+    args.seed = opts.generator_seed
+    args.train_split = 1.0 - opts.test_fraction
+    # make_dataset reseeds the global `random` and numpy RNGs; restore them so loading data leaves the
+    # caller's seeding untouched.
+    saved = random.getstate(), np.random.get_state()
+    try:
+        data = make_dataset(args)
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+    source = (
+        f"mnist1d.make_dataset(num_samples={args.num_samples}, seed={args.seed}, "
+        f"train_split={args.train_split:g})"
+    )
+    return RawSplits(
+        np.asarray(data["x"], dtype=np.float32)[:, None],
+        np.asarray(data["y"], dtype=np.int64),
+        np.asarray(data["x_test"], dtype=np.float32)[:, None],
+        np.asarray(data["y_test"], dtype=np.int64),
+        10,
+        source,
+    )
+
+
+def _idx_dirs(opts: DataOptions, folder: str) -> list[Path]:
+    """Search order: root, root/<name>, torchvision's root/<Folder>/raw, then Debian's Fashion-MNIST."""
+    dirs = []
+    if opts.root is not None:
+        root = Path(opts.root)
+        dirs += [root, root / opts.name, root / folder / "raw"]
+    if opts.name == "fashion_mnist":
+        dirs.append(DEBIAN_FASHION_MNIST)
+    return dirs
+
+
+def _find_idx_files(directory: Path) -> dict[str, Path] | None:
+    """The four IDX files in `directory` (raw preferred over .gz), or None unless all four are there."""
+    found = {}
+    for stem in IDX_STEMS:
+        candidates = [path for path in (directory / stem, directory / f"{stem}.gz") if path.is_file()]
+        if not candidates:
+            return None
+        found[stem] = candidates[0]
+    return found
+
+
+def _torchvision_download(opts: DataOptions, class_name: str) -> None:
+    """Fetch a torchvision dataset into data.root; network failures become one-line DataNotFoundErrors."""
+    if opts.root is None:
+        raise ConfigError(f"{opts.name}: data.download=true needs data.root; set it to a writable directory")
+    import torchvision.datasets
+
+    try:
+        getattr(torchvision.datasets, class_name)(opts.root, train=False, download=True)
+    except (RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataNotFoundError(
+            f"{opts.name}: download into {opts.root} failed ({reason}); check the network or copy files there"
+        ) from exc
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataNotFoundError(
+            f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}; "
+            "replace the file with an intact copy"
+        )
+    if labels.dtype != np.uint8 or labels.shape != (len(images),) or labels.max(initial=0) > 9:
+        raise DataNotFoundError(
+            f"{labels_path}: expected {len(images)} uint8 labels in 0..9 to match {images_path.name}, "
+            f"got {labels.dtype} {labels.shape}; replace the file with an intact copy"
+        )
+    return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
+
+
+def _load_idx_set(opts: DataOptions, folder: str) -> RawSplits:
+    """MNIST-style sets from IDX files; downloads with torchvision only if asked and nothing is found."""
+    dirs = _idx_dirs(opts, folder)
+    files = next((found for found in map(_find_idx_files, dirs) if found is not None), None)
+    if files is None and opts.download:
+        _torchvision_download(opts, folder)
+        files = _find_idx_files(Path(opts.root) / folder / "raw")
+    if files is None:
+        where = ", ".join(map(str, dirs)) if dirs else "nowhere (data.root is not set)"
+        debian = "install Debian's dataset-fashion-mnist, " if opts.name == "fashion_mnist" else ""
+        raise DataNotFoundError(
+            f"{opts.name}: IDX files (train/t10k-*-ubyte[.gz]) not found in {where}; "
+            f"{debian}put the files in data.root, or set data.download=true"
+        )
+    x_train, y_train = _read_idx_pair(files[IDX_STEMS[0]], files[IDX_STEMS[1]])
+    x_test, y_test = _read_idx_pair(files[IDX_STEMS[2]], files[IDX_STEMS[3]])
+    return RawSplits(x_train, y_train, x_test, y_test, 10, str(files[IDX_STEMS[0]].parent))
+
+
+def load_mnist(opts: DataOptions) -> RawSplits:
+    return _load_idx_set(opts, "MNIST")
+
+
+def load_fashion_mnist(opts: DataOptions) -> RawSplits:
+    return _load_idx_set(opts, "FashionMNIST")
+
+
+def load_cifar10(opts: DataOptions) -> RawSplits:
+    """CIFAR-10 via torchvision (pickles in root/cifar-10-batches-py); HWC uint8 becomes CHW in [0, 1]."""
+    fetch = "check the network" if opts.download else "set data.download=true to fetch it (170 MB)"
+    how = f"{fetch}, or extract cifar-10-python.tar.gz into data.root"
+    if opts.root is None:
+        raise DataNotFoundError(f"cifar10: data.root is not set; set data.root to a directory and {how}")
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train = CIFAR10(opts.root, train=True, download=opts.download)
+        test = CIFAR10(opts.root, train=False, download=False)
+    except (RuntimeError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = f"cifar10: no intact cifar-10-batches-py in {opts.root} ({reason}); {how}"
+        raise DataNotFoundError(message) from exc
+
+    def to_arrays(split) -> tuple[np.ndarray, np.ndarray]:
+        pixels = split.data.transpose(0, 3, 1, 2).astype(np.float32, order="C") / 255.0
+        return pixels, np.asarray(split.targets, dtype=np.int64)
+
+    return RawSplits(*to_arrays(train), *to_arrays(test), 10, str(Path(opts.root) / CIFAR10.base_folder))
+
+
+# Read-only dispatch table: dataset name -> loader.
+SOURCES: MappingProxyType[str, Callable[[DataOptions], RawSplits]] = MappingProxyType(
+    {
+        "digits": load_digits,
+        "mnist1d": load_mnist1d,
+        "fashion_mnist": load_fashion_mnist,
+        "mnist": load_mnist,
+        "cifar10": load_cifar10,
+    }
+)

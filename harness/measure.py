@@ -1,0 +1,196 @@
+"""`harness measure`: one model's compute without training it (root config conf/measure.yaml).
+
+FLOPs and MACs per forward pass (fvcore + harness's handles), per-module breakdown, ops without a
+handle, torch's own count as a cross-check, parameters, and inference latency/throughput on a device.
+`measure(cfg)` is the plain function; `main` prints it as a table or as one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from harness.building import build_model_from_config, model_label
+from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
+from harness.errors import ConfigError, HarnessError
+from harness.training.clock import Stopwatch
+from harness.training.device import autocast, device_name, resolve_device, resolve_precision
+
+
+def _input_shape(cfg: DictConfig) -> tuple[int, ...]:
+    shape = tuple(cfg.input_shape or ())
+    if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ConfigError(
+            f"input_shape={list(shape)} is not a batch-first shape of positive ints; "
+            "e.g. input_shape=[1,3,224,224]"
+        )
+    return shape
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def module_table(model: torch.nn.Module, report: FlopReport, depth: int) -> list[dict[str, Any]]:
+    """Rows for modules nested at most `depth` deep: params, MACs, FLOPs and share of the total."""
+    rows = []
+    for name, module in model.named_modules():
+        level = 0 if name == "" else name.count(".") + 1
+        if level > depth:
+            continue
+        macs = report.by_module.get(name, 0.0)
+        rows.append(
+            {
+                "module": name or "(model)",
+                "type": type(module).__name__,
+                "params": sum(p.numel() for p in module.parameters()),
+                "macs": macs,
+                "flops": 2.0 * macs,
+                "share": macs / report.macs if report.macs else 0.0,
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def time_inference(
+    model, sample_shape, batch_size, device, dtype, warmup_iters, min_time_s
+) -> dict[str, float]:
+    """Seconds per forward pass of a batch: synchronized clock, warm-up first, doubling iterations."""
+    x = torch.randn(batch_size, *sample_shape, device=device)
+    watch = Stopwatch(device)
+    with autocast(device, dtype):
+        for _ in range(warmup_iters):
+            model(x)
+        iterations = 1
+        while True:
+            start = watch.now()
+            for _ in range(iterations):
+                model(x)
+            elapsed = watch.now() - start
+            if elapsed >= min_time_s:
+                break
+            iterations *= 2
+    latency = elapsed / iterations
+    return {
+        "batch_size": batch_size,
+        "latency_s": latency,
+        "throughput_samples_per_s": batch_size / latency,
+        "iterations": iterations,
+    }
+
+
+def measure(cfg: DictConfig) -> dict[str, Any]:
+    """Everything `harness measure` reports, as a JSON-ready dict."""
+    shape = _input_shape(cfg)
+    device = resolve_device(cfg.trainer.device)
+    dtype = resolve_precision(cfg.trainer.precision, device)
+    model = build_model_from_config(cfg.model, shape[1:], int(cfg.num_classes)).to(device).eval()
+    x = torch.randn(*shape, device=device)
+    try:
+        report = count_flops(model, x, strict=bool(cfg.strict))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"input_shape={list(shape)} does not fit {model_label(cfg.model)} ({_first_line(exc)}); "
+            "pass the shape the model expects, batch first"
+        ) from None
+    torch_flops = torch_forward_flops(model, x)
+    result: dict[str, Any] = {
+        "model": model_label(cfg.model),
+        "input_shape": list(shape),
+        "batch_size": report.batch_size,
+        "macs": report.macs,
+        "flops": report.flops,
+        "macs_per_sample": report.macs_per_sample,
+        "flops_per_sample": report.flops_per_sample,
+        "params": sum(p.numel() for p in model.parameters()),
+        "unsupported": report.unsupported,
+        "torch_flops": torch_flops,
+        "torch_ratio": torch_flops / report.flops if report.flops else None,
+        "by_operator": report.by_operator,
+        "modules": module_table(model, report, int(cfg.table_depth)),
+        "device": str(device),
+        "device_name": device_name(device),
+        "precision": cfg.trainer.precision,
+        "latency": [],
+    }
+    if cfg.latency.enabled:
+        result["latency"] = [
+            time_inference(
+                model,
+                shape[1:],
+                int(b),
+                device,
+                dtype,
+                int(cfg.latency.warmup_iters),
+                float(cfg.latency.min_time_s),
+            )
+            for b in cfg.latency.batch_sizes
+        ]
+    return result
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3f} {unit}"
+    return f"{value:.0f}"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{result['model']}  input {result['input_shape']}", title_justify="left")
+    for column in ("module", "type", "params", "MACs", "FLOPs", "share"):
+        table.add_column(column, justify="left" if column in ("module", "type") else "right")
+    for row in result["modules"]:
+        table.add_row(
+            row["module"],
+            row["type"],
+            _si(row["params"]),
+            _si(row["macs"]),
+            _si(row["flops"]),
+            f"{row['share']:.1%}",
+        )
+    console.print(table)
+    ratio = result["torch_ratio"]
+    console.print(
+        f"total: {_si(result['flops'])}FLOP ({_si(result['macs'])}MAC) for batch {result['batch_size']}, "
+        f"{_si(result['flops_per_sample'])}FLOP per sample; params {_si(result['params'])}\n"
+        f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
+        f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)\n"
+        f"unsupported ops: {result['unsupported'] or 'none'}"
+    )
+    for row in result["latency"]:
+        console.print(
+            f"latency on {result['device_name']} ({result['precision']}), batch {row['batch_size']}: "
+            f"{row['latency_s'] * 1e3:.3f} ms, {row['throughput_samples_per_s']:.1f} samples/s"
+        )
+
+
+@hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")
+def main(cfg: DictConfig) -> None:
+    if cfg.output not in ("table", "json"):
+        print(f"error: output={cfg.output} is unknown; use output=table or output=json", file=sys.stderr)
+        sys.exit(2)
+    try:
+        result = measure(cfg)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if cfg.output == "json":
+        print(json.dumps(result))
+    else:
+        print_table(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The run record: one JSON object per run, its fields typed and documented here and only here.
+
+`results/README.md` carries the same table (`schema_markdown()` renders it; a test keeps the two equal).
+Fields that a measurement has not filled stay null: never a placeholder number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("completed", "diverged", "failed", "interrupted")
+
+
+def _f(doc: str, default: Any = None, unit: str = "") -> Any:
+    """A record field with its documentation attached (rendered into results/README.md)."""
+    return field(default=default, metadata={"doc": doc, "unit": unit})
+
+
+def _dict(doc: str) -> Any:
+    return field(default_factory=dict, metadata={"doc": doc, "unit": ""})
+
+
+@dataclass
+class RunRecord:
+    # identity and outcome
+    run_id: str = _f("unique id: UTC start time + random suffix")
+    status: str = _f("completed | diverged | failed | interrupted")
+    error: str | None = _f("why the run did not complete (null when completed)")
+    schema_version: int = _f("version of this schema", SCHEMA_VERSION)
+    started_at: str | None = _f("UTC start time, ISO 8601")
+    # what was trained, on what
+    model: str | None = _f("registered model name")
+    model_width: int | None = _f("model.width")
+    model_depth: int | None = _f("model.depth")
+    params: int | None = _f("trainable parameters", unit="count")
+    data: str | None = _f("dataset name")
+    data_fraction: float | None = _f("data.fraction requested")
+    n_train: int | None = _f("training samples actually used", unit="samples")
+    n_train_full: int | None = _f("training-set size before subsampling", unit="samples")
+    n_test: int | None = _f("test samples", unit="samples")
+    input_shape: list[int] | None = _f("shape of one input sample")
+    num_classes: int | None = _f("number of classes")
+    seed: int | None = _f("the run's seed")
+    seeds: dict[str, int] = _dict("every seed used: init/data order, subsample, dataset generator")
+    # how it was trained
+    epochs: float | None = _f("epochs requested", unit="epochs")
+    epochs_completed: float | None = _f("epochs actually trained (steps × batch / n_train)", unit="epochs")
+    steps: int | None = _f("optimizer steps taken (timing warm-up excluded)", unit="steps")
+    samples_seen: int | None = _f("training samples processed", unit="samples")
+    batch_size: int | None = _f("trainer.batch_size", unit="samples")
+    precision: str | None = _f("fp32 | bf16 | fp16")
+    device: str | None = _f("torch device used: cpu, cuda, cuda:N")
+    device_name: str | None = _f("GPU model, or CPU model for device cpu")
+    device_count: int | None = _f("devices used by the run", unit="count")
+    cpu_threads: int | None = _f("torch intra-op threads", unit="count")
+    # time (one monotonic clock, device synchronized before each reading)
+    train_time_s: float | None = _f("training time: warm-up and evaluation excluded", unit="s")
+    eval_time_s: float | None = _f("test-set evaluation time", unit="s")
+    warmup_time_s: float | None = _f("untimed warm-up steps (compile, autotune), undone afterwards", unit="s")
+    wall_time_s: float | None = _f("whole run, data loading to record", unit="s")
+    # results
+    test_error: float | None = _f("final test error (1 − accuracy)", unit="fraction")
+    best_test_error: float | None = _f("lowest test error over the evaluations", unit="fraction")
+    test_loss: float | None = _f("final test cross-entropy", unit="nats")
+    train_loss: float | None = _f("mean training loss since the previous evaluation, at the end", unit="nats")
+    target_error: float | None = _f("trainer.target_error", unit="fraction")
+    time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")
+    steps_to_target: int | None = _f("steps when test error first reached target_error", unit="steps")
+    # compute (filled by the compute-accounting issue)
+    macs_forward: float | None = _f("multiply-accumulates of one forward pass, per sample", unit="MAC")
+    flops_forward: float | None = _f("2 × macs_forward (the paper's FLOP), per sample", unit="FLOP")
+    flops_forward_torch: float | None = _f(
+        "torch.utils.flop_counter's forward FLOPs per sample (matmul/conv/attention only), a cross-check",
+        unit="FLOP",
+    )
+    network_operations: float | None = _f(
+        "flops_forward × fp_bp_ratio × epochs_completed × n_train (the paper's definition)", unit="FLOP"
+    )
+    flops_train_measured: float | None = _f(
+        "one real training step (forward, backward, optimizer) counted by torch, per sample × samples_seen",
+        unit="FLOP",
+    )
+    fp_bp_ratio_measured: float | None = _f("measured training-step FLOPs / forward FLOPs", unit="ratio")
+    n_processors: int | None = _f("processors counted in the hardware burden", unit="count")
+    peak_flops: float | None = _f("peak FLOP/s per processor at the run's precision", unit="FLOP/s")
+    peak_source: str | None = _f("where peak_flops comes from (table row source, override, unknown)")
+    hardware_burden: float | None = _f("n_processors × peak_flops × train_time_s", unit="FLOP")
+    utilization: float | None = _f("network_operations / hardware_burden", unit="fraction")
+    # energy, carbon, cost (filled by the energy issue)
+    energy_gpu_j: float | None = _f("GPU energy over the training window", unit="J")
+    energy_cpu_j: float | None = _f("CPU energy over the training window", unit="J")
+    energy_ram_j: float | None = _f("RAM energy over the training window", unit="J")
+    energy_total_j: float | None = _f("sum of the energies above", unit="J")
+    energy_total_kwh: float | None = _f("energy_total_j in kWh", unit="kWh")
+    energy_method_gpu: str | None = _f("how energy_gpu_j was obtained")
+    energy_method_cpu: str | None = _f("how energy_cpu_j was obtained")
+    energy_method_ram: str | None = _f("how energy_ram_j was obtained")
+    energy_gpu_shared: bool | None = _f("another process used the GPU during the window")
+    power_mean_w: float | None = _f("mean GPU power over the window", unit="W")
+    power_peak_w: float | None = _f("peak GPU power over the window", unit="W")
+    energy_gpu_j_codecarbon: float | None = _f("codecarbon's GPU energy, a cross-check only", unit="J")
+    emissions_kg: float | None = _f("emissions of energy_total", unit="kg CO2e")
+    carbon_intensity_g_per_kwh: float | None = _f("grid carbon intensity used", unit="g/kWh")
+    cost_usd_energy: float | None = _f("energy × electricity price", unit="USD")
+    cost_usd_cloud: float | None = _f("device-hours × cloud price", unit="USD")
+    cost_usd_paper: float | None = _f("hardware burden at the paper's USD per FLOP", unit="USD")
+    co2_kg_paper: float | None = _f("hardware burden at the paper's CO2 per FLOP", unit="kg CO2e")
+    # provenance
+    versions: dict[str, str | None] = _dict("harness, torch, CUDA, cuDNN, Python, numpy, platform")
+    git_commit: str | None = _f("commit of the harness checkout, when it is a git checkout")
+    git_dirty: bool | None = _f("uncommitted changes in that checkout")
+    config: dict[str, Any] = _dict("the resolved Hydra config of the run")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Build from a stored record; keys of a newer schema are ignored, missing ones are null."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def schema_markdown() -> str:
+    """The record's fields as a Markdown table, as printed in results/README.md."""
+    rows = ["| field | unit | meaning |", "| --- | --- | --- |"]
+    for f in dataclasses.fields(RunRecord):
+        # A bare | would split the Markdown cell.
+        doc = f.metadata["doc"].replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {f.metadata['unit']} | {doc} |")
+    return "\n".join(rows)

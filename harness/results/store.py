@@ -1,0 +1,128 @@
+"""Writing and reading run records: atomic files, and a flat pandas view of every run under a path."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.results.schema import RunRecord
+
+RECORD_NAME = "run.json"
+CURVE_NAME = "curve.csv"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the whole new one, never a part.
+
+    The bytes go to a temporary file in the same directory, are fsynced, then renamed over `path`
+    (rename is atomic within one filesystem).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and ±inf (a diverged loss) become null: JSON has no such numbers, and null means 'no value'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_record(run_dir: Path, record: RunRecord) -> Path:
+    path = Path(run_dir) / RECORD_NAME
+    text = json.dumps(_json_safe(record.to_dict()), indent=2, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
+    return path
+
+
+def write_curve(run_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
+    """The learning curve as CSV, one row per evaluation; nothing is written for an empty curve."""
+    if not rows:
+        return None
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(run_dir) / CURVE_NAME
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    """Read one run.json (or the run.json inside a run directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def find_records(path: Path) -> Iterator[Path]:
+    """Every run.json at or below `path`, in a stable order."""
+    path = Path(path)
+    if path.is_file():
+        yield path
+        return
+    yield from sorted(path.rglob(RECORD_NAME))
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    """One table row: scalar fields as they are, nested ones (config, versions, seeds) as dotted columns."""
+    return pd.json_normalize(record, sep=".").iloc[0].to_dict()
+
+
+def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per run found at or below `path` (a run dir, a run.json, a sweep dir or a whole tree).
+
+    Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
+    and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no results at {path}; run `harness train` first or pass the results directory"
+        )
+    rows = []
+    for file in find_records(path):
+        try:
+            record = RunRecord.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            warnings.warn(f"skipping unreadable run record {file}: {exc}", stacklevel=2)
+            continue
+        row = _flat(record.to_dict())
+        row["run_dir"] = str(file.parent)
+        rows.append(row)
+    base = [
+        f.name
+        for f in RunRecord.__dataclass_fields__.values()
+        if f.name not in ("config", "versions", "seeds")
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=[*base, "run_dir"])
+    if columns is not None:
+        frame = frame[list(columns)]
+    return frame.reset_index(drop=True)

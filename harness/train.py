@@ -1,0 +1,195 @@
+"""`harness train`: one measured training run, configured by Hydra (root config conf/train.yaml).
+
+`run(cfg, output_dir)` is the plain, testable function; `main` is the thin Hydra entry point around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from harness.building import build_model_from_config, model_label
+from harness.compute.accounting import compute_fields, count_run_compute
+from harness.compute.hardware import peak_flops_for
+from harness.data import load_dataset
+from harness.errors import HarnessError
+from harness.results import RunRecord, write_curve, write_record
+from harness.results.provenance import git_state, versions
+from harness.training import train
+from harness.training.device import device_name, resolve_device, resolve_precision
+from harness.training.loop import plan_steps
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
+    """Train once as `cfg` says and write run.json (and curve.csv) into `output_dir`.
+
+    Bad input raises a HarnessError before anything is written. Once training has started, every
+    outcome (completed, diverged, interrupted, or a crash) leaves a record of what was measured.
+    """
+    wall_start = time.perf_counter()
+    output_dir = Path(output_dir)
+    commit, dirty = git_state()
+    record = RunRecord(
+        run_id=new_run_id(),
+        status="failed",
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        seed=int(cfg.seed),
+        versions=versions(),
+        git_commit=commit,
+        git_dirty=dirty,
+    )
+
+    device = resolve_device(cfg.trainer.device)
+    dtype = resolve_precision(cfg.trainer.precision, device)
+    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
+    data = load_dataset(cfg.data)
+    plan_steps(data.n_train, int(cfg.trainer.batch_size), float(cfg.trainer.epochs), cfg.trainer.max_steps)
+    seed_everything(int(cfg.seed))
+    model = build_model_from_config(cfg.model, data.input_shape, data.num_classes)
+
+    record.model = model_label(cfg.model)
+    record.model_width = cfg.model.get("width")
+    record.model_depth = cfg.model.get("depth")
+    record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    record.data = data.name
+    record.data_fraction = cfg.data.get("fraction")
+    record.n_train, record.n_train_full, record.n_test = data.n_train, data.n_train_full, len(data.y_test)
+    record.input_shape, record.num_classes = list(data.input_shape), data.num_classes
+    record.seeds = {
+        "init_and_order": int(cfg.seed),
+        **{key: int(cfg.data[key]) for key in ("subsample_seed", "generator_seed") if key in cfg.data},
+    }
+    record.epochs, record.batch_size = float(cfg.trainer.epochs), int(cfg.trainer.batch_size)
+    record.precision, record.device = cfg.trainer.precision, str(device)
+    record.device_name, record.device_count = device_name(device), 1
+    record.cpu_threads = torch.get_num_threads()
+    record.target_error = cfg.trainer.target_error
+
+    def progress(row: dict) -> None:
+        log.info(
+            "step %d  epoch %.2f  train loss %.4f  test error %.4f  (%.1f s training)",
+            row["step"],
+            row["epoch"],
+            row["train_loss"],
+            row["test_error"],
+            row["train_time_s"],
+        )
+
+    counted = None
+    peak = peak_flops_for(device, cfg.trainer.precision, cfg.hardware.peak_flops)
+    if cfg.measure.flops:
+        batch = min(int(cfg.trainer.batch_size), data.n_train)
+        counted = count_run_compute(
+            model.to(device),
+            data.x_train[:batch].to(device),
+            data.y_train[:batch].to(device),
+            instantiate(cfg.trainer.optimizer),
+            dtype,
+            strict=bool(cfg.measure.strict_flops),
+        )
+
+    try:
+        result = train(model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), on_eval=progress)
+    except Exception as exc:
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.wall_time_s = time.perf_counter() - wall_start
+        write_record(output_dir, record)
+        raise
+
+    record.status, record.error = result.status, result.error
+    record.steps, record.samples_seen = result.steps, result.samples_seen
+    record.epochs_completed = result.samples_seen / data.n_train
+    record.train_time_s, record.eval_time_s = result.train_time_s, result.eval_time_s
+    record.warmup_time_s = result.warmup_time_s
+    record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
+    record.train_loss, record.best_test_error = result.last("train_loss"), result.best_test_error()
+    reached = result.first_reaching(record.target_error)
+    if reached is not None:
+        record.time_to_target_s, record.steps_to_target = reached["train_time_s"], reached["step"]
+    if counted is not None:
+        fields = compute_fields(
+            counted,
+            samples_seen=result.samples_seen,
+            n_train=data.n_train,
+            fp_bp_ratio=float(cfg.measure.fp_bp_ratio),
+            device=device,
+            peak=peak,
+            train_time_s=result.train_time_s,
+        )
+        for key, value in fields.items():
+            setattr(record, key, value)
+    if cfg.measure.learning_curve:
+        write_curve(output_dir, result.curve)
+    record.wall_time_s = time.perf_counter() - wall_start
+    write_record(output_dir, record)
+    return record
+
+
+def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
+    """Remove a run directory that holds only Hydra's own files, and the empty folders Hydra made above it
+    inside `results_dir`: bad input leaves no half-written output."""
+    own = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    if not output_dir.is_dir() or not {p.name for p in output_dir.iterdir()} <= own:
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    results_dir = results_dir.resolve()
+    for parent in output_dir.resolve().parents:
+        if parent == results_dir or results_dir not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        record = run(cfg, output_dir)
+    except HarnessError as exc:
+        _discard_unused_run_dir(output_dir, Path(cfg.paths.results_dir))
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    log.info(
+        "%s %s: test error %.4f, %d steps, %.2f s training, record %s",
+        record.run_id,
+        record.status,
+        record.test_error if record.test_error is not None else float("nan"),
+        record.steps,
+        record.train_time_s,
+        output_dir / "run.json",
+    )
+    if record.status == "interrupted":
+        sys.exit(130)
+    if record.status != "completed" and hydra_cfg.mode != RunMode.MULTIRUN:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

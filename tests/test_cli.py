@@ -1,0 +1,97 @@
+"""The console script as a user meets it: subprocesses, real output directories, exit codes."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from harness.results import load
+
+
+def _records(root):
+    return sorted(root.rglob("run.json"))
+
+
+def test_default_train_run(harness_cli, tmp_path):
+    proc = harness_cli("train")
+    assert proc.returncode == 0, proc.stderr
+    (path,) = _records(tmp_path / "results" / "runs")
+    record = json.loads(path.read_text())
+    assert record["status"] == "completed"
+    assert record["model"] == "mlp" and record["data"] == "digits"
+    assert record["test_error"] < 0.2
+    assert (path.parent / "curve.csv").exists()
+
+
+def test_multirun_writes_one_record_per_job(harness_cli, tmp_path):
+    proc = harness_cli("train", "-m", "model.width=8,16", "seed=0,1", "trainer.epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(_records(tmp_path / "results" / "runs" / "multirun")) == 4
+    frame = load(tmp_path / "results" / "runs")
+    assert len(frame) == 4
+    assert sorted(zip(frame["model_width"], frame["seed"], strict=True)) == [(8, 0), (8, 1), (16, 0), (16, 1)]
+
+
+def test_python_m_harness_train_is_equivalent(tmp_path):
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.train", "trainer.max_steps=2", f"paths.results_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(_records(tmp_path)) == 1
+
+
+def test_unknown_subcommand_prints_usage_and_exits_2(harness_cli):
+    proc = harness_cli("trian")
+    assert proc.returncode == 2
+    assert "unknown command 'trian'" in proc.stderr and "usage: harness" in proc.stderr
+    assert harness_cli().returncode == 2
+    assert harness_cli("--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.width=0", "model.width must be a positive integer"),
+        ("data.fraction=1.5", "data.fraction must be in (0, 1]"),
+        ("data.fraction=0", "data.fraction must be in (0, 1]"),
+        ("trainer.precision=fp8", "trainer.precision=fp8 is unknown"),
+        ("trainer.epochs=0", "trainer.epochs must be positive"),
+    ],
+)
+def test_bad_values_give_one_line_error_and_no_output(harness_cli, tmp_path, override, message):
+    proc = harness_cli("train", override)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "bad input left files behind"
+    assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
+
+
+def test_missing_data_root_names_where_it_looked(harness_cli, tmp_path):
+    proc = harness_cli("train", "data=mnist", f"data.root={tmp_path / 'nowhere'}")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "nowhere" in line and "data.download=true" in line
+    assert not _records(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the no-CUDA error")
+def test_cuda_without_cuda_is_an_error(harness_cli, tmp_path):
+    proc = harness_cli("train", "trainer.device=cuda")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "CUDA is not available" in line and "trainer.device=cpu" in line
+    assert not _records(tmp_path)
+
+
+def test_unknown_model_is_refused_with_the_choices(harness_cli, tmp_path):
+    proc = harness_cli("train", "model=nope")
+    assert proc.returncode != 0
+    assert "model/nope" in proc.stderr and "mlp" in proc.stderr
+    assert not _records(tmp_path)

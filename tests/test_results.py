@@ -1,0 +1,120 @@
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.results import RunRecord, load, read_record, schema_markdown, write_curve, write_record
+from harness.results.store import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _record(**fields) -> RunRecord:
+    base = dict(
+        run_id="r1",
+        status="completed",
+        model="mlp",
+        data="digits",
+        seed=0,
+        n_train=100,
+        epochs=2.0,
+        params=1234,
+        test_error=0.1,
+        train_time_s=1.5,
+        wall_time_s=2.0,
+        device_name="cpu",
+        config={"model": {"name": "mlp", "width": 8}, "seed": 0},
+    )
+    base.update(fields)
+    return RunRecord(**base)
+
+
+def test_record_round_trip(tmp_path):
+    record = _record(seeds={"init_and_order": 0}, input_shape=[1, 8, 8])
+    path = write_record(tmp_path, record)
+    assert path == tmp_path / "run.json"
+    assert read_record(tmp_path) == record
+    assert read_record(path).to_dict() == record.to_dict()
+
+
+def test_unfilled_measurements_are_null_not_numbers(tmp_path):
+    write_record(tmp_path, _record())
+    stored = json.loads((tmp_path / "run.json").read_text())
+    for key in ("flops_forward", "hardware_burden", "energy_total_j", "cost_usd_paper"):
+        assert key in stored and stored[key] is None
+
+
+def test_non_finite_values_are_stored_as_null(tmp_path):
+    write_record(tmp_path, _record(status="diverged", train_loss=math.nan, test_loss=math.inf))
+    stored = json.loads((tmp_path / "run.json").read_text())
+    assert stored["train_loss"] is None and stored["test_loss"] is None
+    assert stored["status"] == "diverged"
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "run.json"
+    atomic_write_text(target, "old")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"], "temporary file left behind"
+
+
+def test_load_flattens_a_tree_and_skips_corrupt_records(tmp_path):
+    for i, width in enumerate((8, 16, 32)):
+        write_record(
+            tmp_path / "sweep" / str(i),
+            _record(run_id=f"r{i}", model_width=width, config={"model": {"width": width}}),
+        )
+    (tmp_path / "sweep" / "bad").mkdir()
+    (tmp_path / "sweep" / "bad" / "run.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="bad/run.json"):
+        frame = load(tmp_path)
+    assert len(frame) == 3
+    assert sorted(frame["config.model.width"]) == [8, 16, 32]
+    for column in (
+        "run_id",
+        "status",
+        "model",
+        "data",
+        "seed",
+        "n_train",
+        "epochs",
+        "params",
+        "test_error",
+        "train_time_s",
+        "wall_time_s",
+        "device_name",
+        "run_dir",
+    ):
+        assert column in frame.columns
+    assert len(load(tmp_path / "sweep" / "1")) == 1
+
+
+def test_load_of_missing_path_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load(tmp_path / "nowhere")
+
+
+def test_load_of_empty_dir_has_the_schema_columns(tmp_path):
+    frame = load(tmp_path)
+    assert frame.empty and "test_error" in frame.columns
+
+
+def test_curve_written_as_csv(tmp_path):
+    rows = [{"step": 1, "test_error": 0.5}, {"step": 2, "test_error": 0.25}]
+    path = write_curve(tmp_path, rows)
+    assert path.read_text().splitlines() == ["step,test_error", "1,0.5", "2,0.25"]
+    assert write_curve(tmp_path / "none", []) is None
+
+
+def test_results_readme_documents_every_field():
+    readme = (REPO / "results" / "README.md").read_text()
+    assert schema_markdown() in readme, "results/README.md is out of date: paste schema_markdown() into it"

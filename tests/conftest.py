@@ -15,19 +15,26 @@ from hydra.core.global_hydra import GlobalHydra
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def compose_train(tmp_path):
-    """compose_train(*overrides) -> the resolved train config, on the CPU, writing under tmp_path."""
-
+def _composer(config_name: str, forced: list[str]):
     def _compose(*overrides: str):
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-            return compose(
-                config_name="train",
-                overrides=["trainer.device=cpu", f"paths.results_dir={tmp_path / 'runs'}", *overrides],
-            )
+            return compose(config_name=config_name, overrides=[*forced, *overrides])
 
-    yield _compose
+    return _compose
+
+
+@pytest.fixture
+def compose_train(tmp_path):
+    """compose_train(*overrides) -> the resolved train config, on the CPU, writing under tmp_path."""
+    yield _composer("train", ["trainer.device=cpu", f"paths.results_dir={tmp_path / 'runs'}"])
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def compose_measure():
+    """compose_measure(*overrides) -> the resolved measure config, on the CPU."""
+    yield _composer("measure", ["trainer.device=cpu"])
     GlobalHydra.instance().clear()
 
 

@@ -1,0 +1,61 @@
+"""`harness measure`: FLOPs, cross-check, parameters and latency of a model that is not trained."""
+
+import json
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.measure import measure
+
+
+def test_registered_model_closed_form(compose_measure):
+    result = measure(compose_measure("model=mlp", "latency.batch_sizes=[1,4]", "latency.min_time_s=0.01"))
+    macs = 64 * 128 + 128 * 128 + 128 * 10  # the default MLP on one 8×8 digits image
+    assert result["macs"] == macs and result["flops"] == 2 * macs
+    assert result["params"] == macs + 128 + 128 + 10
+    assert result["unsupported"] == {}
+    assert result["torch_ratio"] == pytest.approx(1.0)
+    assert [row["batch_size"] for row in result["latency"]] == [1, 4]
+    assert all(row["latency_s"] > 0 and row["throughput_samples_per_s"] > 0 for row in result["latency"])
+    model_row = result["modules"][0]
+    assert model_row["module"] == "(model)" and model_row["share"] == pytest.approx(1.0)
+
+
+def test_target_model_json_through_the_cli(harness_cli):
+    proc = harness_cli(
+        "measure",
+        "model._target_=torchvision.models.resnet18",
+        "+model.num_classes=10",
+        "input_shape=[2,3,32,32]",
+        "output=json",
+        "latency.enabled=false",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # stdout is exactly one JSON object
+    assert {"flops", "macs", "params", "unsupported", "torch_flops"} <= set(result)
+    assert result["params"] == 11_181_642
+    assert result["flops"] == 2 * result["macs"] and result["batch_size"] == 2
+    assert result["unsupported"] == {}
+    assert 0.99 < result["torch_flops"] / result["flops"] < 1.0, "torch omits only batch norm and pooling"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model._target_=torchvision.models.no_such_net"], "could not be built"),
+        (["model._target_=torchvision.models.resnet18", "input_shape=[1,3,4]"], "does not fit torchvision"),
+        (["model=mlp", "input_shape=[8]"], "batch-first shape"),
+        ([], "no model chosen"),
+    ],
+)
+def test_bad_input_is_a_config_error(compose_measure, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        measure(compose_measure("latency.enabled=false", *overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_bad_input_on_the_cli_is_one_line(harness_cli):
+    proc = harness_cli("measure", "model._target_=torchvision.models.no_such_net", "input_shape=[1,3,8,8]")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: model._target_=torchvision.models.no_such_net")

@@ -12,12 +12,14 @@ commands:
             `-m` sweeps, e.g. harness train -m model.width=8,16 seed=0,1
   measure   count a model's FLOPs per forward pass, cross-check them, time its inference
             (root config conf/measure.yaml), e.g. harness measure model=resnet output=json
+  collect   write runs.parquet and runs.csv for every run under a directory, e.g.
+            harness collect results/runs
 
 Run `harness <command> --help` for the command's configuration."""
 
 
-# Each command is a module with a Hydra `main`; importing lazily keeps `harness --help` fast.
-COMMANDS = {"train": "harness.train", "measure": "harness.measure"}
+# Each command is a module with a `main`; importing lazily keeps `harness --help` fast.
+COMMANDS = {"train": "harness.train", "measure": "harness.measure", "collect": "harness.collect"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,8 +27,12 @@ from harness.compute.accounting import compute_fields, count_run_compute
 from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
 from harness.errors import HarnessError
+from harness.preflight import preflight
+from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
+from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, versions
+from harness.sweep import assign_device, interrupt_on_sigterm, release_job_state
 from harness.training import train
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.loop import plan_steps
@@ -46,7 +50,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
+def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> RunRecord:
     """Train once as `cfg` says and write run.json (and curve.csv) into `output_dir`.
 
     Bad input raises a HarnessError before anything is written. Once training has started, every
@@ -54,12 +58,14 @@ def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
     """
     wall_start = time.perf_counter()
     output_dir = Path(output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
     commit, dirty = git_state()
     record = RunRecord(
         run_id=new_run_id(),
         status="failed",
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
+        config_hash=config_hash(config),
         seed=int(cfg.seed),
         versions=versions(),
         git_commit=commit,
@@ -92,16 +98,6 @@ def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
     record.cpu_threads = torch.get_num_threads()
     record.target_error = cfg.trainer.target_error
 
-    def progress(row: dict) -> None:
-        log.info(
-            "step %d  epoch %.2f  train loss %.4f  test error %.4f  (%.1f s training)",
-            row["step"],
-            row["epoch"],
-            row["train_loss"],
-            row["test_error"],
-            row["train_time_s"],
-        )
-
     counted = None
     peak = peak_flops_for(device, cfg.trainer.precision, cfg.hardware.peak_flops)
     if cfg.measure.flops:
@@ -116,7 +112,7 @@ def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
         )
 
     try:
-        result = train(model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), on_eval=progress)
+        result = train(model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), progress=progress)
     except Exception as exc:
         record.error = f"{type(exc).__name__}: {exc}"
         record.wall_time_s = time.perf_counter() - wall_start
@@ -149,6 +145,8 @@ def run(cfg: DictConfig, output_dir: Path) -> RunRecord:
         write_curve(output_dir, result.curve)
     record.wall_time_s = time.perf_counter() - wall_start
     write_record(output_dir, record)
+    if record.status == "completed":
+        mark_completed(Path(cfg.paths.results_dir), record, output_dir)
     return record
 
 
@@ -166,29 +164,77 @@ def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
         parent.rmdir()
 
 
+def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
+    """A sweep job refused before training: kept as a record so the sweep's table shows why."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return RunRecord(
+        run_id=new_run_id(),
+        status="failed",
+        error=error,
+        config=config,
+        config_hash=config_hash(config),
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seed=cfg.get("seed"),
+        model=model_label(cfg.model),
+        data=cfg.data.get("name"),
+        versions=versions(),
+    )
+
+
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
+    """One job: a single run, or one point of a sweep (where failures are recorded and the sweep goes on
+    unless fail_fast=true)."""
     hydra_cfg = HydraConfig.get()
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
+    results_dir = Path(cfg.paths.results_dir)
+    if cfg.resume:
+        done = find_completed(results_dir, config_hash(OmegaConf.to_container(cfg, resolve=True)))
+        if done is not None:
+            log.info("skipped: this config already completed in %s (resume=true)", done)
+            _discard_unused_run_dir(output_dir, results_dir)
+            return
+    if sweeping:
+        cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
-        record = run(cfg, output_dir)
+        with interrupt_on_sigterm():
+            record = run(cfg, output_dir, progress=progress_for(interactive_run=not sweeping))
     except HarnessError as exc:
-        _discard_unused_run_dir(output_dir, Path(cfg.paths.results_dir))
+        if sweeping and not cfg.fail_fast:
+            write_record(output_dir, _failed_record(cfg, str(exc)))
+            log.error("job %d failed: %s", hydra_cfg.job.num, exc)
+            return
+        _discard_unused_run_dir(output_dir, results_dir)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception:  # a crash during training: run() has already written a failed record
+        if sweeping and not cfg.fail_fast:
+            log.exception("job %d crashed; its record is in %s", hydra_cfg.job.num, output_dir)
+            return
+        raise
+    finally:
+        release_job_state()
     log.info(
-        "%s %s: test error %.4f, %d steps, %.2f s training, record %s",
+        "%s %s: test error %s, %d steps, %.2f s training, record %s",
         record.run_id,
         record.status,
-        record.test_error if record.test_error is not None else float("nan"),
-        record.steps,
-        record.train_time_s,
+        "n/a" if record.test_error is None else f"{record.test_error:.4f}",
+        record.steps or 0,
+        record.train_time_s or 0.0,
         output_dir / "run.json",
     )
     if record.status == "interrupted":
         sys.exit(130)
-    if record.status != "completed" and hydra_cfg.mode != RunMode.MULTIRUN:
+    if record.status != "completed" and (not sweeping or cfg.fail_fast):
         sys.exit(1)
+
+
+def main() -> None:
+    """`harness train` and `python -m harness.train`: bad overrides get a one-line error before Hydra
+    creates any directory."""
+    preflight("train", sys.argv[1:], results_dir_key="paths.results_dir")
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class RunRecord:
     error: str | None = _f("why the run did not complete (null when completed)")
     schema_version: int = _f("version of this schema", SCHEMA_VERSION)
     started_at: str | None = _f("UTC start time, ISO 8601")
+    config_hash: str | None = _f("digest of the result-relevant config (resume skips completed hashes)")
     # what was trained, on what
     model: str | None = _f("registered model name")
     model_width: int | None = _f("model.width")

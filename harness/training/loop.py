@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 
 from harness.data import Dataset
 from harness.errors import ConfigError
+from harness.progress import LogProgress, Progress
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast
 from harness.training.schedule import lr_factor
@@ -98,7 +99,7 @@ def train(
     dtype: torch.dtype,
     *,
     seed: int,
-    on_eval: Callable[[dict[str, Any]], None] | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train `model` on `data` as `cfg` (the trainer config group) says; never raises on divergence."""
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -134,6 +135,8 @@ def train(
     with watch.segment("warmup"):
         _untimed_warmup(step, model, optimizer, scaler, int(cfg.timing_warmup_steps), batch_size, device)
 
+    progress = progress or LogProgress(logging.DEBUG)
+    progress.start(total_steps)
     batches = _shuffled_batches(n, batch_size, seed, device)
     loss_sum = torch.zeros((), device=device)
     losses = 0
@@ -154,6 +157,7 @@ def train(
                 result.error = f"training loss became non-finite by step {result.steps}"
                 log.warning(result.error)
                 break
+            progress.advance(result.steps, loss_sum.item() / losses)
             if result.steps % eval_every == 0 or result.steps == total_steps:
                 with watch.segment("eval"):
                     test_error, test_loss = evaluate(
@@ -170,14 +174,15 @@ def train(
                     "lr": scheduler.get_last_lr()[0],
                 }
                 result.curve.append(row)
-                if on_eval is not None:
-                    on_eval(row)
+                progress.evaluated(row)
                 loss_sum.zero_()
                 losses = 0
     except KeyboardInterrupt:
         result.status = "interrupted"
         result.error = f"interrupted by the user at step {result.steps} of {total_steps}"
         log.warning(result.error)
+    finally:
+        progress.close()
     result.train_time_s = watch.total("train")
     result.eval_time_s = watch.total("eval")
     result.warmup_time_s = watch.total("warmup")

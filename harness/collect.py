@@ -1,0 +1,42 @@
+"""`harness collect DIR`: one table (runs.parquet + runs.csv) of every run under DIR."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from harness.results.collect import collect
+from harness.results.index import rebuild_index
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="harness collect",
+        description="Write runs.parquet and runs.csv (one row per run_id) for every run.json under DIR.",
+    )
+    parser.add_argument("directory", type=Path, help="a results tree, a sweep directory or one run directory")
+    parser.add_argument("--out", type=Path, default=None, help="where the tables go (default: DIRECTORY)")
+    parser.add_argument(
+        "--reindex", action="store_true", help="also rebuild DIRECTORY's resume index from its completed runs"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.directory.is_dir():
+        print(
+            f"error: {args.directory} is not a directory; pass a results or sweep directory", file=sys.stderr
+        )
+        sys.exit(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame, parquet, csv = collect(args.directory, args.out)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
+    if args.reindex:
+        print(f"resume index: {rebuild_index(args.directory)} completed runs marked")
+
+
+if __name__ == "__main__":
+    main()

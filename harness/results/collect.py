@@ -1,0 +1,61 @@
+"""Sweep tables: every run under a directory in one Parquet (and CSV) file, and learning curves."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results.store import CURVE_NAME, atomic_path, find_records, load, read_record
+
+TABLE_NAME = "runs"
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet wants one type per column: object columns that mix types (a config key that is a number in
+    one run and a string in another) are written as strings, nulls kept."""
+    frame = frame.copy()
+    for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+        kinds = {type(v) for v in frame[column] if v is not None and v == v}
+        if len(kinds) > 1:
+            frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))
+    return frame
+
+
+def collect(directory: str | Path, out: str | Path | None = None) -> tuple[pd.DataFrame, Path, Path]:
+    """Write `<out>/runs.parquet` and `<out>/runs.csv` (out defaults to `directory`), one row per run_id.
+
+    A run found twice (copied trees) is kept once, the last record by path order. Both files are
+    written atomically, so a reader never sees half a table, and concurrent collectors cannot interleave.
+    """
+    directory = Path(directory)
+    out = Path(out) if out is not None else directory
+    frame = load(directory)
+    frame = frame.drop_duplicates("run_id", keep="last").reset_index(drop=True)
+    parquet, csv = out / f"{TABLE_NAME}.parquet", out / f"{TABLE_NAME}.csv"
+    with atomic_path(parquet) as tmp:
+        _parquet_safe(frame).to_parquet(tmp, index=False)
+    with atomic_path(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame, parquet, csv
+
+
+def load_curves(path: str | Path) -> pd.DataFrame:
+    """Learning curves of every run under `path`, long format: run_id, model, data, model_width, seed,
+    n_train, then the curve.csv columns (step, epoch, samples_seen, train_loss, test_error, ...)."""
+    frames = []
+    for record_path in find_records(Path(path)):
+        curve = record_path.parent / CURVE_NAME
+        if not curve.exists():
+            continue
+        try:
+            record = read_record(record_path)
+            rows = pd.read_csv(curve)
+        except (OSError, ValueError, TypeError) as exc:
+            warnings.warn(f"skipping unreadable run {record_path.parent}: {exc}", stacklevel=2)
+            continue
+        for key in ("n_train", "seed", "model_width", "data", "model", "run_id"):
+            rows.insert(0, key, getattr(record, key))
+        frames.append(rows)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,196 @@
+"""Sweeps: presets, launchers, collection, resume after a kill, concurrent writers, signals, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.results import load, load_curves
+from harness.results.index import config_hash, find_completed
+from harness.sweep import assign_device
+
+FAST = ("trainer.epochs=1", "measure.flops=false")
+
+
+def _records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("run.json"))]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from harness.cli import main; main()", *args]
+
+
+def test_config_hash_ignores_output_paths_not_results():
+    base = {"seed": 0, "model": {"width": 8}, "paths": {"results_dir": "a"}, "resume": True}
+    assert config_hash(base) == config_hash({**base, "paths": {"results_dir": "b"}, "resume": False})
+    assert config_hash(base) != config_hash({**base, "seed": 1})
+    assert config_hash(base) != config_hash({**base, "model": {"width": 16}})
+
+
+def test_jobs_spread_over_gpus(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [assign_device("auto", k) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0"]
+    assert assign_device("cpu", 3) == "cpu" and assign_device("cuda:2", 1) == "cuda:2"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert assign_device("auto", 3) == "auto"
+
+
+def test_sweep_collects_its_table_and_curves(harness_cli, tmp_path):
+    proc = harness_cli("train", "-m", "+sweep=seeds", "seed=0,1,2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = (tmp_path / "results" / "runs" / "multirun").iterdir()
+    table = pd.read_parquet(sweep_dir / "runs.parquet")
+    assert sorted(table["seed"]) == [0, 1, 2] and set(table["status"]) == {"completed"}
+    assert len(pd.read_csv(sweep_dir / "runs.csv")) == 3
+    curves = load_curves(sweep_dir)
+    assert set(curves["run_id"]) == set(table["run_id"]) and {"step", "test_error"} <= set(curves.columns)
+    assert "3 runs" in proc.stdout, "summary table printed at the end"
+
+
+def test_resume_skips_completed_and_reruns_the_rest(harness_cli, tmp_path):
+    first = harness_cli("train", "-m", "model.width=4,8", *FAST)
+    assert first.returncode == 0, first.stderr
+    again = harness_cli("train", "-m", "model.width=4,8,12", *FAST)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipped: this config already completed") == 2
+    widths = sorted(r["model_width"] for r in _records(tmp_path / "results"))
+    assert widths == [4, 8, 12], "finished runs were not re-run"
+    forced = harness_cli("train", "model.width=4", "resume=false", *FAST)
+    assert forced.returncode == 0 and len(_records(tmp_path / "results")) == 4
+
+
+def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
+    args = _cli("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", "measure.flops=false")
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    deadline = time.monotonic() + 120
+    while not _records(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r["run_id"]: r["model_width"] for r in _records(tmp_path)}
+    assert 1 <= len(before) < 4, "the kill landed mid-sweep"
+    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = _records(tmp_path)
+    assert sorted(r["model_width"] for r in after) == [4, 5, 6, 7], "nothing lost, nothing twice"
+    assert all(r["status"] == "completed" for r in after)
+    assert before.keys() <= {r["run_id"] for r in after}, "finished runs kept, not re-run"
+
+
+@pytest.mark.slow
+def test_joblib_two_workers(harness_cli, tmp_path):
+    proc = harness_cli(
+        "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.width=4,8,12", *FAST
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["model_width"] for r in _records(tmp_path)) == [4, 8, 12]
+
+
+@pytest.mark.slow
+def test_submitit_local_two_jobs(harness_cli, tmp_path):
+    proc = harness_cli("train", "-m", "hydra/launcher=submitit_local", "model.width=4,8", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["model_width"] for r in _records(tmp_path)) == [4, 8]
+
+
+def test_four_processes_write_into_one_results_dir(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    procs = [
+        subprocess.Popen(
+            _cli("train", f"seed={s}", *FAST, f"paths.results_dir={tmp_path / 'shared'}"),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in range(4)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=240) == 0, proc.stderr.read()
+    frame = load(tmp_path / "shared")
+    assert sorted(frame["seed"]) == [0, 1, 2, 3] and frame["run_id"].is_unique
+    assert all(find_completed(tmp_path / "shared", h) is not None for h in frame["config_hash"])
+
+
+def test_sigterm_records_an_interrupted_run(tmp_path):
+    proc = subprocess.Popen(
+        _cli("train", "trainer.epochs=100000", "measure.flops=false"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.rglob("train.log")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3.0)  # well into training
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    (record,) = _records(tmp_path)
+    assert record["status"] == "interrupted" and record["steps"] > 0 and record["train_time_s"] > 0
+    assert "interrupted" in record["error"]
+
+
+def test_failing_job_does_not_stop_the_sweep(harness_cli, tmp_path):
+    proc = harness_cli("train", "-m", "model.width=0,8", *FAST)
+    assert proc.returncode == 1, "the sweep reports its failure"
+    statuses = {
+        r["model_width"] if r["model_width"] else r["config"]["model"]["width"]: r["status"]
+        for r in _records(tmp_path)
+    }
+    assert statuses == {0: "failed", 8: "completed"}
+    failed = next(r for r in _records(tmp_path) if r["status"] == "failed")
+    assert "model.width must be a positive integer" in failed["error"]
+
+
+def test_fail_fast_stops_at_the_first_failure(harness_cli, tmp_path):
+    proc = harness_cli("train", "-m", "model.width=0,8", "fail_fast=true", *FAST)
+    assert proc.returncode == 2
+    assert _records(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-m", "+sweep=nope"), "unknown sweep 'nope'; choose one of: compute, data, depth"),
+        (("model=nope",), "unknown model 'nope'; choose one of: cnn, mlp, resnet, transformer"),
+        (("-m", "data=digits,nope"), "unknown data 'nope'"),
+        (("paths.results_dir=/proc/harness-test",), "paths.results_dir=/proc/harness-test is not writable"),
+        (("model.nope=3",), "Could not override 'model.nope'"),
+    ],
+)
+def test_bad_command_lines_are_one_line(harness_cli, tmp_path, args, message):
+    proc = harness_cli("train", *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_collect_command_skips_corrupt_records(harness_cli, tmp_path):
+    assert harness_cli("train", "-m", "seed=0,1", *FAST).returncode == 0
+    bad = tmp_path / "results" / "runs" / "broken"
+    bad.mkdir()
+    (bad / "run.json").write_text("{truncated")
+    proc = harness_cli("collect", "results/runs", "--out", "tables")
+    assert proc.returncode == 0, proc.stderr
+    assert "broken/run.json" in proc.stderr and "2 runs" in proc.stdout
+    assert len(pd.read_parquet(tmp_path / "tables" / "runs.parquet")) == 2
+    assert harness_cli("collect", "nowhere").returncode == 2

@@ -12,6 +12,8 @@ commands:
             `-m` sweeps, e.g. harness train -m model.width=8,16 seed=0,1
   measure   count a model's FLOPs per forward pass, cross-check them, time its inference
             (root config conf/measure.yaml), e.g. harness measure model=resnet output=json
+  fit       the paper's scaling regressions on its own data or on our runs, with extrapolation and a
+            report (root config conf/fit.yaml), e.g. harness fit reference=all out=fits/paper
   collect   write runs.parquet and runs.csv for every run under a directory, e.g.
             harness collect results/runs
 
@@ -19,7 +21,12 @@ Run `harness <command> --help` for the command's configuration."""
 
 
 # Each command is a module with a `main`; importing lazily keeps `harness --help` fast.
-COMMANDS = {"train": "harness.train", "measure": "harness.measure", "collect": "harness.collect"}
+COMMANDS = {
+    "train": "harness.train",
+    "measure": "harness.measure",
+    "fit": "harness.fit",
+    "collect": "harness.collect",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,121 @@
+"""`harness fit`: the paper's scaling regressions on its own data or on our runs (root config conf/fit.yaml).
+
+`fit(cfg)` is the plain function (it computes everything and writes nothing); `write(analyses, out)` puts
+the report in place whole; `main` is the thin Hydra entry point that prints the tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import ConfigError, HarnessError
+from harness.report import print_summary, write_outputs
+from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference
+from harness.scaling.runs import read_runs
+
+
+def _plain(value):
+    """A config node as plain Python (lists and dicts), None staying None."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def settings_from_config(cfg: DictConfig) -> Settings:
+    """The analysis settings that conf/fit.yaml describes."""
+    return Settings(
+        level=float(cfg.level),
+        quantile=float(cfg.quantile),
+        year_base=int(cfg.year_base),
+        targets=_plain(cfg.extrapolation.targets) or {},
+        imputation=_plain(cfg.imputation) or {},
+        flop_per_usd=float(cfg.extrapolation.flop_per_usd),
+        flop_per_lb_co2=float(cfg.extrapolation.flop_per_lb_co2),
+        holdout_fraction=float(cfg.holdout_fraction),
+        x=str(cfg.x),
+        error=str(cfg.error),
+        specs=tuple(_plain(cfg.specs) or ()),
+        models=_plain(cfg.filter.model),
+        datasets=_plain(cfg.filter.data),
+        seeds=str(cfg.seeds),
+        group_by=tuple(_plain(cfg.group_by) or ()),
+        frontier=bool(cfg.frontier),
+        parametric=bool(cfg.parametric.enabled),
+        bootstrap=int(cfg.parametric.bootstrap),
+        bootstrap_seed=int(cfg.parametric.seed),
+        huber_delta=float(cfg.parametric.huber_delta),
+    )
+
+
+def fit(cfg: DictConfig) -> list[BenchmarkAnalysis]:
+    """Every analysis `cfg` asks for; bad input raises a one-line HarnessError before anything is written."""
+    if (cfg.reference is None) == (cfg.results is None):
+        raise ConfigError(
+            "give one of reference=<benchmark|all> (the paper's data) or results=<dir|file> (ours)"
+        )
+    settings = settings_from_config(cfg)
+    if cfg.reference is not None:
+        names = reference.NAMES if cfg.reference == "all" else (reference.benchmark(str(cfg.reference)).name,)
+        return [analyse_reference(name, settings) for name in names]
+    return analyse_runs(read_runs(cfg.results), settings)
+
+
+def check_out(out: Path, *, overwrite: bool) -> None:
+    """Refuse to replace a non-empty `out` unless asked: checked before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"out={out} is not empty; pass overwrite=true or choose another directory")
+
+
+def write(analyses: list[BenchmarkAnalysis], out: Path, *, formats: tuple[str, ...], overwrite: bool) -> None:
+    """Write the report into a fresh sibling directory, then rename it into place: never half-written."""
+    check_out(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    staging.mkdir()  # beside `out`, so that the final rename stays within one filesystem
+    try:
+        write_outputs(analyses, staging, formats=formats)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{secrets.token_hex(3)}")
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _formats(cfg: DictConfig) -> tuple[str, ...]:
+    formats = tuple(_plain(cfg.plots) or ())
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown:
+        raise ConfigError(f"plots={list(formats)}: {unknown} unknown; use png, svg or pdf")
+    return formats
+
+
+@hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="fit")
+def main(cfg: DictConfig) -> None:
+    out = Path(cfg.out) if cfg.out is not None else None
+    try:
+        formats = _formats(cfg)
+        if out is not None:
+            check_out(out, overwrite=bool(cfg.overwrite))
+        analyses = fit(cfg)
+        if out is not None:
+            write(analyses, out, formats=formats, overwrite=bool(cfg.overwrite))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print_summary(analyses, out)
+
+
+if __name__ == "__main__":
+    main()

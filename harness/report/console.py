@@ -1,0 +1,66 @@
+"""What `harness fit` prints: the fits, the extrapolation and L(N, D), rounded, one table each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.formatting import interval, number
+from harness.scaling.analysis import BenchmarkAnalysis
+
+
+def _table(rows: list[dict]) -> str:
+    return pd.DataFrame(rows).to_string(index=False) if rows else "(none)"
+
+
+def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None) -> str:
+    fits = [
+        {
+            "benchmark": f.row["benchmark"],
+            "spec": f.row["spec"],
+            "y": f.row["y"],
+            "x": f.row["x"],
+            "slope [95% CI]": interval(f.row["slope"], f.row.get("slope_ci_low"), f.row.get("slope_ci_high")),
+            "N": f.row["n"],
+            "R²": number(f.row.get("r2"), 2),
+            "k [95% CI]": interval(f.row.get("k"), f.row.get("k_ci_low"), f.row.get("k_ci_high")),
+        }
+        for a in analyses
+        for f in a.fits
+    ]
+    extrapolation = [
+        {
+            "benchmark": r["benchmark"],
+            "spec": r["spec"],
+            "x": r["x"],
+            "target error": number(r["target_error"]),
+            "compute needed [95% CI]": interval(r["x_needed"], r["x_ci_low"], r["x_ci_high"], unbounded=True),
+            "USD (paper)": number(r.get("usd_paper")),
+            "kg CO2e (paper)": number(r.get("co2_kg_paper")),
+        }
+        for a in analyses
+        for r in a.extrapolation
+    ]
+    parts = ["fits", _table(fits), "", "extrapolation", _table(extrapolation)]
+    for a in analyses:
+        if a.parametric is not None:
+            rows = [
+                {
+                    "parameter": r["parameter"],
+                    "value [95% CI]": interval(r["value"], r["ci_low"], r["ci_high"]),
+                }
+                for r in a.parametric.to_dict("records")
+            ]
+            parts += ["", f"L(N, D) on {a.name}", _table(rows)]
+    notes = [f"{a.name}: {note}" for a in analyses for note in a.notes]
+    if notes:
+        parts += ["", "notes", *notes]
+    if out is not None:
+        parts += ["", f"wrote {out}/report.md, report.html, fits.csv, extrapolation.csv and plots"]
+    return "\n".join(parts)
+
+
+def print_summary(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None) -> None:
+    print(summary_text(analyses, out))

@@ -1,0 +1,149 @@
+"""Log-log plots of error against compute: the points, the fitted lines and their 95% bands.
+
+Each figure gets its own Agg canvas, chosen inside the plotting function rather than at import, so
+plotting needs no display and never switches the backend of a caller's session (no pyplot state is
+touched); each figure is cleared once saved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from harness.report.formatting import interval, number
+from harness.scaling.imputation import CONSOLIDATED, IMPUTED
+from harness.scaling.regressions import FitResult, design
+
+X_LABELS = MappingProxyType(
+    {
+        "ops_forward_pass": "operations per forward pass (FLOP)",
+        "network_operations": "network operations (FLOP)",
+        "hardware_burden": "hardware burden (FLOP)",
+        "hardware_burden_consolidated": "hardware burden, measured or imputed (FLOP)",
+        "flops_forward": "forward FLOPs per sample",
+        "flops_train_measured": "measured training FLOPs",
+        "energy_total_j": "training energy (J)",
+    }
+)
+_LINE_STYLES = MappingProxyType({"poly": "-", "exp": "--"})
+
+
+def plot_name(benchmark: str, x: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{benchmark}_{x}")
+
+
+def _fit_label(fit: FitResult) -> str:
+    row = fit.row
+    slope = interval(row["slope"], row["slope_ci_low"], row["slope_ci_high"])
+    text = f"{row['spec']}: {row['y']}, slope {slope}"
+    if not np.isnan(row.get("k", np.nan)):
+        text += f", k {number(row['k'])}"
+    return f"{text}, R² {number(row['r2'], 2)}, N {row['n']}"
+
+
+def _curve(fit: FitResult, u: np.ndarray, level: float):
+    """The fitted line over `u` = log10(x), in error units, with its confidence band (None for quantiles)."""
+    response = fit.plan.response
+    exog = design(u)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        line = response.inverse(exog @ np.asarray(fit.model.params, dtype=float))
+        band = None
+        if fit.plan.quantile is None:
+            low, high = np.asarray(fit.model.get_prediction(exog).conf_int(alpha=1.0 - level)).T
+            ends = np.sort(np.vstack([response.inverse(low), response.inverse(high)]), axis=0)
+            band = tuple(np.where(np.isfinite(e) & (e > 0), e, np.nan) for e in ends)
+        line = np.where(np.isfinite(line) & (line > 0), line, np.nan)
+    return line, band
+
+
+def _scatter(ax, points: pd.DataFrame, x: str, colour: str | None, figure) -> None:
+    """The points, coloured by year (a colour bar) or by model (a legend); imputed burdens hollow."""
+    hollow = points[IMPUTED].astype(bool) if x == CONSOLIDATED and IMPUTED in points.columns else None
+    if colour == "year" and "year" in points.columns:
+        solid = points if hollow is None else points[~hollow]
+        years = points["year"].astype(float)
+        kwargs = {"cmap": "viridis", "vmin": years.min(), "vmax": years.max(), "s": 28}
+        mappable = ax.scatter(solid[x], solid["error"], c=solid["year"].astype(float), **kwargs)
+        if hollow is not None and hollow.any():
+            imputed = points[hollow]
+            colours = mappable.cmap(mappable.norm(imputed["year"].astype(float)))
+            ax.scatter(
+                imputed[x],
+                imputed["error"],
+                facecolors="none",
+                edgecolors=colours,
+                s=28,
+                label="imputed burden",
+            )
+        figure.colorbar(mappable, ax=ax, label="year")
+    elif colour == "model" and "model" in points.columns:
+        for index, (model, group) in enumerate(points.groupby("model", sort=True)):
+            ax.scatter(group[x], group["error"], s=28, color=f"C{index % 10}", label=str(model))
+    else:
+        ax.scatter(points[x], points["error"], s=28, color="C0", label="runs")
+
+
+def _error_ticks(ax, low: float, high: float) -> None:
+    """Errors as plain numbers (0.1, 0.2, 0.3), with 2-3-5 minor labels when the range is narrow."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    if np.log10(high / low) <= 2.0:
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_scaling(
+    fits: Sequence[FitResult],
+    *,
+    title: str,
+    error_label: str,
+    colour: str | None,
+    path_stem: Path,
+    formats: Sequence[str],
+    level: float = 0.95,
+    background: pd.DataFrame | None = None,
+) -> list[Path]:
+    """One figure of error against one compute column, every fit on that column drawn; returns the files."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = fits[0].plan.x
+    points = max(fits, key=lambda f: len(f.data)).data
+    figure = Figure(figsize=(8.5, 5.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    if background is not None and len(background):
+        ax.scatter(background[x], background["error"], s=16, color="0.75", label="off the frontier")
+    _scatter(ax, points, x, colour, figure)
+    u = np.linspace(points["u"].min() - 0.1, points["u"].max() + 0.1, 200)
+    for index, fit in enumerate(f for f in fits if f.plan.year_base is None):
+        line, band = _curve(fit, u, level)
+        style = ":" if fit.plan.quantile is not None else _LINE_STYLES.get(fit.plan.spec, "-.")
+        colour_line = "black" if index == 0 else f"C{(index + 3) % 10}"
+        ax.plot(10.0**u, line, style, color=colour_line, linewidth=1.6, label=_fit_label(fit))
+        if band is not None:
+            ax.fill_between(10.0**u, *band, color=colour_line, alpha=0.12, linewidth=0)
+    errors = points["error"].astype(float)
+    ax.set(xscale="log", yscale="log", ylim=(errors.min() / 1.4, errors.max() * 1.4))
+    _error_ticks(ax, errors.min() / 1.4, errors.max() * 1.4)
+    ax.set_xlabel(X_LABELS.get(x, x))
+    ax.set_ylabel(f"{error_label} (log scale)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
+    ax.legend(fontsize=7, loc="best")
+    written = []
+    for fmt in formats:
+        path = path_stem.with_suffix(f".{fmt}")
+        figure.savefig(path, dpi=150)
+        written.append(path)
+    figure.clear()
+    return written

@@ -1,0 +1,11 @@
+"""The paper's scaling regressions, on its own reference data and on our runs, and what lies beyond them.
+
+`reference` (the authors' tables), `regressions` (OLS / quantile fits with CIs and k), `imputation`
+(hardware burden from network operations), `paper` (the specifications per benchmark), `runs` (our run
+records as regression data), `extrapolate` (compute for a target error), `parametric` and `lbfgs`
+(L(N, D) with bootstrap CIs), `holdout` (out-of-sample check), `analysis` (all of it, per benchmark).
+"""
+
+from harness.scaling.analysis import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs
+
+__all__ = ["BenchmarkAnalysis", "Settings", "analyse_reference", "analyse_runs"]

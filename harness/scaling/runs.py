@@ -1,0 +1,144 @@
+"""Our own runs as regression data: read a results directory or table, filter, average seeds, find a frontier.
+
+Everything a user can get wrong here (an unknown or empty column, a filter that leaves nothing) is a
+one-line ConfigError; rows that are dropped along the way are counted, never silently lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.results import load as load_records
+
+# The compute columns of a run record that `x=` may name, with their unit (for tables and plots).
+COMPUTE_COLUMNS = MappingProxyType(
+    {
+        "network_operations": "FLOP",
+        "flops_forward": "FLOP",
+        "hardware_burden": "FLOP",
+        "energy_total_j": "J",
+        "flops_train_measured": "FLOP",
+    }
+)
+# Of those, the ones that measure a whole training run's FLOPs, to which the paper's USD and CO2 rates apply.
+TRAINING_FLOP_COLUMNS = ("network_operations", "hardware_burden", "flops_train_measured")
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """One row per run from a results directory (run.json files), a .parquet or a .csv table of runs."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"results={path} does not exist; pass a results directory or a .parquet/.csv file")
+    if path.is_dir():
+        frame = load_records(path)
+    elif path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path)
+    else:
+        raise ConfigError(f"results={path} is neither a directory nor a .parquet or .csv file")
+    if frame.empty:
+        raise ConfigError(f"results={path} holds no runs")
+    return frame
+
+
+@dataclass
+class PreparedRuns:
+    """Runs ready to regress: `points` (one row per configuration or per run), and what was dropped why."""
+
+    points: pd.DataFrame
+    everything: pd.DataFrame  # before the frontier (column on_frontier marks it), to plot dominated points
+    runs: pd.DataFrame  # one row per run after the filters, before seeds are averaged
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _as_list(value) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value]
+    return list(value)
+
+
+def check_column(frame: pd.DataFrame, column: str, *, option: str) -> None:
+    """A one-line error when `column` is missing or has no values: say which and what to do."""
+    if column not in frame.columns:
+        raise ConfigError(f"{option}={column}: the runs have no column {column}")
+    if frame[column].isna().all():
+        hint = " (these runs recorded no energy; choose another x)" if column.startswith("energy") else ""
+        raise ConfigError(
+            f"{option}={column}: column {column} has no values in any of {len(frame)} runs{hint}"
+        )
+
+
+def prepare_runs(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    error: str = "test_error",
+    models: Sequence[str] | str | None = None,
+    datasets: Sequence[str] | str | None = None,
+    seeds: str = "mean",
+    group_by: Sequence[str] = (),
+    frontier: bool = False,
+) -> PreparedRuns:
+    """Filter and shape runs for the regressions: columns `error`, `x`, plus the identity columns kept."""
+    if x not in COMPUTE_COLUMNS:
+        raise ConfigError(f"x={x} is not a compute column; choose one of {', '.join(COMPUTE_COLUMNS)}")
+    if seeds not in ("mean", "keep"):
+        raise ConfigError(f"seeds={seeds} is unknown; use seeds=mean (average over seeds) or seeds=keep")
+    check_column(frame, x, option="x")
+    check_column(frame, error, option="error")
+    dropped: dict[str, int] = {}
+    runs = frame
+    if "status" in runs.columns:
+        runs, dropped["not completed"] = _keep(runs, runs["status"] == "completed")
+    for column, wanted in (("model", _as_list(models)), ("data", _as_list(datasets))):
+        if wanted is None:
+            continue
+        if column not in runs.columns:
+            raise ConfigError(f"filter.{column}: the runs have no column {column}")
+        runs, dropped[f"{column} not in {wanted}"] = _keep(runs, runs[column].isin(wanted))
+        if runs.empty:
+            raise ConfigError(f"filter.{column}={wanted} leaves no runs")
+    runs, dropped[f"no {x} or {error}"] = _keep(runs, runs[x].notna() & runs[error].notna())
+    if error != "error":  # a run record's own `error` is why it failed (text): the regressions need the name
+        runs = runs.drop(columns=["error"], errors="ignore").rename(columns={error: "error"})
+    filtered = runs.reset_index(drop=True)
+    if seeds == "mean":
+        runs = average_seeds(runs, x=x, keys=[k for k in group_by if k in runs.columns and k != "seed"])
+    everything = runs.reset_index(drop=True)
+    everything["on_frontier"] = frontier_mask(everything, x)
+    points = everything[everything["on_frontier"]] if frontier else everything
+    kept = {reason: count for reason, count in dropped.items() if count}
+    return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept)
+
+
+def _keep(frame: pd.DataFrame, mask: pd.Series) -> tuple[pd.DataFrame, int]:
+    return frame[mask], int((~mask).sum())
+
+
+def average_seeds(runs: pd.DataFrame, *, x: str, keys: list[str]) -> pd.DataFrame:
+    """One row per configuration (`keys`): mean error and mean compute over its seeds, and how many."""
+    if not keys:
+        raise ConfigError("seeds=mean needs group_by columns that identify a configuration (e.g. model)")
+    numeric = [c for c in dict.fromkeys(["error", x, "params", "n_train", "year"]) if c in runs.columns]
+    numeric = [c for c in numeric if c not in keys]
+    grouped = runs.groupby(keys, dropna=False, sort=True)
+    averaged = grouped[numeric].mean()
+    averaged["n_seeds"] = grouped.size()
+    return averaged.reset_index()
+
+
+def frontier_mask(points: pd.DataFrame, x: str) -> pd.Series:
+    """The compute-efficient frontier: points whose error beats every point that used less compute."""
+    ordered = points.sort_values([x, "error"], kind="stable")
+    best_before = ordered["error"].cummin().shift(fill_value=np.inf)
+    return (ordered["error"] < best_before).reindex(points.index)

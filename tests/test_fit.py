@@ -1,0 +1,184 @@
+"""`harness fit`: the Hydra app end to end, its config, and its promise to write all of `out` or nothing."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+import harness.fit as fit_app
+from harness.errors import ConfigError
+from harness.results import RunRecord, write_record
+
+
+@pytest.fixture
+def compose_fit():
+    def _compose(*overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+            return compose(config_name="fit", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def run_fit(tmp_path):
+    """run_fit(*overrides): `python -m harness.fit` in tmp_path, in a fresh interpreter, as a user runs it."""
+
+    def _run(*args):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HYDRA_FULL_ERROR": "0"}
+        command = [sys.executable, "-m", "harness.fit", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    return _run
+
+
+@pytest.fixture
+def fit_main(tmp_path, monkeypatch, capsys):
+    """fit_main(*overrides) -> (exit code, stdout, stderr) of the Hydra app run in this process, in tmp_path:
+    the same code path as the console command without paying for a fresh interpreter each time."""
+    monkeypatch.chdir(tmp_path)
+
+    def _run(*args):
+        monkeypatch.setattr(sys, "argv", ["harness fit", *args])
+        GlobalHydra.instance().clear()
+        capsys.readouterr()
+        try:
+            fit_app.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    yield _run
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def records(tmp_path):
+    """A results directory: run.json files for 2 models × 3 widths × 3 data sizes × 2 seeds, no energy."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "runs"
+    index = 0
+    for model, factor in (("mlp", 1.0), ("cnn", 0.6)):
+        for width in (8, 16, 32):
+            for n_train in (300, 900, 2700):
+                for seed in (0, 1):
+                    params = int(factor * 100 * width**2)
+                    error = (0.03 + 8 / params**0.5 + 2 / n_train**0.5) * np.exp(rng.normal(0, 0.02))
+                    record = RunRecord(
+                        run_id=f"run{index}",
+                        status="completed",
+                        model=model,
+                        model_width=width,
+                        data="digits",
+                        n_train=n_train,
+                        seed=seed,
+                        params=params,
+                        epochs=10.0,
+                        test_error=float(error),
+                        network_operations=6.0 * params * n_train * 10,
+                    )
+                    write_record(root / f"run{index}", record)
+                    index += 1
+    return root
+
+
+def test_config_maps_to_settings(compose_fit):
+    cfg = compose_fit(
+        "results=somewhere", "x=hardware_burden", "filter.model=[mlp]", "parametric.bootstrap=1200"
+    )
+    settings = fit_app.settings_from_config(cfg)
+    assert settings.x == "hardware_burden" and settings.models == ["mlp"] and settings.bootstrap == 1200
+    assert settings.imputation["coco"] == [0.8944, 2.7356] and settings.targets_for("imagenet") == (
+        0.05,
+        0.01,
+    )
+    assert settings.targets_for("digits", "runs") == (0.05, 0.02, 0.01)
+    assert settings.flop_per_usd == 6.874e16 and settings.flop_per_lb_co2 == 3.498e17
+
+
+def test_fit_is_a_plain_function(compose_fit):
+    (analysis,) = fit_app.fit(compose_fit("reference=squad"))
+    assert analysis.name == "squad" and [f.row["spec"] for f in analysis.fits] == ["poly", "exp"]
+    with pytest.raises(ConfigError, match="give one of reference="):
+        fit_app.fit(compose_fit())
+
+
+def test_reference_end_to_end(run_fit, tmp_path):
+    proc = run_fit("reference=imagenet", "out=report", "plots=[png]")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "poly_year" in proc.stdout and "-0.0836 [-0.0956, -0.0716]" in proc.stdout
+    out = tmp_path / "report"
+    names = {p.name for p in out.iterdir()}
+    assert {"fits.csv", "extrapolation.csv", "holdout.csv", "report.md", "report.html"} <= names
+    assert "imagenet_network_operations.png" in names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "Hydra wrote nothing else"
+
+
+def test_our_runs_end_to_end(fit_main, records, tmp_path):
+    code, out, err = fit_main(f"results={records}", "out=ours", "plots=[png,svg]", "parametric.bootstrap=200")
+    assert code == 0, err
+    names = {p.name for p in (tmp_path / "ours").iterdir()}
+    assert {"parametric.csv", "digits_network_operations.png", "digits_network_operations.svg"} <= names
+    assert "L(N, D) on digits" in out
+
+
+def test_missing_energy_on_the_command_line_is_one_line_and_writes_nothing(run_fit, records, tmp_path):
+    proc = run_fit(f"results={records}", "out=never", "x=energy_total_j")
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "error: x=energy_total_j: column energy_total_j has no values in any of 36 runs " + (
+        "(these runs recorded no energy; choose another x)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x=flops"], "error: x=flops is not a compute column"),
+        (["reference=imagenet"], "error: give one of reference="),
+        (["filter.data=cifar10"], "error: filter.data=['cifar10'] leaves no runs"),
+        (["plots=[gif]"], "error: plots=['gif']"),
+        (["specs=[poly,cubic]"], "error: specs=['poly', 'cubic']: choose from poly, exp, quantile10"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(fit_main, records, tmp_path, args, message):
+    code, out, err = fit_main(f"results={records}", "out=never", *args)
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_an_existing_out_is_replaced_only_when_asked(fit_main, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    code, _, err = fit_main("reference=conll", "out=report", "plots=[]")
+    assert code == 2 and "is not empty; pass overwrite=true" in err
+    assert (out / "mine.txt").exists()
+    code, _, err = fit_main("reference=conll", "out=report", "plots=[]", "overwrite=true")
+    assert code == 0, err
+    assert not (out / "mine.txt").exists() and (out / "fits.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"], "no staging or old copy left behind"
+
+
+def test_a_failure_while_writing_leaves_no_half_written_out(compose_fit, tmp_path, monkeypatch):
+    analyses = fit_app.fit(compose_fit("reference=squad"))
+
+    def broken(analyses, directory, formats):
+        (directory / "fits.csv").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fit_app, "write_outputs", broken)
+    with pytest.raises(OSError, match="disk full"):
+        fit_app.write(analyses, tmp_path / "out", formats=(), overwrite=False)
+    assert list(tmp_path.iterdir()) == []

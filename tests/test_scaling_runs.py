@@ -1,0 +1,137 @@
+"""Our runs as regression data: filters, seed averaging, the frontier, energy conversions, one-line errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.errors import ConfigError
+from harness.scaling import Settings, analyse_runs
+from harness.scaling.extrapolate import measured_conversions
+from harness.scaling.runs import prepare_runs, read_runs
+
+
+def _runs(seeds=(0, 1, 2), energy=False) -> pd.DataFrame:
+    """Two models × four widths × seeds on one dataset, error a power of compute; one failed run."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, offset in (("mlp", 0.0), ("cnn", -0.05)):
+        for width in (8, 16, 32, 64):
+            for seed in seeds:
+                ops = 1e9 * width**2 * (1.5 if model == "cnn" else 1.0)
+                error = 10 ** (0.8 + offset - 0.15 * np.log10(ops) + rng.normal(0, 0.01))
+                rows.append(
+                    {
+                        "status": "completed",
+                        "error": None,  # a run record's failure message
+                        "model": model,
+                        "data": "digits",
+                        "model_width": width,
+                        "n_train": 1000,
+                        "seed": seed,
+                        "params": 100 * width**2,
+                        "test_error": error,
+                        "network_operations": ops,
+                        "energy_total_j": ops * 2e-9 if energy else None,
+                        "emissions_kg": ops * 2e-9 * 1e-7 if energy else None,
+                    }
+                )
+    rows.append({**rows[0], "status": "diverged", "test_error": 0.9})
+    return pd.DataFrame(rows)
+
+
+KEYS = ("model", "data", "model_width", "n_train")
+
+
+def test_seeds_are_averaged_per_configuration():
+    prepared = prepare_runs(_runs(), x="network_operations", group_by=KEYS)
+    assert len(prepared.points) == 8 and (prepared.points["n_seeds"] == 3).all()
+    assert prepared.dropped == {"not completed": 1}
+    first = (
+        _runs().query("model == 'cnn' and model_width == 8 and status == 'completed'")["test_error"].mean()
+    )
+    assert prepared.points.query("model == 'cnn' and model_width == 8")["error"].iloc[0] == pytest.approx(
+        first
+    )
+    kept = prepare_runs(_runs(), x="network_operations", seeds="keep", group_by=KEYS)
+    assert len(kept.points) == 24
+
+
+def test_filters_count_what_they_drop():
+    prepared = prepare_runs(_runs(), x="network_operations", models="mlp", group_by=KEYS)
+    assert set(prepared.points["model"]) == {"mlp"}
+    assert prepared.dropped == {"not completed": 1, "model not in ['mlp']": 12}
+
+
+def test_frontier_keeps_only_runs_beating_every_cheaper_run():
+    frame = pd.DataFrame(
+        {
+            "model": list("abcde"),
+            "network_operations": [1, 2, 3, 4, 5],
+            "test_error": [0.5, 0.6, 0.4, 0.45, 0.3],
+        }
+    )
+    prepared = prepare_runs(frame, x="network_operations", seeds="keep", frontier=True)
+    assert list(prepared.points["model"]) == ["a", "c", "e"]
+    assert list(prepared.everything["on_frontier"]) == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        (
+            {"energy_total_j": None},
+            {"x": "energy_total_j"},
+            "x=energy_total_j: column energy_total_j has no values",
+        ),
+        ({}, {"x": "params"}, "x=params is not a compute column"),
+        (
+            {},
+            {"x": "network_operations", "error": "best_test_error"},
+            "error=best_test_error: the runs have no",
+        ),
+        ({}, {"x": "network_operations", "models": ["resnet"]}, r"filter.model=\['resnet'\] leaves no runs"),
+        ({}, {"x": "network_operations", "seeds": "median"}, "seeds=median is unknown"),
+        ({}, {"x": "network_operations", "group_by": ()}, "seeds=mean needs group_by columns"),
+    ],
+)
+def test_bad_input_is_one_line(change, kwargs, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        prepare_runs(_runs().assign(**change), **{"group_by": KEYS, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_read_runs_from_parquet_and_csv(tmp_path):
+    frame = _runs()
+    frame.to_parquet(tmp_path / "runs.parquet")
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    for name in ("runs.parquet", "runs.csv"):
+        assert len(read_runs(tmp_path / name)) == len(frame)
+    (tmp_path / "runs.txt").write_text("")
+    with pytest.raises(ConfigError, match="neither a directory nor a .parquet or .csv"):
+        read_runs(tmp_path / "runs.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no runs"):
+        read_runs(tmp_path / "empty")
+
+
+def test_measured_energy_converts_compute_to_joules_and_co2():
+    runs = _runs(energy=True)
+    conversions = {c.name: c.per_x for c in measured_conversions("network_operations", runs)}
+    assert conversions["energy_j_measured"] == pytest.approx(2e-9)
+    assert conversions["co2_kg_measured"] == pytest.approx(2e-16)
+    assert "usd_measured" not in conversions
+    assert measured_conversions("network_operations", _runs()) == []
+    assert {c.name: c.per_x for c in measured_conversions("energy_total_j", runs)}["energy_j_measured"] == 1.0
+
+
+def test_analyse_runs_end_to_end():
+    settings = Settings(x="network_operations", group_by=KEYS, targets={"runs": (0.01,)}, bootstrap=50)
+    (analysis,) = analyse_runs(_runs(energy=True), settings)
+    rows = {f.row["spec"]: f.row for f in analysis.fits}
+    assert rows["poly"]["slope_ci_low"] < -0.15 < rows["poly"]["slope_ci_high"] and rows["poly"]["n"] == 8
+    assert {r["spec"] for r in analysis.extrapolation} == {"poly", "exp"}
+    poly = next(r for r in analysis.extrapolation if r["spec"] == "poly")
+    assert poly["energy_j_measured"] == pytest.approx(poly["x_needed"] * 2e-9)
+    assert poly["usd_paper"] == pytest.approx(poly["x_needed"] / 6.874e16)
+    assert analysis.parametric is None and any("n_train takes one value only" in n for n in analysis.notes)
+    assert analysis.holdout and analysis.colour == "model"

@@ -26,6 +26,7 @@ from harness.building import build_model_from_config, model_label
 from harness.compute.accounting import compute_fields, count_run_compute
 from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
+from harness.energy import EnergyMeter, cost_fields
 from harness.errors import HarnessError
 from harness.preflight import preflight
 from harness.progress import Progress, progress_for
@@ -48,6 +49,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _set_fields(record: RunRecord, fields: dict) -> None:
+    for key, value in fields.items():
+        if not hasattr(record, key):
+            raise AttributeError(f"run record has no field {key}; add it to harness/results/schema.py")
+        setattr(record, key, value)
 
 
 def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> RunRecord:
@@ -111,9 +119,13 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
             strict=bool(cfg.measure.strict_flops),
         )
 
+    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)
     try:
-        result = train(model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), progress=progress)
+        result = train(
+            model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), progress=progress, energy=meter
+        )
     except Exception as exc:
+        _set_fields(record, meter.finish())
         record.error = f"{type(exc).__name__}: {exc}"
         record.wall_time_s = time.perf_counter() - wall_start
         write_record(output_dir, record)
@@ -139,8 +151,21 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
             peak=peak,
             train_time_s=result.train_time_s,
         )
-        for key, value in fields.items():
-            setattr(record, key, value)
+        _set_fields(record, fields)
+    energy = meter.finish()
+    _set_fields(record, energy)
+    _set_fields(
+        record,
+        cost_fields(
+            energy_total_kwh=energy.get("energy_total_kwh"),
+            carbon_intensity_g_per_kwh=energy.get("carbon_intensity_g_per_kwh"),
+            hardware_burden=record.hardware_burden,
+            device_name=record.device_name,
+            device_count=record.device_count,
+            train_time_s=record.train_time_s,
+            settings=meter.settings,
+        ),
+    )
     if cfg.measure.learning_curve:
         write_curve(output_dir, result.curve)
     record.wall_time_s = time.perf_counter() - wall_start

@@ -15,7 +15,7 @@ from harness.results import load, load_curves
 from harness.results.index import config_hash, find_completed
 from harness.sweep import assign_device
 
-FAST = ("trainer.epochs=1", "measure.flops=false")
+FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
 
 def _records(root: Path) -> list[dict]:
@@ -68,7 +68,7 @@ def test_resume_skips_completed_and_reruns_the_rest(harness_cli, tmp_path):
 
 
 def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
-    args = _cli("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", "measure.flops=false")
+    args = _cli("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", *FAST[1:])
     proc = subprocess.Popen(
         args,
         cwd=tmp_path,

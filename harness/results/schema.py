@@ -109,6 +109,30 @@ class RunRecord:
     cost_usd_cloud: float | None = _f("device-hours × cloud price", unit="USD")
     cost_usd_paper: float | None = _f("hardware burden at the paper's USD per FLOP", unit="USD")
     co2_kg_paper: float | None = _f("hardware burden at the paper's CO2 per FLOP", unit="kg CO2e")
+    energy_gpu_mig: bool | None = _f(
+        "the GPU is in MIG mode: energy and power are whole-GPU, not the instance's"
+    )
+    energy_gpu_error_j: float | None = _f(
+        "worst-case bound on the error of energy_gpu_j from the NVML counter's ~100 ms refresh "
+        "(null for nvml_power_integral)",
+        unit="J",
+    )
+    energy_codecarbon_fraction: float | None = _f(
+        "training-window time / codecarbon's tracked time; codecarbon's totals are scaled by it",
+        unit="fraction",
+    )
+    carbon_intensity_source: str | None = _f("where carbon_intensity_g_per_kwh comes from")
+    pue: float | None = _f(
+        "power usage effectiveness applied to emissions_kg and cost_usd_energy", unit="ratio"
+    )
+    electricity_price_usd_per_kwh: float | None = _f(
+        "electricity price used for cost_usd_energy", unit="USD/kWh"
+    )
+    electricity_price_source: str | None = _f("where electricity_price_usd_per_kwh comes from")
+    cloud_price_usd_per_hour: float | None = _f(
+        "cloud price per device-hour for cost_usd_cloud", unit="USD/h"
+    )
+    cloud_price_source: str | None = _f("the cloud price table row used (device, instance, region, source)")
     # provenance
     versions: dict[str, str | None] = _dict("harness, torch, CUDA, cuDNN, Python, numpy, platform")
     git_commit: str | None = _f("commit of the harness checkout, when it is a git checkout")

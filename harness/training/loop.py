@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from harness.data import Dataset
+from harness.energy import EnergyMeter
 from harness.errors import ConfigError
 from harness.progress import LogProgress, Progress
 from harness.training.clock import Stopwatch
@@ -100,6 +101,7 @@ def train(
     *,
     seed: int,
     progress: Progress | None = None,
+    energy: EnergyMeter | None = None,
 ) -> TrainResult:
     """Train `model` on `data` as `cfg` (the trainer config group) says; never raises on divergence."""
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -135,6 +137,8 @@ def train(
     with watch.segment("warmup"):
         _untimed_warmup(step, model, optimizer, scaler, int(cfg.timing_warmup_steps), batch_size, device)
 
+    energy = energy or EnergyMeter.off()
+    energy.start()  # after the warm-up: its start-up (codecarbon reads the hardware) is not training
     progress = progress or LogProgress(logging.DEBUG)
     progress.start(total_steps)
     batches = _shuffled_batches(n, batch_size, seed, device)
@@ -144,7 +148,7 @@ def train(
         while result.steps < total_steps:
             next_eval = (result.steps // eval_every + 1) * eval_every
             stop = min(total_steps, next_eval, (result.steps // check_every + 1) * check_every)
-            with watch.segment("train"):
+            with watch.segment("train"), energy.window():
                 while result.steps < stop:
                     idx = next(batches)
                     loss_sum += step(idx)

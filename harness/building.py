@@ -7,7 +7,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
 from models import available_models, build_model
 
 
@@ -30,7 +30,7 @@ def build_model_from_config(
         try:
             module = instantiate({"_target_": target, **kwargs})
         except InstantiationException as exc:
-            reason = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+            reason = one_line(exc, from_end=True)  # Hydra puts the underlying cause last
             raise ConfigError(
                 f"model._target_={target} could not be built ({reason}); give an importable nn.Module class "
                 "or factory, and its arguments as +model.<name>=<value>"

@@ -1,6 +1,15 @@
 """Errors a user can fix: the CLI prints their message on one line and exits non-zero."""
 
 
+def one_line(exc: BaseException, *, keep: int = 1, from_end: bool = False) -> str:
+    """An exception's message fit for a one-line error: its first (or, `from_end`, last) `keep` non-empty
+    lines joined by '; ', or the exception's type name when it has no message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return "; ".join(lines[-keep:] if from_end else lines[:keep])
+
+
 class HarnessError(Exception):
     """Base class for problems with the user's input; the message names the problem and the fix."""
 

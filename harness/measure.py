@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, one_line
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast, device_name, resolve_device, resolve_precision
 
@@ -30,11 +30,6 @@ def _input_shape(cfg: DictConfig) -> tuple[int, ...]:
             "e.g. input_shape=[1,3,224,224]"
         )
     return shape
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def module_table(model: torch.nn.Module, report: FlopReport, depth: int) -> list[dict[str, Any]]:
@@ -97,7 +92,7 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
         report = count_flops(model, x, strict=bool(cfg.strict))
     except RuntimeError as exc:
         raise ConfigError(
-            f"input_shape={list(shape)} does not fit {model_label(cfg.model)} ({_first_line(exc)}); "
+            f"input_shape={list(shape)} does not fit {model_label(cfg.model)} ({one_line(exc)}); "
             "pass the shape the model expects, batch first"
         ) from None
     torch_flops = torch_forward_flops(model, x)

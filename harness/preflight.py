@@ -15,18 +15,14 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.errors import one_line
+
 CONFIG_MODULE = "harness.conf"
 
 
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def _summary(exc: BaseException) -> str:
-    """Hydra's message on one line: its first two lines say what failed and how to fix it."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(lines[:2]) if lines else type(exc).__name__
 
 
 def group_options(group: str) -> list[str] | None:
@@ -63,7 +59,7 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=single)
     except (HydraException, OmegaConfBaseException) as exc:
-        _fail(_summary(exc))
+        _fail(one_line(exc, keep=2))  # Hydra's first two lines: what failed, how to fix it
     finally:
         GlobalHydra.instance().clear()
     if results_dir_key is not None:

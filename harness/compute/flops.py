@@ -47,10 +47,13 @@ class FlopReport:
         return self.flops / self.batch_size
 
 
+def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of the eager module behind `model` (unwrapping torch.compile), to count on."""
+    return copy.deepcopy(getattr(model, "_orig_mod", model))
+
+
 def eager_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode deep copy of the eager module behind `model` (unwrapping torch.compile)."""
-    eager = getattr(model, "_orig_mod", model)
-    return copy.deepcopy(eager).eval()
+    return eager_copy(model).eval()
 
 
 def _as_tuple(inputs: Any) -> tuple:

@@ -10,7 +10,6 @@ Its forward part gives fp_bp_ratio_measured = step FLOPs / forward FLOPs, the sa
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.compute.flops import eager_copy
 from harness.training.device import autocast
 
 
@@ -50,7 +50,7 @@ def measure_train_step(
     Cost figures assume FLOPs grow linearly with the batch, as they do for these models, so a smaller
     last batch is charged per sample.
     """
-    net = copy.deepcopy(getattr(model, "_orig_mod", model)).train()
+    net = eager_copy(model).train()
     optimizer = make_optimizer(net.parameters())
     with FlopCounterMode(display=False) as forward_counter, autocast(x.device, dtype):
         loss = F.cross_entropy(net(x), y)

@@ -17,7 +17,7 @@ import numpy as np
 from harness.data.idx import read_idx
 from harness.data.options import DataOptions
 from harness.data.subsample import stratified_split
-from harness.errors import ConfigError, DataNotFoundError
+from harness.errors import ConfigError, DataNotFoundError, one_line
 
 # The digits test split is fixed so the test set is identical across runs; only the subsample varies.
 SPLIT_SEED = 0
@@ -114,7 +114,7 @@ def _torchvision_download(opts: DataOptions, class_name: str) -> None:
     try:
         getattr(torchvision.datasets, class_name)(opts.root, train=False, download=True)
     except (RuntimeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         raise DataNotFoundError(
             f"{opts.name}: download into {opts.root} failed ({reason}); check the network or copy files there"
         ) from exc
@@ -174,7 +174,7 @@ def load_cifar10(opts: DataOptions) -> RawSplits:
         train = CIFAR10(opts.root, train=True, download=opts.download)
         test = CIFAR10(opts.root, train=False, download=False)
     except (RuntimeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = one_line(exc)
         message = f"cifar10: no intact cifar-10-batches-py in {opts.root} ({reason}); {how}"
         raise DataNotFoundError(message) from exc
 

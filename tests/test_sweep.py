@@ -26,6 +26,12 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from harness.cli import main; main()", *args]
 
 
+def _start(cwd: Path, *args: str, **popen) -> subprocess.Popen:
+    """`harness ARGS` in the background on the CPU, stdout discarded, stderr kept as text."""
+    popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen(_cli(*args), cwd=cwd, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, **popen)
+
+
 def test_config_hash_ignores_output_paths_not_results():
     base = {"seed": 0, "model": {"width": 8}, "paths": {"results_dir": "a"}, "resume": True}
     assert config_hash(base) == config_hash({**base, "paths": {"results_dir": "b"}, "resume": False})
@@ -68,15 +74,8 @@ def test_resume_skips_completed_and_reruns_the_rest(harness_cli, tmp_path):
 
 
 def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
-    args = _cli("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", *FAST[1:])
-    proc = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
+    args = ("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", *FAST[1:])
+    proc = _start(tmp_path, *args, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not _records(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -84,7 +83,7 @@ def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
     proc.wait()
     before = {r["run_id"]: r["model_width"] for r in _records(tmp_path)}
     assert 1 <= len(before) < 4, "the kill landed mid-sweep"
-    rerun = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(_cli(*args), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     after = _records(tmp_path)
     assert sorted(r["model_width"] for r in after) == [4, 5, 6, 7], "nothing lost, nothing twice"
@@ -109,16 +108,8 @@ def test_submitit_local_two_jobs(harness_cli, tmp_path):
 
 
 def test_four_processes_write_into_one_results_dir(tmp_path):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     procs = [
-        subprocess.Popen(
-            _cli("train", f"seed={s}", *FAST, f"paths.results_dir={tmp_path / 'shared'}"),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        _start(tmp_path, "train", f"seed={s}", *FAST, f"paths.results_dir={tmp_path / 'shared'}")
         for s in range(4)
     ]
     for proc in procs:
@@ -129,14 +120,7 @@ def test_four_processes_write_into_one_results_dir(tmp_path):
 
 
 def test_sigterm_records_an_interrupted_run(tmp_path):
-    proc = subprocess.Popen(
-        _cli("train", "trainer.epochs=100000", "measure.flops=false"),
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
+    proc = _start(tmp_path, "train", "trainer.epochs=100000", "measure.flops=false")
     deadline = time.monotonic() + 120
     while not list(tmp_path.rglob("train.log")) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -34,9 +34,10 @@ from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, versions
 from harness.sweep import assign_device, interrupt_on_sigterm, release_job_state
-from harness.training import train
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.loop import plan_steps
+from harness.training.modes import trainer_for
+from harness.training.objective import objective_for
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
     dtype = resolve_precision(cfg.trainer.precision, device)
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
     data = load_dataset(cfg.data)
+    objective = objective_for(data.task)
+    train = trainer_for(cfg.trainer.get("mode", "eager"))
     plan_steps(data.n_train, int(cfg.trainer.batch_size), float(cfg.trainer.epochs), cfg.trainer.max_steps)
     seed_everything(int(cfg.seed))
     model = build_model_from_config(cfg.model, data.input_shape, data.num_classes)
@@ -96,6 +99,8 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
     record.data_fraction = cfg.data.get("fraction")
     record.n_train, record.n_train_full, record.n_test = data.n_train, data.n_train_full, len(data.y_test)
     record.input_shape, record.num_classes = list(data.input_shape), data.num_classes
+    record.task, record.error_metric = data.task, objective.error_metric
+    record.trainer_mode = cfg.trainer.get("mode", "eager")
     record.seeds = {
         "init_and_order": int(cfg.seed),
         **{key: int(cfg.data[key]) for key in ("subsample_seed", "generator_seed") if key in cfg.data},
@@ -117,6 +122,7 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
             instantiate(cfg.trainer.optimizer),
             dtype,
             strict=bool(cfg.measure.strict_flops),
+            loss_fn=objective.loss,
         )
 
     meter = EnergyMeter.from_config(cfg.energy, device, output_dir)
@@ -150,8 +156,11 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
             device=device,
             peak=peak,
             train_time_s=result.train_time_s,
+            exact_train_flops=result.flops_train,
         )
         _set_fields(record, fields)
+        paper_estimate = "flops_forward × fp_bp_ratio × epochs × n_train"
+        record.flops_train_method = result.flops_train_method or paper_estimate
     energy = meter.finish()
     _set_fields(record, energy)
     _set_fields(

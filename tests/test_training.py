@@ -103,7 +103,7 @@ def test_crash_during_training_leaves_a_failed_record(compose_train, tmp_path, m
     def explode(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(train_module, "train", explode)
+    monkeypatch.setattr(train_module, "trainer_for", lambda mode: explode)
     with pytest.raises(RuntimeError):
         run(compose_train(), tmp_path)
     from harness.results import read_record

@@ -32,14 +32,16 @@ def count_run_compute(
     dtype: torch.dtype,
     *,
     strict: bool = True,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> ForwardCompute:
-    """Count on `x[:1]` (forward) and on the batch (x, y) (one training step); the model is not changed."""
+    """Count on `x[:1]` (forward) and on the batch (x, y) (one training step with `loss_fn`, cross-entropy
+    by default); the model is not changed."""
     report = count_flops(model, x[:1], strict=strict)
     return ForwardCompute(
         macs_forward=report.macs_per_sample,
         flops_forward=report.flops_per_sample,
         flops_forward_torch=torch_forward_flops(model, x[:1]),
-        step=measure_train_step(model, make_optimizer, x, y, dtype),
+        step=measure_train_step(model, make_optimizer, x, y, dtype, loss_fn=loss_fn),
     )
 
 
@@ -52,9 +54,17 @@ def compute_fields(
     device: torch.device,
     peak: PeakFlops,
     train_time_s: float,
+    exact_train_flops: float | None = None,
 ) -> dict[str, Any]:
-    """The record's compute columns for a run that processed `samples_seen` training samples."""
-    net_ops = network_operations(counted.flops_forward, fp_bp_ratio, samples_seen / n_train, n_train)
+    """The record's compute columns for a run that processed `samples_seen` training samples.
+
+    `exact_train_flops` (a closed-form solver's formula) replaces the paper's estimate of the training
+    compute where the trainer knows it exactly."""
+    net_ops = (
+        network_operations(counted.flops_forward, fp_bp_ratio, samples_seen / n_train, n_train)
+        if exact_train_flops is None
+        else exact_train_flops
+    )
     burden = hardware_burden(count_processors(device), peak, train_time_s, net_ops)
     return {
         "macs_forward": counted.macs_forward,

@@ -44,8 +44,10 @@ def measure_train_step(
     x: torch.Tensor,
     y: torch.Tensor,
     dtype: torch.dtype = torch.float32,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> StepFlops:
-    """Count one cross-entropy training step on (x, y) with a fresh optimizer on a copy of `model`.
+    """Count one training step on (x, y) with `loss_fn` (cross-entropy by default) and a fresh optimizer
+    on a copy of `model`.
 
     Cost figures assume FLOPs grow linearly with the batch, as they do for these models, so a smaller
     last batch is charged per sample.
@@ -53,7 +55,7 @@ def measure_train_step(
     net = eager_copy(model).train()
     optimizer = make_optimizer(net.parameters())
     with FlopCounterMode(display=False) as forward_counter, autocast(x.device, dtype):
-        loss = F.cross_entropy(net(x), y)
+        loss = (loss_fn or F.cross_entropy)(net(x), y)
     with FlopCounterMode(display=False) as rest_counter:
         loss.backward()
         optimizer.step()

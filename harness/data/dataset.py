@@ -27,6 +27,8 @@ class Dataset:
     num_classes: int
     n_train_full: int  # training set size before subsampling
     source: str  # where the data came from: a directory, or the call that generated it
+    # classification: y int64 class labels, num_classes outputs; regression: y float32 targets, one output
+    task: str = "classification"
 
     @property
     def n_train(self) -> int:

@@ -43,7 +43,8 @@ class RunRecord:
     n_train_full: int | None = _f("training-set size before subsampling", unit="samples")
     n_test: int | None = _f("test samples", unit="samples")
     input_shape: list[int] | None = _f("shape of one input sample")
-    num_classes: int | None = _f("number of classes")
+    num_classes: int | None = _f("number of classes (1 output for regression)")
+    task: str | None = _f("classification | regression")
     seed: int | None = _f("the run's seed")
     seeds: dict[str, int] = _dict("every seed used: init/data order, subsample, dataset generator")
     # how it was trained
@@ -52,6 +53,7 @@ class RunRecord:
     steps: int | None = _f("optimizer steps taken (timing warm-up excluded)", unit="steps")
     samples_seen: int | None = _f("training samples processed", unit="samples")
     batch_size: int | None = _f("trainer.batch_size", unit="samples")
+    trainer_mode: str | None = _f("trainer.mode: how the steps were run (eager, ...)")
     precision: str | None = _f("fp32 | bf16 | fp16")
     device: str | None = _f("torch device used: cpu, cuda, cuda:N")
     device_name: str | None = _f("GPU model, or CPU model for device cpu")
@@ -63,9 +65,10 @@ class RunRecord:
     warmup_time_s: float | None = _f("untimed warm-up steps (compile, autotune), undone afterwards", unit="s")
     wall_time_s: float | None = _f("whole run, data loading to record", unit="s")
     # results
-    test_error: float | None = _f("final test error (1 − accuracy)", unit="fraction")
-    best_test_error: float | None = _f("lowest test error over the evaluations", unit="fraction")
-    test_loss: float | None = _f("final test cross-entropy", unit="nats")
+    error_metric: str | None = _f("what test_error measures: classification_error (1 − accuracy) | rmse")
+    test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")
+    best_test_error: float | None = _f("lowest test error over the evaluations", unit="error_metric")
+    test_loss: float | None = _f("final test loss: cross-entropy (nats), or MSE for regression")
     train_loss: float | None = _f("mean training loss since the previous evaluation, at the end", unit="nats")
     target_error: float | None = _f("trainer.target_error", unit="fraction")
     time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")
@@ -83,6 +86,9 @@ class RunRecord:
     flops_train_measured: float | None = _f(
         "one real training step (forward, backward, optimizer) counted by torch, per sample × samples_seen",
         unit="FLOP",
+    )
+    flops_train_method: str | None = _f(
+        "how network_operations was obtained: the paper's estimate, or a solver's exact formula"
     )
     fp_bp_ratio_measured: float | None = _f("measured training-step FLOPs / forward FLOPs", unit="ratio")
     n_processors: int | None = _f("processors counted in the hardware burden", unit="count")

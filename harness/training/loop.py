@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from harness.data import Dataset
@@ -22,6 +21,7 @@ from harness.errors import ConfigError
 from harness.progress import LogProgress, Progress
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast
+from harness.training.objective import Objective, objective_for
 from harness.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ class TrainResult:
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
     warmup_time_s: float = 0.0
+    # Training FLOPs when the trainer knows them exactly (closed-form solvers: a formula in
+    # harness/compute); None means they are counted from the model's measured step, as for SGD.
+    flops_train: float | None = None
+    flops_train_method: str | None = None
 
     def last(self, key: str) -> float | None:
         return self.curve[-1][key] if self.curve else None
@@ -76,20 +80,25 @@ def _shuffled_batches(n: int, batch_size: int, seed: int, device: torch.device) 
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int, device, dtype) -> tuple[float, float]:
-    """(test error, mean cross-entropy) over the whole set, in eval mode."""
+def evaluate(
+    model, x, y, batch_size: int, device, dtype, objective: Objective | None = None
+) -> tuple[float, float]:
+    """(test error, mean test loss) over the whole set, in eval mode; the objective says what error means
+    (classification error by default, RMSE for regression)."""
+    objective = objective or objective_for("classification")
     was_training = model.training
     model.eval()
-    wrong = torch.zeros((), device=device)
+    error = torch.zeros((), device=device)
     loss = torch.zeros((), device=device)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with autocast(device, dtype):
-            logits = model(xb)
-        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
-        wrong += (logits.argmax(dim=1) != yb).sum()
+            output = model(xb)
+        batch_loss, batch_error = objective.sums(output, yb)
+        loss += batch_loss
+        error += batch_error
     model.train(was_training)
-    return wrong.item() / len(x), loss.item() / len(x)
+    return objective.scores(loss.item(), error.item(), len(x))
 
 
 def train(
@@ -111,6 +120,7 @@ def train(
     steps_per_epoch, total_steps = plan_steps(n, int(cfg.batch_size), float(cfg.epochs), cfg.max_steps)
     eval_every = int(cfg.eval_every_steps or steps_per_epoch)
     check_every = max(int(cfg.log_every_steps), 1)
+    objective = objective_for(data.task)
 
     model.to(device).train()
     optimizer = instantiate(cfg.optimizer)(model.parameters())
@@ -122,7 +132,7 @@ def train(
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         with autocast(device, dtype):
-            loss = F.cross_entropy(forward(x_train[idx]), y_train[idx])
+            loss = objective.loss(forward(x_train[idx]), y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip_norm is not None:
@@ -165,7 +175,7 @@ def train(
             if result.steps % eval_every == 0 or result.steps == total_steps:
                 with watch.segment("eval"):
                     test_error, test_loss = evaluate(
-                        model, x_test, y_test, int(cfg.eval_batch_size), device, dtype
+                        model, x_test, y_test, int(cfg.eval_batch_size), device, dtype, objective
                     )
                 row = {
                     "step": result.steps,

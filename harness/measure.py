@@ -1,7 +1,8 @@
 """`harness measure`: one model's compute without training it (root config conf/measure.yaml).
 
 FLOPs and MACs per forward pass (fvcore + harness's handles), per-module breakdown, ops without a
-handle, torch's own count as a cross-check, parameters, and inference latency/throughput on a device.
+handle, torch's own count as a cross-check, parameters, inference latency/throughput on a device, and on a
+GPU the energy per inference (NVML's energy counter over a window of back-to-back forward passes).
 `measure(cfg)` is the plain function; `main` prints it as a table or as one JSON object.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -17,6 +20,7 @@ from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
+from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast, device_name, resolve_device, resolve_precision
@@ -81,6 +85,56 @@ def time_inference(
     }
 
 
+@torch.no_grad()
+def inference_energy(
+    model,
+    sample_shape,
+    batch_size: int,
+    device: torch.device,
+    dtype,
+    min_window_s: float,
+    *,
+    meter: EnergyMeter | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
+    """GPU energy per inference: forward passes of one batch, back to back, inside one NVML counter window
+    of at least `min_window_s` (the counter refreshes about every 100 ms, so short windows are coarse).
+
+    The figure is the whole GPU's energy over the window, static power included: what serving this model
+    at full occupancy of the GPU costs. Without CUDA (or NVML) it is reported as not measured, with why.
+    """
+    if meter is None:
+        if device.type != "cuda":
+            return {"energy_method": "not_measured: needs a CUDA device (NVML)"}
+        # The inference window only: no codecarbon tracker (its CPU figure needs its own long window).
+        settings = EnergySettings(codecarbon=False, save_timeline=False)
+        meter = EnergyMeter(settings, device, None, clock=clock)
+    x = torch.randn(batch_size, *sample_shape, device=device)
+    iterations = 0
+    meter.start()
+    with autocast(device, dtype):
+        model(x)  # the first pass after an idle spell can be slower; keep it out of the window
+        with meter.window():
+            start = clock()
+            # Host time bounds the loop; the window closes after a device sync, so it lasts at least as long.
+            while clock() - start < min_window_s:
+                model(x)
+                iterations += 1
+    fields = meter.finish()
+    energy = fields["energy_gpu_j"]
+    samples = iterations * batch_size
+    return {
+        "energy_method": fields["energy_method_gpu"],
+        "energy_window_s": meter.window_s,
+        "energy_iterations": iterations,
+        "energy_j": energy,
+        "energy_per_sample_j": None if energy is None else energy / samples,
+        "energy_error_j": fields["energy_gpu_error_j"],
+        "energy_power_mean_w": None if energy is None else energy / meter.window_s,
+        "energy_gpu_shared": fields["energy_gpu_shared"],
+    }
+
+
 def measure(cfg: DictConfig) -> dict[str, Any]:
     """Everything `harness measure` reports, as a JSON-ready dict."""
     shape = _input_shape(cfg)
@@ -116,8 +170,9 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
         "latency": [],
     }
     if cfg.latency.enabled:
-        result["latency"] = [
-            time_inference(
+        window = _window(cfg) if cfg.energy.enabled else None
+        for b in cfg.latency.batch_sizes:
+            row = time_inference(
                 model,
                 shape[1:],
                 int(b),
@@ -126,9 +181,17 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
                 int(cfg.latency.warmup_iters),
                 float(cfg.latency.min_time_s),
             )
-            for b in cfg.latency.batch_sizes
-        ]
+            if window is not None:
+                row |= inference_energy(model, shape[1:], int(b), device, dtype, window)
+            result["latency"].append(row)
     return result
+
+
+def _window(cfg: DictConfig) -> float:
+    window = cfg.energy.min_window_s
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
+        raise ConfigError(f"energy.min_window_s={window} must be a positive number of seconds; e.g. 2.0")
+    return float(window)
 
 
 def _si(value: float) -> str:
@@ -169,6 +232,15 @@ def print_table(result: dict[str, Any]) -> None:
             f"latency on {result['device_name']} ({result['precision']}), batch {row['batch_size']}: "
             f"{row['latency_s'] * 1e3:.3f} ms, {row['throughput_samples_per_s']:.1f} samples/s"
         )
+        if row.get("energy_per_sample_j") is not None:
+            console.print(
+                f"  energy: {row['energy_per_sample_j'] * 1e3:.4g} mJ per sample over "
+                f"{row['energy_window_s']:.2f} s ({row['energy_power_mean_w']:.0f} W mean, "
+                f"{row['energy_method']}, ±{row['energy_error_j'] or 0:.2g} J"
+                f"{', GPU shared with other processes' if row['energy_gpu_shared'] else ''})"
+            )
+        elif "energy_method" in row:
+            console.print(f"  energy: {row['energy_method']}")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")

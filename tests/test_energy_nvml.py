@@ -441,3 +441,26 @@ def test_window_closes_when_the_block_raises(gpu, tmp_path):
         raise KeyboardInterrupt
     assert meter.windows == 1
     assert meter.finish()["energy_gpu_j"] == pytest.approx(100.0, abs=0.1 * 700)
+
+
+def test_inference_energy_is_one_counter_window_of_at_least_the_minimum(gpu):
+    import torch
+
+    from harness.measure import inference_energy
+
+    class Busy(torch.nn.Module):
+        """Each forward pass keeps the fake GPU at 300 W for 50 ms."""
+
+        def forward(self, x):
+            gpu.run(0.05, 300.0)
+            return x
+
+    settings = EnergySettings(codecarbon=False, save_timeline=False, sample_hz=0)
+    meter = EnergyMeter(settings, "cuda", None, clock=gpu.clock, gpu_meter=gpu.meter())
+    cpu = torch.device("cpu")  # the tensors; the meter is the one on the (fake) GPU
+    row = inference_energy(Busy(), (3,), 8, cpu, torch.float32, 2.0, meter=meter, clock=gpu.clock)
+    assert row["energy_method"] == "nvml_counter"
+    assert row["energy_window_s"] >= 2.0 and row["energy_iterations"] == 40
+    assert row["energy_j"] == pytest.approx(600.0, abs=row["energy_error_j"])
+    assert row["energy_per_sample_j"] == pytest.approx(row["energy_j"] / (40 * 8))
+    assert row["energy_power_mean_w"] == pytest.approx(300.0, rel=0.05)

@@ -17,6 +17,7 @@ def test_registered_model_closed_form(compose_measure):
     assert result["torch_ratio"] == pytest.approx(1.0)
     assert [row["batch_size"] for row in result["latency"]] == [1, 4]
     assert all(row["latency_s"] > 0 and row["throughput_samples_per_s"] > 0 for row in result["latency"])
+    assert all(row["energy_method"].startswith("not_measured") for row in result["latency"])  # no GPU
     model_row = result["modules"][0]
     assert model_row["module"] == "(model)" and model_row["share"] == pytest.approx(1.0)
 
@@ -46,6 +47,7 @@ def test_target_model_json_through_the_cli(harness_cli):
         (["model._target_=torchvision.models.resnet18", "input_shape=[1,3,4]"], "does not fit torchvision"),
         (["model=mlp", "input_shape=[8]"], "batch-first shape"),
         ([], "no model chosen"),
+        (["model=mlp", "latency.enabled=true", "energy.min_window_s=0"], "min_window_s=0 must be a positive"),
     ],
 )
 def test_bad_input_is_a_config_error(compose_measure, overrides, message):

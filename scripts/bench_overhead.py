@@ -2,8 +2,10 @@
 
     python scripts/bench_overhead.py --pairs 3 trainer.epochs=50 model.width=256
 
-Each pair runs off/on in alternating order (off,on / on,off / ...) so a slow drift of the machine (clocks,
-temperature, other load) hits both conditions alike. Throughput is samples_seen / train_time_s, the
+Each round runs the conditions in alternating order (off,...,full / full,...,off / ...) so a slow drift
+of the machine (clocks, temperature, other load) hits every condition alike. `--conditions
+off,windows,sampler,full` adds the meter's parts one at a time (NVML window reads; the power sampler;
+codecarbon), to trace an overhead to its cause. Throughput is samples_seen / train_time_s, the
 training windows only, which is where the meter's per-window work (device sync, two NVML counter reads)
 lands. codecarbon's background thread and the power sampler run during training too, so their CPU cost is
 inside the measurement. Prints the median throughput of each condition and on/off; the issue asks for an
@@ -29,14 +31,24 @@ from harness.train import run
 REPORTED = ("energy_gpu_j", "energy_method_gpu", "energy_gpu_error_j", "energy_cpu_j", "energy_method_cpu")
 
 
-def _config(overrides: list[str], enabled: bool, results_dir: Path):
+# What each condition measures: energy fully off, then the meter's parts switched on one after another, so
+# an overhead can be traced to the part that causes it.
+CONDITIONS = {
+    "off": ["energy.enabled=false"],
+    "windows": ["energy.enabled=true", "energy.sample_hz=0", "energy.codecarbon=false"],  # NVML reads only
+    "sampler": ["energy.enabled=true", "energy.codecarbon=false"],  # + the power-sampling thread
+    "full": ["energy.enabled=true"],  # + codecarbon's tracker: what a run measures by default
+}
+
+
+def _config(overrides: list[str], condition: str, results_dir: Path):
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         return compose(
             config_name="train",
             overrides=[
                 *overrides,
-                f"energy.enabled={str(enabled).lower()}",
+                *CONDITIONS[condition],
                 f"paths.results_dir={results_dir}",
                 "resume=false",
             ],
@@ -47,35 +59,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pairs", type=int, default=3, help="off/on pairs to run (default 3)")
-    parser.add_argument("--min-ratio", type=float, default=0.99, help="on/off throughput ratio to pass")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds over the conditions (default 3)")
+    parser.add_argument("--min-ratio", type=float, default=0.99, help="full/off throughput ratio to pass")
+    parser.add_argument(
+        "--conditions",
+        default="off,full",
+        help=f"comma-separated, from {','.join(CONDITIONS)}; 'off' and 'full' are always included",
+    )
     args, overrides = parser.parse_known_args(argv)
+    wanted = [c for c in args.conditions.split(",") if c]
+    unknown = sorted(set(wanted) - set(CONDITIONS))
+    if unknown:
+        parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from {', '.join(CONDITIONS)}")
+    conditions = [c for c in CONDITIONS if c in {"off", "full", *wanted}]
 
-    throughput: dict[bool, list[float]] = {False: [], True: []}
+    throughput: dict[str, list[float]] = {c: [] for c in conditions}
     with tempfile.TemporaryDirectory(prefix="bench_overhead_") as tmp:
         root = Path(tmp)
         for pair in range(args.pairs):
-            order = (False, True) if pair % 2 == 0 else (True, False)
-            for enabled in order:
-                run_dir = root / f"pair{pair}_{'on' if enabled else 'off'}"
-                record = run(_config(overrides, enabled, root / "runs"), run_dir)
+            # Alternate the order each round, so a slow drift of the machine hits every condition alike.
+            order = conditions if pair % 2 == 0 else conditions[::-1]
+            for condition in order:
+                run_dir = root / f"pair{pair}_{condition}"
+                record = run(_config(overrides, condition, root / "runs"), run_dir)
                 if record.status != "completed" or not record.train_time_s:
                     print(f"run {run_dir.name} did not complete: {record.error}", file=sys.stderr)
                     return 2
                 rate = record.samples_seen / record.train_time_s
-                throughput[enabled].append(rate)
+                throughput[condition].append(rate)
                 extra = ""
-                if enabled:
+                if condition != "off":
                     extra = "  " + ", ".join(f"{k}={getattr(record, k, None)}" for k in REPORTED)
-                print(
-                    f"pair {pair} energy={'on ' if enabled else 'off'} {rate:12.1f} samples/s "
-                    f"train {record.train_time_s:7.2f} s{extra}"
-                )
+                timing = f"{rate:12.1f} samples/s train {record.train_time_s:7.2f} s"
+                print(f"pair {pair} {condition:8s} {timing}{extra}")
     GlobalHydra.instance().clear()
 
-    off, on = statistics.median(throughput[False]), statistics.median(throughput[True])
-    ratio = on / off
-    print(f"median throughput: off {off:.1f}, on {on:.1f} samples/s; on/off = {ratio:.4f}")
+    medians = {c: statistics.median(v) for c, v in throughput.items()}
+    for condition, rate in medians.items():
+        print(f"median {condition:8s} {rate:12.1f} samples/s  ratio to off {rate / medians['off']:.4f}")
+    ratio = medians["full"] / medians["off"]
     passed = ratio >= args.min_ratio
     verdict = "PASS" if passed else "FAIL"
     print(f"{verdict}: overhead {100 * (1 - ratio):.2f}% (limit {100 * (1 - args.min_ratio):.2f}%)")

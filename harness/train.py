@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import secrets
@@ -27,7 +28,7 @@ from harness.compute.accounting import compute_fields, count_run_compute
 from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
 from harness.energy import EnergyMeter, cost_fields
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.preflight import preflight
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
@@ -35,8 +36,9 @@ from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, versions
 from harness.sweep import assign_device, interrupt_on_sigterm, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
+from harness.training.ensemble import check_ensemble, share_energy
 from harness.training.loop import plan_steps
-from harness.training.modes import trainer_for
+from harness.training.modes import ENSEMBLE_MODES, ensemble_size, trainer_for
 from harness.training.objective import objective_for
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,26 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
 
     Bad input raises a HarnessError before anything is written. Once training has started, every
     outcome (completed, diverged, interrupted, or a crash) leaves a record of what was measured.
+    An ensemble (trainer.mode=ensemble) trains several models: use `run_all`, which returns every record.
     """
+    if ensemble_size(cfg.trainer) > 1:
+        raise ConfigError("trainer.mode=ensemble writes one record per member; call harness.train.run_all")
+    return run_all(cfg, output_dir, progress)[0]
+
+
+def member_dir(output_dir: Path, members: int, seed: int) -> Path:
+    """Where a run's record goes: the job's directory, or one sub-directory per ensemble member."""
+    return output_dir if members == 1 else output_dir / f"seed_{seed}"
+
+
+def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> list[RunRecord]:
+    """Train as `cfg` says; one record per trained model (an ensemble's members, seeds seed, seed+1, ...,
+    each in `member_dir`; otherwise the one run in `output_dir`). Errors as `run`."""
     wall_start = time.perf_counter()
     output_dir = Path(output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     commit, dirty = git_state()
-    record = RunRecord(
+    base = RunRecord(
         run_id=new_run_id(),
         status="failed",
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -81,35 +97,45 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
         git_dirty=dirty,
     )
 
+    members = ensemble_size(cfg.trainer)
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
     torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
     data = load_dataset(cfg.data)
     objective = objective_for(data.task)
-    train = trainer_for(cfg.trainer.get("mode", "eager"))
+    mode = cfg.trainer.get("mode", "eager")
+    train = trainer_for(mode)
+    if mode in ENSEMBLE_MODES:
+        check_ensemble(cfg.trainer, dtype)
     plan_steps(data.n_train, int(cfg.trainer.batch_size), float(cfg.trainer.epochs), cfg.trainer.max_steps)
-    seed_everything(int(cfg.seed))
-    model = build_model_from_config(cfg.model, data.input_shape, data.num_classes)
+    seeds = [int(cfg.seed) + i for i in range(members)]
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(build_model_from_config(cfg.model, data.input_shape, data.num_classes))
+    model = models[0]
 
-    record.model = model_label(cfg.model)
-    record.model_width = cfg.model.get("width")
-    record.model_depth = cfg.model.get("depth")
-    record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    record.data = data.name
-    record.data_fraction = cfg.data.get("fraction")
-    record.n_train, record.n_train_full, record.n_test = data.n_train, data.n_train_full, len(data.y_test)
-    record.input_shape, record.num_classes = list(data.input_shape), data.num_classes
-    record.task, record.error_metric = data.task, objective.error_metric
-    record.trainer_mode = cfg.trainer.get("mode", "eager")
-    record.seeds = {
+    base.model = model_label(cfg.model)
+    base.model_width = cfg.model.get("width")
+    base.model_depth = cfg.model.get("depth")
+    base.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    base.data = data.name
+    base.data_fraction = cfg.data.get("fraction")
+    base.n_train, base.n_train_full, base.n_test = data.n_train, data.n_train_full, len(data.y_test)
+    base.input_shape, base.num_classes = list(data.input_shape), data.num_classes
+    base.task, base.error_metric = data.task, objective.error_metric
+    base.trainer_mode = mode
+    base.seeds = {
         "init_and_order": int(cfg.seed),
         **{key: int(cfg.data[key]) for key in ("subsample_seed", "generator_seed") if key in cfg.data},
     }
-    record.epochs, record.batch_size = float(cfg.trainer.epochs), int(cfg.trainer.batch_size)
-    record.precision, record.device = cfg.trainer.precision, str(device)
-    record.device_name, record.device_count = device_name(device), 1
-    record.cpu_threads = torch.get_num_threads()
-    record.target_error = cfg.trainer.target_error
+    base.epochs, base.batch_size = float(cfg.trainer.epochs), int(cfg.trainer.batch_size)
+    base.precision, base.device = cfg.trainer.precision, str(device)
+    base.device_name, base.device_count = device_name(device), 1
+    base.cpu_threads = torch.get_num_threads()
+    base.target_error = cfg.trainer.target_error
+    records = [_member_record(base, cfg, i, members) for i in range(members)]
+    dirs = [member_dir(output_dir, members, seed) for seed in seeds]
 
     counted = None
     peak = peak_flops_for(device, cfg.trainer.precision, cfg.hardware.peak_flops)
@@ -126,20 +152,62 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
         )
 
     meter = EnergyMeter.from_config(cfg.energy, device, output_dir)
+    common = {"progress": progress, "energy": meter}
     try:
-        result = train(
-            model, data, cfg.trainer, device, dtype, seed=int(cfg.seed), progress=progress, energy=meter
-        )
+        if mode in ENSEMBLE_MODES:
+            results = train(models, data, cfg.trainer, device, dtype, seeds=seeds, **common)
+        else:
+            results = [train(model, data, cfg.trainer, device, dtype, seed=seeds[0], **common)]
     except Exception as exc:
-        _set_fields(record, meter.finish())
-        record.error = f"{type(exc).__name__}: {exc}"
-        record.wall_time_s = time.perf_counter() - wall_start
-        write_record(output_dir, record)
+        energy = _member_energy(meter.finish(), members)
+        for record, where in zip(records, dirs, strict=True):
+            _set_fields(record, energy)
+            record.error = f"{type(exc).__name__}: {exc}"
+            record.wall_time_s = (time.perf_counter() - wall_start) / members
+            write_record(where, record)
         raise
 
+    energy = _member_energy(meter.finish(), members)
+    for record, result, where in zip(records, results, dirs, strict=True):
+        _finish_record(record, result, cfg, data.n_train, counted, device, peak, energy, meter.settings)
+        if cfg.measure.learning_curve:
+            write_curve(where, result.curve)
+        record.wall_time_s = (time.perf_counter() - wall_start) / members
+        write_record(where, record)
+    if all(record.status == "completed" for record in records):
+        mark_completed(Path(cfg.paths.results_dir), records[0], dirs[0])
+    return records
+
+
+def _member_record(base: RunRecord, cfg: DictConfig, index: int, members: int) -> RunRecord:
+    """The record of one trained model: the job's, with its own id and seed when it is an ensemble member.
+
+    Members share the job's config and config_hash (one job, one resume marker); `seed` is the member's."""
+    record = copy.deepcopy(base)
+    if members == 1:
+        return record
+    seed = int(cfg.seed) + index
+    record.run_id = f"{base.run_id}-e{index}"
+    record.seed, record.ensemble_size, record.ensemble_index = seed, members, index
+    if cfg.trainer.get("ensemble_data_order", "own") == "shared":
+        record.seeds = {**{k: v for k, v in base.seeds.items() if k != "init_and_order"}, "init": seed}
+        record.seeds["order"] = int(cfg.seed)
+    else:
+        record.seeds = {**base.seeds, "init_and_order": seed}
+    return record
+
+
+def _member_energy(fields: dict, members: int) -> dict:
+    return fields if members == 1 else share_energy(fields, members)
+
+
+def _finish_record(record, result, cfg, n_train, counted, device, peak, energy, energy_settings) -> None:
+    """Fill `record` from what training measured: outcome, times, compute, energy, cost."""
     record.status, record.error = result.status, result.error
+    record.trainer_mode = result.mode or record.trainer_mode
+    record.trainer_fallback, record.cuda_graph = result.fallback, result.cuda_graph
     record.steps, record.samples_seen = result.steps, result.samples_seen
-    record.epochs_completed = result.samples_seen / data.n_train
+    record.epochs_completed = result.samples_seen / n_train
     record.train_time_s, record.eval_time_s = result.train_time_s, result.eval_time_s
     record.warmup_time_s = result.warmup_time_s
     record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
@@ -151,7 +219,7 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
         fields = compute_fields(
             counted,
             samples_seen=result.samples_seen,
-            n_train=data.n_train,
+            n_train=n_train,
             fp_bp_ratio=float(cfg.measure.fp_bp_ratio),
             device=device,
             peak=peak,
@@ -161,7 +229,7 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
         _set_fields(record, fields)
         paper_estimate = "flops_forward × fp_bp_ratio × epochs × n_train"
         record.flops_train_method = result.flops_train_method or paper_estimate
-    energy = meter.finish()
+        _set_fields(record, throughput_fields(record, result.flops_train))
     _set_fields(record, energy)
     _set_fields(
         record,
@@ -172,16 +240,19 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
             device_name=record.device_name,
             device_count=record.device_count,
             train_time_s=record.train_time_s,
-            settings=meter.settings,
+            settings=energy_settings,
         ),
     )
-    if cfg.measure.learning_curve:
-        write_curve(output_dir, result.curve)
-    record.wall_time_s = time.perf_counter() - wall_start
-    write_record(output_dir, record)
-    if record.status == "completed":
-        mark_completed(Path(cfg.paths.results_dir), record, output_dir)
-    return record
+
+
+def throughput_fields(record: RunRecord, exact_train_flops: float | None = None) -> dict:
+    """Achieved FLOP/s (measured training FLOPs / training time) and MFU (that / the processors' peak)."""
+    flops = exact_train_flops if exact_train_flops is not None else record.flops_train_measured
+    if flops is None or not record.train_time_s:
+        return {"achieved_flops_per_s": None, "mfu": None}
+    achieved = flops / record.train_time_s
+    peak = None if record.peak_flops is None else record.peak_flops * (record.n_processors or 1)
+    return {"achieved_flops_per_s": achieved, "mfu": achieved / peak if peak else None}
 
 
 def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
@@ -233,7 +304,7 @@ def hydra_main(cfg: DictConfig) -> None:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
         with interrupt_on_sigterm():
-            record = run(cfg, output_dir, progress=progress_for(interactive_run=not sweeping))
+            records = run_all(cfg, output_dir, progress=progress_for(interactive_run=not sweeping))
     except HarnessError as exc:
         if sweeping and not cfg.fail_fast:
             write_record(output_dir, _failed_record(cfg, str(exc)))
@@ -242,25 +313,26 @@ def hydra_main(cfg: DictConfig) -> None:
         _discard_unused_run_dir(output_dir, results_dir)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception:  # a crash during training: run() has already written a failed record
+    except Exception:  # a crash during training: run_all() has already written a failed record
         if sweeping and not cfg.fail_fast:
             log.exception("job %d crashed; its record is in %s", hydra_cfg.job.num, output_dir)
             return
         raise
     finally:
         release_job_state()
-    log.info(
-        "%s %s: test error %s, %d steps, %.2f s training, record %s",
-        record.run_id,
-        record.status,
-        "n/a" if record.test_error is None else f"{record.test_error:.4f}",
-        record.steps or 0,
-        record.train_time_s or 0.0,
-        output_dir / "run.json",
-    )
-    if record.status == "interrupted":
+    for record in records:
+        log.info(
+            "%s %s: test error %s, %d steps, %.2f s training, record %s",
+            record.run_id,
+            record.status,
+            "n/a" if record.test_error is None else f"{record.test_error:.4f}",
+            record.steps or 0,
+            record.train_time_s or 0.0,
+            member_dir(output_dir, len(records), record.seed) / "run.json",
+        )
+    if any(record.status == "interrupted" for record in records):
         sys.exit(130)
-    if record.status != "completed" and (not sweeping or cfg.fail_fast):
+    if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
         sys.exit(1)
 
 

@@ -54,6 +54,17 @@ class RunRecord:
     samples_seen: int | None = _f("training samples processed", unit="samples")
     batch_size: int | None = _f("trainer.batch_size", unit="samples")
     trainer_mode: str | None = _f("trainer.mode: how the steps were run (eager, ...)")
+    trainer_fallback: str | None = _f(
+        "why the run could not train as trainer.mode asked and what ran instead (graph → eager on a CPU); "
+        "trainer_mode then names what ran; null when it ran as asked"
+    )
+    cuda_graph: bool | None = _f("the training steps were replayed from a captured CUDA graph")
+    ensemble_size: int | None = _f(
+        "models trained together in one vmapped step (trainer.mode=ensemble), each its own record; "
+        "its times, energy and hardware burden are the ensemble's divided by ensemble_size",
+        unit="count",
+    )
+    ensemble_index: int | None = _f("this member's place in its ensemble (seed = first seed + index)")
     precision: str | None = _f("fp32 | bf16 | fp16")
     device: str | None = _f("torch device used: cpu, cuda, cuda:N")
     device_name: str | None = _f("GPU model, or CPU model for device cpu")
@@ -96,6 +107,12 @@ class RunRecord:
     peak_source: str | None = _f("where peak_flops comes from (table row source, override, unknown)")
     hardware_burden: float | None = _f("n_processors × peak_flops × train_time_s", unit="FLOP")
     utilization: float | None = _f("network_operations / hardware_burden", unit="fraction")
+    achieved_flops_per_s: float | None = _f(
+        "flops_train_measured (or a solver's exact FLOPs) / train_time_s", unit="FLOP/s"
+    )
+    mfu: float | None = _f(
+        "model FLOP utilization: achieved_flops_per_s / (n_processors × peak_flops)", unit="fraction"
+    )
     # energy, carbon, cost (filled by the energy issue)
     energy_gpu_j: float | None = _f("GPU energy over the training window", unit="J")
     energy_cpu_j: float | None = _f("CPU energy over the training window", unit="J")

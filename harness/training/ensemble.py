@@ -1,0 +1,227 @@
+"""trainer.mode=ensemble: E models of one shape, differing in seed, trained together in one vmapped step.
+
+Small models leave a GPU mostly idle; stacking E of them (torch.func.stack_module_state) and running one
+vmapped forward/backward (torch.func.vmap over grad_and_value) trains all E for about the launches of one.
+The stacked parameters are ordinary leaf tensors of shape (E, ...), so the configured torch.optim
+optimizer and LR schedule update them as they would one model: for element-wise optimizers (SGD, Adam, ...)
+that is exactly E independent optimizers. Gradient clipping is per member. On a CUDA device the vmapped
+step is captured in a CUDA graph like trainer.mode=graph (harness.training.graph); elsewhere it runs
+eagerly. fp16 is refused: one gradient scaler would skip a step for every member when one overflows.
+
+Member i is what an eager run with seed `seed + i` would train: its weights are initialised from that
+seed and (trainer.ensemble_data_order=own, the default) it shuffles with it; `shared` gives every member the
+first seed's order, so only the initialisation differs. All members share the data subsample
+(data.subsample_seed). Each member gets its own TrainResult, and train.py writes each as its own run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+from harness.data import Dataset
+from harness.energy import EnergyMeter
+from harness.errors import ConfigError
+from harness.progress import Progress
+from harness.training.device import autocast
+from harness.training.graph import GraphStepper, GraphUnavailable, graph_amp, graph_blocker, warn_fallback
+from harness.training.loop import EagerStepper, Plan, TrainResult, drop_last_for, run_steps, shuffled_batches
+from harness.training.objective import Objective
+
+log = logging.getLogger(__name__)
+
+# Optimizers that act element by element (no norm over a whole tensor): on stacked parameters they are
+# E independent optimizers.
+ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
+DATA_ORDERS = ("own", "shared")
+ENERGY_SHARE_TAG = "shared_ensemble"
+# Energy quantities that add up over members (split evenly); methods get the tag; power stays whole-device.
+_SPLIT_ENERGY = (
+    "energy_gpu_j",
+    "energy_cpu_j",
+    "energy_ram_j",
+    "energy_total_j",
+    "energy_total_kwh",
+    "energy_gpu_error_j",
+    "energy_gpu_j_codecarbon",
+)
+_UNMEASURED_METHODS = ("not_used", "disabled")
+
+
+class EnsembleCore:
+    """E stacked copies of one architecture (the Core protocol of loop.py)."""
+
+    def __init__(self, models, x, y, objective: Objective, device, dtype, shared_order: bool, amp=autocast):
+        self.members = len(models)
+        for model in models:
+            model.to(device).train()
+        self.models = models
+        params, buffers = stack_module_state(models)
+        self.params, self.buffers_ = params, buffers
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.x, self.y, self.objective, self.device, self.dtype, self.amp = (
+            x,
+            y,
+            objective,
+            device,
+            dtype,
+            amp,
+        )
+        data_dim = None if shared_order else 0
+
+        def loss_of(p, b, xb, yb):
+            with amp(device, dtype):
+                output = functional_call(self.base, (p, b), (xb,))
+            return objective.loss(output, yb)
+
+        self._grads = vmap(
+            grad_and_value(loss_of), in_dims=(0, 0, data_dim, data_dim), randomness="different"
+        )
+        self._forward = vmap(
+            lambda p, b, xb: functional_call(self.base, (p, b), (xb,)),
+            in_dims=(0, 0, None),
+            randomness="different",
+        )
+        self._sums = vmap(objective.sums, in_dims=(0, None))
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())
+
+    def buffers(self) -> list[torch.Tensor]:
+        return list(self.buffers_.values())
+
+    def loss_and_grads(self, idx: torch.Tensor, scale: Callable = lambda loss: loss) -> torch.Tensor:
+        grads, loss = self._grads(self.params, self.buffers_, self.x[idx], self.y[idx])
+        for name, param in self.params.items():
+            param.grad = grads[name]
+        return loss.detach().float()
+
+    @torch.no_grad()
+    def clip_(self, max_norm: float) -> None:
+        """Scale each member's gradients to a global norm of at most `max_norm` (clip_grad_norm_ each)."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).float().norm(dim=1) for g in grads], dim=1).norm(dim=1)
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
+
+    @torch.no_grad()
+    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
+        self.base.eval()
+        loss = torch.zeros(self.members, device=self.device)
+        error = torch.zeros(self.members, device=self.device)
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            with autocast(self.device, self.dtype):
+                output = self._forward(self.params, self.buffers_, xb)
+            batch_loss, batch_error = self._sums(output, yb)
+            loss += batch_loss
+            error += batch_error
+        self.base.train()
+        return [
+            self.objective.scores(lo, er, len(x))
+            for lo, er in zip(loss.tolist(), error.tolist(), strict=True)
+        ]
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the trained weights into the member modules (they end trained, as in eager mode)."""
+        for i, model in enumerate(self.models):
+            for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+                stacked = self.params.get(name, self.buffers_.get(name))
+                if stacked is not None:
+                    tensor.copy_(stacked[i])
+
+
+def check_ensemble(cfg: Any, dtype: torch.dtype) -> None:
+    """One-line ConfigErrors for settings an ensemble cannot honour."""
+    if dtype is torch.float16:
+        raise ConfigError(
+            "trainer.mode=ensemble cannot use precision=fp16: one gradient scaler would skip every member's "
+            "step when one overflows; use trainer.precision=bf16 or fp32"
+        )
+    order = cfg.get("ensemble_data_order", "own")
+    if order not in DATA_ORDERS:
+        raise ConfigError(
+            f"trainer.ensemble_data_order must be one of {', '.join(DATA_ORDERS)}, got {order!r}"
+        )
+    name = instantiate(cfg.optimizer)([torch.zeros(1, requires_grad=True)]).__class__.__name__
+    if name not in ELEMENTWISE_OPTIMIZERS:
+        raise ConfigError(
+            f"trainer.mode=ensemble needs an element-wise optimizer ({', '.join(ELEMENTWISE_OPTIMIZERS)}); "
+            f"{name} would mix members' statistics; pick one of those or use trainer.mode=eager"
+        )
+
+
+def train_ensemble(
+    models: Sequence[torch.nn.Module],
+    data: Dataset,
+    cfg: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    seeds: Sequence[int],
+    progress: Progress | None = None,
+    energy: EnergyMeter | None = None,
+) -> list[TrainResult]:
+    """Train `models` (built from `seeds`, one each) together; one TrainResult per member, each charged
+    1/E of the time. The member modules end with their trained weights."""
+    check_ensemble(cfg, dtype)
+    if len(models) != len(seeds) or not models:
+        raise ValueError(f"need one seed per model, got {len(models)} models and {len(seeds)} seeds")
+    shared = cfg.get("ensemble_data_order", "own") == "shared"
+    channels_last = bool(cfg.get("channels_last", False))
+    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
+    if channels_last:
+        for model in models:
+            model.to(device).to(memory_format=torch.channels_last)
+    order_seeds = seeds[0] if shared else list(seeds)
+    warmup_idx = torch.arange(plan.batch_size, device=device)
+    if not shared:
+        warmup_idx = warmup_idx.expand(len(models), -1).contiguous()
+
+    reason = graph_blocker(cfg, device, dtype, plan.n, plan.batch_size, plan.drop_last)
+    if reason is None:
+        core = EnsembleCore(
+            models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared, graph_amp
+        )
+        try:
+            stepper = GraphStepper(core, cfg, plan.total_steps, device, warmup_idx)
+            batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
+            results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
+            core.write_back()
+            for result in results:
+                result.cuda_graph = True
+            return results
+        except GraphUnavailable as exc:
+            reason = str(exc)
+    note = (
+        None if device.type != "cuda" else warn_fallback("ensemble", "ensemble without a CUDA graph", reason)
+    )
+    core = EnsembleCore(models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared)
+    optimizer = instantiate(cfg.optimizer)(core.parameters())
+    stepper = EagerStepper(core, optimizer, plan.total_steps, cfg, dtype, device, warmup_idx)
+    batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
+    results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
+    core.write_back()
+    for result in results:
+        result.fallback = note
+    return results
+
+
+def share_energy(fields: dict[str, Any], members: int) -> dict[str, Any]:
+    """One member's energy fields: the window's energy split evenly, each measured method tagged."""
+    shared = dict(fields)
+    for key in _SPLIT_ENERGY:
+        if shared.get(key) is not None:
+            shared[key] = shared[key] / members
+    for key in ("energy_method_gpu", "energy_method_cpu", "energy_method_ram"):
+        if shared.get(key) is not None and shared[key] not in _UNMEASURED_METHODS:
+            shared[key] = f"{shared[key]}+{ENERGY_SHARE_TAG}"
+    return shared

@@ -39,9 +39,11 @@ def test_documented_keys_exist(compose_train):
 
 
 def test_groups_have_the_expected_options():
-    assert _options("model") == ["cnn", "mlp", "resnet", "transformer"]
-    assert _options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "mnist1d"]
-    assert _options("trainer") == ["default"] and _options("measure") == ["default"]
+    assert _options("model") == [
+        "cnn", "linear_expert", "linear_flexible", "linear_lasso", "mlp", "mlp_ntk", "resnet", "transformer"
+    ]
+    assert _options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "mnist1d", "sparse_regression"]
+    assert _options("trainer") == ["default", "lasso", "least_squares"] and _options("measure") == ["default"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "mlp", "resnet", "transformer"])

@@ -11,7 +11,10 @@ from torch import nn
 from models import available_models, build_model, register
 
 SHAPES = [(64,), (1, 40), (1, 8, 8), (1, 28, 28), (3, 32, 32)]
-MODELS = ["cnn", "mlp", "resnet", "transformer"]
+MODELS = ["cnn", "mlp", "resnet", "transformer"]  # the width × depth architectures exercised below
+# Everything registered: those, plus the theory experiment's linear models and NTK-parameterized MLP
+# (tests/test_theory.py).
+REGISTERED = sorted([*MODELS, "linear_expert", "linear_flexible", "linear_lasso", "mlp_ntk"])
 NUM_CLASSES = 7
 
 
@@ -29,7 +32,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_importing_models_registers_every_architecture():
-    assert available_models() == MODELS
+    assert available_models() == REGISTERED
 
 
 @pytest.mark.parametrize(("name", "shape"), [c for c in CASES if valid(*c.values)])
@@ -200,7 +203,7 @@ def test_width_and_depth_must_be_positive_integers(name, key, value):
 def test_unknown_model_name_lists_the_choices():
     with pytest.raises(ValueError) as info:
         build_model("foo", (1, 8, 8), 10, width=8, depth=2)
-    assert str(info.value) == "unknown model 'foo'; choose one of: cnn, mlp, resnet, transformer"
+    assert str(info.value) == f"unknown model 'foo'; choose one of: {', '.join(REGISTERED)}"
 
 
 def test_unknown_option_is_a_type_error():
@@ -215,5 +218,5 @@ def test_register_refuses_a_second_class_under_a_taken_name():
         class Impostor(nn.Module):
             pass
 
-    assert available_models() == MODELS
+    assert available_models() == REGISTERED
     assert type(build_model("mlp", (4,), 2, width=3, depth=1)).__name__ == "MLP"

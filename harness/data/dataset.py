@@ -10,7 +10,7 @@ import torch
 
 from harness.data.options import DataOptions, parse_options
 from harness.data.sources import SOURCES
-from harness.data.subsample import stratified_subset
+from harness.data.subsample import nested_subset, stratified_subset
 from harness.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ class Dataset:
 
     name: str
     x_train: torch.Tensor = field(repr=False)  # float32, (N, *input_shape)
-    y_train: torch.Tensor = field(repr=False)  # int64, (N,)
+    y_train: torch.Tensor = field(repr=False)  # int64 (N,); float32 (N,) for regression
     x_test: torch.Tensor = field(repr=False)
     y_test: torch.Tensor = field(repr=False)
     input_shape: tuple[int, ...]  # per sample
@@ -69,7 +69,12 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     n_full = len(y_train)
     n = _train_size(opts, n_full, raw.num_classes)
     if n < n_full:
-        keep = torch.from_numpy(stratified_subset(raw.y_train, n, opts.subsample_seed))
+        # Class-balanced subsets need classes; regression targets get a plain seeded (still nested) subset.
+        if raw.task == "regression":
+            keep = nested_subset(n_full, n, opts.subsample_seed)
+        else:
+            keep = stratified_subset(raw.y_train, n, opts.subsample_seed)
+        keep = torch.from_numpy(keep)
         x_train, y_train = x_train[keep], y_train[keep]
 
     return Dataset(
@@ -82,4 +87,5 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
         num_classes=raw.num_classes,
         n_train_full=n_full,
         source=raw.source,
+        task=raw.task,
     )

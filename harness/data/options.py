@@ -24,6 +24,12 @@ class DataOptions:
     test_fraction: float = 0.2
     num_samples: int = 4000
     generator_seed: int = 42
+    # sparse_regression only: candidate features, relevant features, noise σ, feature correlation, task
+    p: int = 32
+    s: int = 4
+    noise: float = 0.5
+    correlation: float = 0.0
+    task: str = "regression"
 
 
 def _as_int(key: str, value: Any) -> int:
@@ -81,6 +87,25 @@ def parse_options(cfg: Mapping[str, Any], names: Sequence[str]) -> DataOptions:
     if root is not None:
         root = os.path.expanduser(str(root))
 
+    p = _as_int("p", cfg.get("p", 32))
+    if p < 1:
+        raise ConfigError(f"data.p (candidate features) must be at least 1, got {p}; the default is 32")
+    s = _as_int("s", cfg.get("s", 4))
+    if not 1 <= s <= p:
+        raise ConfigError(
+            f"data.s (relevant features) must be in [1, data.p={p}], got {s}; choose e.g. data.s={min(4, p)}"
+        )
+    noise = _as_float("noise", cfg.get("noise", 0.5))
+    if noise < 0:
+        raise ConfigError(f"data.noise is a standard deviation, got {noise}; set it to 0 or more")
+    correlation = _as_float("correlation", cfg.get("correlation", 0.0))
+    if not 0.0 <= correlation < 1.0:
+        # Σ = (1 − ρ)I + ρ11ᵀ is a valid covariance with unit variances only for 0 <= ρ < 1 here.
+        raise ConfigError(f"data.correlation must be in [0, 1), got {correlation}; the default is 0")
+    task = cfg.get("task", "regression")
+    if task not in ("regression", "classification"):
+        raise ConfigError(f"data.task must be regression or classification, got {task!r}; pick one of those")
+
     return DataOptions(
         name=name,
         root=root,
@@ -92,4 +117,9 @@ def parse_options(cfg: Mapping[str, Any], names: Sequence[str]) -> DataOptions:
         test_fraction=test_fraction,
         num_samples=num_samples,
         generator_seed=_as_seed("generator_seed", cfg.get("generator_seed", 42)),
+        p=p,
+        s=s,
+        noise=noise,
+        correlation=correlation,
+        task=task,
     )

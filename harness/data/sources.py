@@ -32,7 +32,8 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @dataclass(frozen=True)
 class RawSplits:
-    """Full (not yet subsampled or normalized) splits: x float32 (N, *input_shape), y int64 (N,)."""
+    """Full (not yet subsampled or normalized) splits: x float32 (N, *input_shape), y int64 (N,), or for
+    task "regression" y float32 (N,) targets and num_classes 1 (one model output)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -40,6 +41,7 @@ class RawSplits:
     y_test: np.ndarray
     num_classes: int
     source: str
+    task: str = "classification"
 
 
 def load_digits(opts: DataOptions) -> RawSplits:
@@ -185,6 +187,13 @@ def load_cifar10(opts: DataOptions) -> RawSplits:
     return RawSplits(*to_arrays(train), *to_arrays(test), 10, str(Path(opts.root) / CIFAR10.base_folder))
 
 
+def load_sparse_regression(opts: DataOptions) -> RawSplits:
+    """The theory experiment's synthetic sparse linear problem (harness/data/sparse_regression.py)."""
+    from harness.data.sparse_regression import generate
+
+    return generate(opts)
+
+
 # Read-only dispatch table: dataset name -> loader.
 SOURCES: MappingProxyType[str, Callable[[DataOptions], RawSplits]] = MappingProxyType(
     {
@@ -193,5 +202,6 @@ SOURCES: MappingProxyType[str, Callable[[DataOptions], RawSplits]] = MappingProx
         "fashion_mnist": load_fashion_mnist,
         "mnist": load_mnist,
         "cifar10": load_cifar10,
+        "sparse_regression": load_sparse_regression,
     }
 )

@@ -38,6 +38,14 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(stratified_order(labels, seed)[:n])
 
 
+def nested_subset(size: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a plain seeded subset of size n of range(size), for targets without classes
+    (regression): the first n of one seeded permutation, so the same seed gives nested subsets."""
+    if not 0 <= n <= size:
+        raise ValueError(f"subset size {n} is outside [0, {size}]")
+    return np.sort(np.random.default_rng(seed).permutation(size)[:n])
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced (train, test) sorted index arrays for sets that ship without an official split."""
     n_test = max(1, round(test_fraction * len(labels)))

@@ -17,7 +17,8 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.results import load as load_records
 
-# The compute columns of a run record that `x=` may name, with their unit (for tables and plots).
+# The columns of a run record that `x=` may name, with their unit (for tables and plots): the compute
+# columns, and n_train for data scaling (the theory experiment's data exponent, error ∝ n^slope).
 COMPUTE_COLUMNS = MappingProxyType(
     {
         "network_operations": "FLOP",
@@ -25,6 +26,7 @@ COMPUTE_COLUMNS = MappingProxyType(
         "hardware_burden": "FLOP",
         "energy_total_j": "J",
         "flops_train_measured": "FLOP",
+        "n_train": "samples",
     }
 )
 # Of those, the ones that measure a whole training run's FLOPs, to which the paper's USD and CO2 rates apply.

@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 # models and `seeds` (one per model) and return one TrainResult per model.
 MODES = {
     "eager": "harness.training.loop:train",
+    "closed_form": "harness.training.closed_form:fit_closed_form",
     "graph": "harness.training.graph:train_graph",
     "ensemble": "harness.training.ensemble:train_ensemble",
 }

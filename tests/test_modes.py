@@ -149,6 +149,64 @@ def test_ensemble_trains_the_member_modules_like_eager(compose_train):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+ADAMW = (
+    "trainer.optimizer._target_=torch.optim.AdamW",
+    "~trainer.optimizer.momentum",
+    "~trainer.optimizer.nesterov",
+    "trainer.optimizer.lr=0.003",
+    "trainer.schedule.name=linear",
+    "trainer.schedule.warmup_fraction=0.2",
+)
+
+
+@pytest.mark.parametrize(("members", "optimizer"), [(1, ()), (1, ADAMW), (2, ())])
+def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optimizer):
+    """What a graph replays — device-side LR from the schedule table, fused optimizer, in-place reset after
+    warm-up, in-graph loss sum — run eagerly (capture=False) trains exactly what eager mode trains."""
+    from harness.building import build_model_from_config
+    from harness.data import load_dataset
+    from harness.train import seed_everything
+    from harness.training.ensemble import EnsembleCore
+    from harness.training.graph import GraphStepper, graph_amp
+    from harness.training.loop import ModuleCore, Plan, run_steps, train
+
+    full = compose_train("model=cnn", "model.width=8", *SAME_BATCHES, *optimizer)
+    cfg, data = full.trainer, load_dataset(full.data)
+    cpu, seeds = torch.device("cpu"), list(range(members))
+
+    def build(seed):
+        seed_everything(seed)
+        return build_model_from_config(full.model, data.input_shape, data.num_classes)
+
+    eager = []
+    for seed in seeds:
+        model = build(seed)
+        eager.append((model, train(model, data, cfg, cpu, torch.float32, seed=seed)))
+    models = [build(seed) for seed in seeds]
+    plan = Plan.make(data, cfg, cpu, drop_last=True)
+    if members == 1:
+        core = ModuleCore(
+            models[0], models[0], plan.x_train, plan.y_train, plan.objective, cpu, torch.float32, graph_amp
+        )
+        idx = torch.arange(plan.batch_size)
+    else:
+        core = EnsembleCore(
+            models, plan.x_train, plan.y_train, plan.objective, cpu, torch.float32, False, graph_amp
+        )
+        idx = torch.arange(plan.batch_size).expand(members, -1).contiguous()
+    stepper = GraphStepper(core, cfg, plan.total_steps, cpu, idx, capture=False)
+    order = seeds[0] if members == 1 else seeds
+    results = run_steps(stepper, shuffled_batches(plan.n, plan.batch_size, order, cpu, True), plan, cfg, cpu)
+    if members > 1:
+        core.write_back()
+    for (alone, expected), model, result in zip(eager, models, results, strict=True):
+        assert [r["lr"] for r in result.curve] == pytest.approx([r["lr"] for r in expected.curve])
+        assert result.last("test_error") == pytest.approx(expected.last("test_error"))
+        assert result.last("train_loss") == pytest.approx(expected.last("train_loss"), rel=1e-4)
+        for a, b in zip(alone.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
 def test_ensemble_members_are_records_of_their_own(compose_train, tmp_path):
     cfg = compose_train(
         *TINY, "trainer.mode=ensemble", "trainer.ensemble_size=3", "seed=7", "measure.learning_curve=true"

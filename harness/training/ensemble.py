@@ -1,7 +1,7 @@
 """trainer.mode=ensemble: E models of one shape, differing in seed, trained together in one vmapped step.
 
 Small models leave a GPU mostly idle; stacking E of them (torch.func.stack_module_state) and running one
-vmapped forward/backward (torch.func.vmap over grad_and_value) trains all E for about the launches of one.
+vmapped forward (torch.func.vmap) and one backward trains all E for about the launches of one.
 The stacked parameters are ordinary leaf tensors of shape (E, ...), so the configured torch.optim
 optimizer and LR schedule update them as they would one model: for element-wise optimizers (SGD, Adam, ...)
 that is exactly E independent optimizers. Gradient clipping is per member. On a CUDA device the vmapped
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state, vmap
 
 from harness.data import Dataset
 from harness.energy import EnergyMeter
@@ -80,9 +80,11 @@ class EnsembleCore:
                 output = functional_call(self.base, (p, b), (xb,))
             return objective.loss(output, yb)
 
-        self._grads = vmap(
-            grad_and_value(loss_of), in_dims=(0, 0, data_dim, data_dim), randomness="different"
-        )
+        # vmap over the forward and loss only; ordinary autograd differentiates the batched ops (the
+        # members' losses are independent, so the gradient of their sum is each member's own gradient).
+        # torch.func.grad inside vmap would need batch rules for every backward op, and BatchNorm's
+        # backward has none for mixed precision.
+        self._losses = vmap(loss_of, in_dims=(0, 0, data_dim, data_dim), randomness="different")
         self._forward = vmap(
             lambda p, b, xb: functional_call(self.base, (p, b), (xb,)),
             in_dims=(0, 0, None),
@@ -97,10 +99,9 @@ class EnsembleCore:
         return list(self.buffers_.values())
 
     def loss_and_grads(self, idx: torch.Tensor, scale: Callable = lambda loss: loss) -> torch.Tensor:
-        grads, loss = self._grads(self.params, self.buffers_, self.x[idx], self.y[idx])
-        for name, param in self.params.items():
-            param.grad = grads[name]
-        return loss.detach().float()
+        losses = self._losses(self.params, self.buffers_, self.x[idx], self.y[idx])
+        scale(losses.sum()).backward()
+        return losses.detach().float()
 
     @torch.no_grad()
     def clip_(self, max_norm: float) -> None:

@@ -91,10 +91,16 @@ def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, plan_n: in
 
 
 class GraphStepper:
-    """Steps of a core replayed from one captured CUDA graph (the Stepper protocol of loop.py)."""
+    """Steps of a core replayed from one captured CUDA graph (the Stepper protocol of loop.py).
 
-    def __init__(self, core: Core, cfg: Any, total_steps: int, device: torch.device, warmup_idx):
-        self.core, self.device = core, device
+    `capture=False` runs the very same step body eagerly instead of replaying it (any device): what the
+    graph would replay — schedule table, fused optimizer, in-place reset — checkable on a CPU.
+    """
+
+    def __init__(
+        self, core: Core, cfg: Any, total_steps: int, device: torch.device, warmup_idx, capture: bool = True
+    ):
+        self.core, self.device, self.capture = core, device, capture
         factory = instantiate(cfg.optimizer)
         base_lr = float(factory(core.parameters()).param_groups[0]["lr"])
         factor = lr_factor(cfg.schedule.name, total_steps, float(cfg.schedule.warmup_fraction))
@@ -113,6 +119,7 @@ class GraphStepper:
         self.static_idx = warmup_idx.clone()
         self.loss_sum = torch.zeros(core.members, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.replay = self._eager_step
         self.steps = 0
 
     def _body(self) -> None:
@@ -133,8 +140,17 @@ class GraphStepper:
                 if torch.is_tensor(value):
                     value.zero_()
 
+    def _eager_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._body()
+
     def warmup(self, steps: int) -> None:
         saved = Snapshot.take(self.core, self.device)
+        if not self.capture:
+            for _ in range(max(steps, SIDE_STREAM_WARMUP_STEPS)):
+                self._eager_step()
+            self._undo(saved)
+            return
         try:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
@@ -155,7 +171,11 @@ class GraphStepper:
             raise GraphUnavailable(
                 f"capture failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             ) from exc
-        self.graph = graph
+        self.graph, self.replay = graph, graph.replay
+        self._undo(saved)
+
+    def _undo(self, saved: Snapshot) -> None:
+        """Back to the state before warm-up, in place: weights, buffers, RNG, optimizer, counters."""
         saved.restore(self.core)
         self._reset_optimizer()
         self.counter.zero_()
@@ -163,7 +183,7 @@ class GraphStepper:
 
     def step(self, idx: torch.Tensor) -> None:
         self.static_idx.copy_(idx)
-        self.graph.replay()
+        self.replay()
         self.steps += 1
 
     def lr(self) -> float:

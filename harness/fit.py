@@ -26,8 +26,16 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def _frontier(value) -> bool | str:
+    """frontier=false | true | both (Hydra gives booleans for the first two)."""
+    if isinstance(value, bool) or value == "both":
+        return value
+    raise ConfigError(f"frontier={value} is unknown; use frontier=false, true or both")
+
+
 def settings_from_config(cfg: DictConfig) -> Settings:
     """The analysis settings that conf/fit.yaml describes."""
+    x = _plain(cfg.x)
     return Settings(
         level=float(cfg.level),
         quantile=float(cfg.quantile),
@@ -37,15 +45,17 @@ def settings_from_config(cfg: DictConfig) -> Settings:
         flop_per_usd=float(cfg.extrapolation.flop_per_usd),
         flop_per_lb_co2=float(cfg.extrapolation.flop_per_lb_co2),
         holdout_fraction=float(cfg.holdout_fraction),
-        x=str(cfg.x),
+        holdout_grid=bool(cfg.holdout_grid),
+        x=[str(v) for v in x] if isinstance(x, list) else str(x),
         error=str(cfg.error),
         specs=tuple(_plain(cfg.specs) or ()),
         models=_plain(cfg.filter.model),
         datasets=_plain(cfg.filter.data),
         seeds=str(cfg.seeds),
         group_by=tuple(_plain(cfg.group_by) or ()),
-        frontier=bool(cfg.frontier),
+        frontier=_frontier(cfg.frontier),
         parametric=bool(cfg.parametric.enabled),
+        parametric_by_model=bool(cfg.parametric.by_model),
         bootstrap=int(cfg.parametric.bootstrap),
         bootstrap_seed=int(cfg.parametric.seed),
         huber_delta=float(cfg.parametric.huber_delta),

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -182,3 +183,36 @@ def test_a_failure_while_writing_leaves_no_half_written_out(compose_fit, tmp_pat
     with pytest.raises(OSError, match="disk full"):
         fit_app.write(analyses, tmp_path / "out", formats=(), overwrite=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_several_x_and_both_point_sets_from_a_collected_table(fit_main, records, tmp_path):
+    from harness.results import collect
+
+    _, parquet, _ = collect(records)
+    code, out, err = fit_main(
+        f"results={parquet}",
+        "x=[network_operations]",
+        "frontier=both",
+        "out=ours",
+        "plots=[png]",
+        "parametric.bootstrap=50",
+    )
+    assert code == 0, err
+    out_dir = tmp_path / "ours"
+    fits = pd.read_csv(out_dir / "fits.csv")
+    assert list(fits["points"]) == ["all"] * 3 + ["frontier"] * 3
+    holdout = pd.read_csv(out_dir / "holdout.csv")
+    assert {"largest width and n_train", "params × n_train"} <= set(holdout["scale"])
+    assert set(pd.read_csv(out_dir / "parametric.csv")["model"]) == {"cnn", "mlp"}
+    report = (out_dir / "report.md").read_text()
+    assert "poly (frontier)" in report and "The corner: the largest width" in report
+    assert "out-of-sample check" in out
+
+
+def test_config_maps_lists_and_frontier_modes(compose_fit):
+    cfg = compose_fit("results=somewhere", "x=[network_operations,energy_total_j]", "frontier=both")
+    settings = fit_app.settings_from_config(cfg)
+    assert settings.xs == ("network_operations", "energy_total_j") and settings.frontier == "both"
+    assert settings.holdout_grid and settings.parametric_by_model
+    with pytest.raises(ConfigError, match="frontier=maybe is unknown"):
+        fit_app.settings_from_config(compose_fit("results=somewhere", "frontier=maybe"))

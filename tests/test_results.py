@@ -118,3 +118,15 @@ def test_curve_written_as_csv(tmp_path):
 def test_results_readme_documents_every_field():
     readme = (REPO / "results" / "README.md").read_text()
     assert schema_markdown() in readme, "results/README.md is out of date: paste schema_markdown() into it"
+
+
+def test_load_reads_a_collected_table(tmp_path):
+    from harness.results import collect
+
+    for i, width in enumerate((8, 16)):
+        write_record(tmp_path / "sweep" / str(i), _record(run_id=f"r{i}", model_width=width))
+    _, parquet, csv = collect(tmp_path / "sweep")
+    for table in (parquet, csv):
+        frame = load(table)
+        assert sorted(frame["model_width"]) == [8, 16] and "run_dir" in frame.columns
+        assert list(load(table, columns=["run_id"]).columns) == ["run_id"]

@@ -8,8 +8,17 @@ import pytest
 from scipy.optimize import minimize
 
 from harness.scaling import parametric
-from harness.scaling.holdout import holdout_parametric, largest
+from harness.scaling.holdout import (
+    GRID_SCALE,
+    HOLDOUT_COLUMNS,
+    holdout_line_grid,
+    holdout_parametric,
+    holdout_parametric_grid,
+    largest,
+    largest_width_and_data,
+)
 from harness.scaling.lbfgs import minimize_batch
+from harness.scaling.regressions import LOG_ERROR, Plan
 
 TRUTH = {"E": 0.05, "A": 40.0, "alpha": 0.45, "B": 25.0, "beta": 0.55}
 
@@ -94,3 +103,45 @@ def test_largest_holds_out_at_least_one_scale():
     scale = pd.Series([1.0, 2.0, 2.0, 3.0])
     assert list(largest(scale, 0.1)) == [False, False, False, True]
     assert list(largest(scale, 0.5)) == [False, True, True, True]
+
+
+def _two_model_grid(noise=0.0) -> pd.DataFrame:
+    """Two models on one 6 × 6 grid: the second 1.5 times the first's error, so each needs its own law."""
+    runs = _grid_runs(noise=noise)
+    return pd.concat(
+        [runs.assign(model="mlp"), runs.assign(model="cnn", error=runs["error"] * 1.5)], ignore_index=True
+    )
+
+
+def test_largest_width_and_data_is_per_model():
+    runs = _two_model_grid().assign(params=lambda f: f["params"] * np.where(f["model"] == "cnn", 0.1, 1.0))
+    held, corner = largest_width_and_data(runs)
+    for _, group in runs.groupby("model"):
+        top = (group["params"] == group["params"].max()) | (group["n_train"] == group["n_train"].max())
+        assert list(held[group.index]) == list(top)
+        assert corner[group.index].sum() == 1
+    assert held.sum() == 2 * 11  # one row and one column of each 6 × 6 grid
+
+
+def test_grid_holdout_of_the_law_predicts_the_largest_width_and_data():
+    runs = _grid_runs(noise=0.0).assign(model="mlp")
+    rows = holdout_parametric_grid(runs, benchmark="grid", delta=0.1, label="parametric (mlp)")
+    assert len(rows) == 11 and all(r["n_fit"] == 25 and r["scale"] == GRID_SCALE for r in rows)
+    assert all(r["relative_error"] < 0.01 for r in rows)
+    (corner,) = [r for r in rows if r["corner"]]
+    assert corner["params"] == runs["params"].max() and corner["n_train"] == runs["n_train"].max()
+    assert corner["architecture"] == "mlp" and set(rows[0]) == set(HOLDOUT_COLUMNS) - {"points"}
+
+
+def test_grid_holdout_of_a_line_on_compute():
+    runs = _two_model_grid().assign(network_operations=lambda f: 6 * f["params"] * f["n_train"])
+    runs["error"] = 10 ** (0.5 - 0.1 * np.log10(runs["network_operations"]))
+    rows = holdout_line_grid(runs, Plan("poly", LOG_ERROR, "network_operations"), benchmark="grid")
+    assert len(rows) == 22 and {r["architecture"] for r in rows} == {"mlp", "cnn"}
+    assert max(r["relative_error"] for r in rows) < 1e-9 and sum(r["corner"] for r in rows) == 2
+    assert (
+        holdout_line_grid(
+            runs.drop(columns="params"), Plan("poly", LOG_ERROR, "network_operations"), benchmark="grid"
+        )
+        == []
+    )

@@ -6,7 +6,9 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.scaling import Settings, analyse_runs
+from harness.scaling.analysis import fits_table, holdout_table
 from harness.scaling.extrapolate import measured_conversions
+from harness.scaling.holdout import GRID_SCALE
 from harness.scaling.runs import prepare_runs, read_runs
 
 
@@ -135,3 +137,87 @@ def test_analyse_runs_end_to_end():
     assert poly["usd_paper"] == pytest.approx(poly["x_needed"] / 6.874e16)
     assert analysis.parametric is None and any("n_train takes one value only" in n for n in analysis.notes)
     assert analysis.holdout and analysis.colour == "model"
+
+
+def _grid(energy=True) -> pd.DataFrame:
+    """Two models × 4 widths × 3 data sizes × 2 seeds: error falls with params and n_train, compute grows."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for model, factor in (("mlp", 1.0), ("cnn", 0.7)):
+        for width in (8, 16, 32, 64):
+            for n_train in (500, 1000, 2000):
+                for seed in (0, 1):
+                    params = 50 * width**2
+                    error = factor * (0.02 + 3 / params**0.4 + 2 / n_train**0.5) * np.exp(rng.normal(0, 0.02))
+                    ops = 6.0 * params * n_train * 10
+                    rows.append(
+                        {
+                            "status": "completed",
+                            "model": model,
+                            "data": "digits",
+                            "model_width": width,
+                            "n_train": n_train,
+                            "seed": seed,
+                            "params": params,
+                            "test_error": error,
+                            "network_operations": ops,
+                            "hardware_burden": ops * 20,
+                            "energy_total_j": ops * 1e-9 if energy else None,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_several_compute_columns_on_all_points_and_the_frontier():
+    settings = Settings(
+        x=["network_operations", "hardware_burden", "energy_total_j"],
+        frontier="both",
+        group_by=KEYS,
+        specs=("poly",),
+        bootstrap=20,
+    )
+    assert settings.xs == ("network_operations", "hardware_burden", "energy_total_j")
+    (analysis,) = analyse_runs(_grid(), settings)
+    keys = [(f.row["x"], f.row["points"]) for f in analysis.fits]
+    assert keys == [(x, p) for x in settings.xs for p in ("all", "frontier")]
+    for fit in analysis.fits:
+        assert fit.row["n"] == (24 if fit.row["points"] == "all" else len(fit.data)) and fit.row["k"] > 0
+    assert set(analysis.background) == set(settings.xs)
+    frontier = next(f for f in analysis.fits if f.row["points"] == "frontier")
+    assert len(frontier.data) + len(analysis.background["network_operations"]) == 24
+    table = fits_table([analysis])
+    assert list(table.columns[:4]) == ["benchmark", "source", "spec", "points"]
+    grid = [r for r in analysis.holdout if r["scale"] == GRID_SCALE]
+    assert {r["model"] for r in grid} >= {"poly: log10(error) ~ log10(network_operations)"}
+    assert all(r["n_fit"] == 12 for r in grid if r["model"].startswith("poly"))  # 3 widths × 2 sizes × 2
+
+
+def test_parametric_is_fitted_per_model():
+    settings = Settings(group_by=KEYS, specs=("poly",), bootstrap=20)
+    (analysis,) = analyse_runs(_grid(energy=False), settings)
+    table = analysis.parametric
+    assert list(table.columns[:2]) == ["benchmark", "model"] and set(table["model"]) == {"cnn", "mlp"}
+    assert len(table) == 10 and (table["n"] == 12).all()
+    labels = {r["model"] for r in analysis.holdout if r["scale"] == GRID_SCALE}
+    assert {
+        "parametric: E + A/N^alpha + B/D^beta (cnn)",
+        "parametric: E + A/N^alpha + B/D^beta (mlp)",
+    } <= labels
+    pooled = analyse_runs(
+        _grid(energy=False), Settings(**{**settings.__dict__, "parametric_by_model": False})
+    )
+    assert set(pooled[0].parametric["model"]) == {"all"} and (pooled[0].parametric["n"] == 24).all()
+    holdout = holdout_table([analysis])
+    assert "corner" in holdout.columns and holdout["corner"].fillna(False).astype(bool).sum() >= 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"frontier": "sideways"}, "frontier=sideways is unknown; use frontier=false, true or both"),
+        ({"x": []}, r"x=\[\] names no compute column"),
+    ],
+)
+def test_bad_settings_are_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings(**kwargs)

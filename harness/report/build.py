@@ -12,15 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
-from harness.report.formatting import bounds, interval, number
+from harness.report.formatting import bounds, holdout_frame, interval, number
 from harness.report.plots import X_LABELS, plot_name, plot_scaling
 from harness.scaling.analysis import (
+    ALL_POINTS,
+    FRONTIER,
     BenchmarkAnalysis,
     extrapolation_table,
     fits_table,
     holdout_table,
     parametric_table,
 )
+from harness.scaling.holdout import GRID_SCALE
 from harness.scaling.regressions import K_THEORY_MIN
 
 TITLE = "Scaling fits: what does accuracy cost?"
@@ -55,6 +58,9 @@ def _plots(analysis: BenchmarkAnalysis, directory: Path, formats: Sequence[str])
             by_x.setdefault(fit.plan.x, []).append(fit)
     images = []
     for x, fits in by_x.items():
+        with_all = any(f.row.get("points") == ALL_POINTS for f in fits)
+        if with_all:  # every point is drawn in colour; of the frontier fits, only the log-log line
+            fits = [f for f in fits if f.row.get("points") != FRONTIER or f.plan.spec == "poly"]
         files = plot_scaling(
             fits,
             title=f"{analysis.label}: {analysis.error_label} vs {X_LABELS.get(x, x)}",
@@ -63,11 +69,16 @@ def _plots(analysis: BenchmarkAnalysis, directory: Path, formats: Sequence[str])
             path_stem=directory / plot_name(analysis.name, x),
             formats=formats,
             level=analysis.level,
-            background=analysis.background,
+            background=None if with_all else analysis.background.get(x),
         )
         if files:
             images.append(files[0])
     return images
+
+
+def _spec(row: dict) -> str:
+    """The spec, marked when it was fitted on the compute-efficient frontier only."""
+    return f"{row['spec']} (frontier)" if row.get("points") == "frontier" else str(row["spec"])
 
 
 def _fits_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
@@ -76,7 +87,7 @@ def _fits_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
         r = fit.row
         rows.append(
             [
-                r["spec"],
+                _spec(r),
                 f"`{r['formula']}`",
                 r["method"],
                 f"{r['n']} ({r['n_dropped']} dropped)",
@@ -111,7 +122,7 @@ def _extrapolation_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     rows = [
         [
             number(r["target_error"]),
-            r["spec"],
+            _spec(r),
             r["x"],
             interval(r["x_needed"], r["x_ci_low"], r["x_ci_high"], unbounded=True),
             bounds(r["x_pi_low"], r["x_pi_high"]),
@@ -139,38 +150,72 @@ def _extrapolation_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
 def _holdout_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     if not analysis.holdout:
         return []
-    frame = pd.DataFrame(analysis.holdout)
-    summary = frame.groupby("model", sort=False).agg(
+    frame = holdout_frame(analysis.holdout)
+    summary = frame.groupby(["model", "scale"], sort=False).agg(
         held=("relative_error", "size"),
         typical=("relative_error", "median"),
         worst=("relative_error", "max"),
         n_fit=("n_fit", "first"),
     )
     rows = [
-        [f"`{r.Index}`", str(r.n_fit), str(r.held), f"{r.typical:.1%}", f"{r.worst:.1%}"]
-        for r in summary.itertuples()
+        [f"`{model}`", scale, str(r.n_fit), str(r.held), f"{r.typical:.1%}", f"{r.worst:.1%}"]
+        for (model, scale), r in zip(summary.index, summary.itertuples(), strict=True)
     ]
-    text = "Each line refitted without the largest scale(s), then asked to predict them (all in holdout.csv)."
-    columns = ["model", "points fitted", "points held out", "median relative error", "worst"]
-    return [Heading(3, "Out-of-sample check"), Paragraph(text), Table(columns, rows)]
+    text = (
+        "Each line refitted without the largest scale(s), then asked to predict them (all in holdout.csv). "
+        f"`{GRID_SCALE}`: refitted without every configuration at its model's largest width or at the "
+        "largest training set, then asked to predict those, the largest model on the most data included."
+    )
+    columns = ["model", "held out", "points fitted", "points held out", "median relative error", "worst"]
+    blocks: list[Block] = [Heading(3, "Out-of-sample check"), Paragraph(text), Table(columns, rows)]
+    corners = frame[frame.get("corner", pd.Series(False, index=frame.index)).fillna(False).astype(bool)]
+    if len(corners):
+        corner_rows = [
+            [
+                f"`{r['model']}`",
+                str(r.get("architecture") or ""),
+                f"{r['params']:.4g}",
+                f"{r['n_train']:.0f}",
+                number(r["observed_error"]),
+                number(r["predicted_error"]),
+                f"{r['relative_error']:.1%}",
+            ]
+            for r in corners.to_dict("records")
+        ]
+        columns = ["model", "architecture", "params", "n_train", "observed", "predicted", "relative error"]
+        blocks += [
+            Paragraph("The corner: the largest width trained on the most data, predicted without either."),
+            Table(columns, corner_rows),
+        ]
+    return blocks
 
 
 def _parametric_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     if analysis.parametric is None:
         return []
     table = analysis.parametric
+    models = list(dict.fromkeys(table["model"])) if "model" in table.columns else ["all"]
+    by_model = {m: table[table["model"] == m] if "model" in table.columns else table for m in models}
     rows = [
-        [r["parameter"], interval(r["value"], r["ci_low"], r["ci_high"])] for r in table.to_dict("records")
+        [
+            parameter,
+            *(
+                interval(*by_model[m].set_index("parameter").loc[parameter, ["value", "ci_low", "ci_high"]])
+                for m in models
+            ),
+        ]
+        for parameter in dict.fromkeys(table["parameter"])
     ]
+    points = ", ".join(f"{int(by_model[m]['n'].iloc[0])} ({m})" for m in models)
     text = (
         "`L(N, D) = E + A/N^alpha + B/D^beta` with N = parameters and D = training samples, fitted by Huber "
-        "loss on log residuals (L-BFGS from a grid of starts); 95% bootstrap percentile CIs over "
-        f"{int(table['resamples'].iloc[0])} resamples of the {int(table['n'].iloc[0])} points."
+        "loss on log residuals (L-BFGS from a grid of starts), one fit per model; 95% bootstrap percentile "
+        f"CIs over {int(table['resamples'].iloc[0])} resamples of the points: {points}."
     )
     return [
         Heading(3, "Beyond the paper: L(N, D)"),
         Paragraph(text),
-        Table(["parameter", "value [95% CI]"], rows),
+        Table(["parameter", *(f"{m}: value [95% CI]" for m in models)], rows),
     ]
 
 
@@ -178,7 +223,7 @@ def _summary_blocks(analyses: Sequence[BenchmarkAnalysis]) -> list[Block]:
     rows = [
         [
             a.label,
-            f.row["spec"],
+            _spec(f.row),
             f.row["x"],
             str(f.row["n"]),
             number(f.row["r2"], 2),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.formatting import interval, number
+from harness.report.formatting import holdout_frame, interval, number
 from harness.scaling.analysis import BenchmarkAnalysis
 
 
@@ -19,7 +19,7 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
     fits = [
         {
             "benchmark": f.row["benchmark"],
-            "spec": f.row["spec"],
+            "spec": f"{f.row['spec']} (frontier)" if f.row.get("points") == "frontier" else f.row["spec"],
             "y": f.row["y"],
             "x": f.row["x"],
             "slope [95% CI]": interval(f.row["slope"], f.row.get("slope_ci_low"), f.row.get("slope_ci_high")),
@@ -48,12 +48,28 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         if a.parametric is not None:
             rows = [
                 {
+                    **({"model": r["model"]} if "model" in r else {}),
                     "parameter": r["parameter"],
                     "value [95% CI]": interval(r["value"], r["ci_low"], r["ci_high"]),
                 }
                 for r in a.parametric.to_dict("records")
             ]
             parts += ["", f"L(N, D) on {a.name}", _table(rows)]
+    holdout = [
+        {
+            "benchmark": a.name,
+            "model": model,
+            "held out": scale,
+            "points": len(group),
+            "median relative error": f"{group['relative_error'].median():.1%}",
+            "worst": f"{group['relative_error'].max():.1%}",
+        }
+        for a in analyses
+        if a.holdout
+        for (model, scale), group in holdout_frame(a.holdout).groupby(["model", "scale"], sort=False)
+    ]
+    if holdout:
+        parts += ["", "out-of-sample check", _table(holdout)]
     notes = [f"{a.name}: {note}" for a in analyses for note in a.notes]
     if notes:
         parts += ["", "notes", *notes]

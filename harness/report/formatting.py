@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import pandas as pd
+
 
 def number(value, digits: int = 3) -> str:
     """`value` to `digits` significant digits; NaN/None as '–', infinities as '∞'."""
@@ -36,3 +38,12 @@ def bounds(low, high, digits: int = 3) -> str:
 
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def holdout_frame(rows: list[dict]) -> pd.DataFrame:
+    """Holdout rows as a table; `model` names the frontier fits' checks apart ("poly (frontier): ...")."""
+    frame = pd.DataFrame(rows)
+    if "points" in frame.columns:
+        frontier = frame["points"] == "frontier"
+        frame["model"] = frame["model"].where(~frontier, frame["model"].str.replace(":", " (frontier):", n=1))
+    return frame

@@ -40,7 +40,8 @@ def plot_name(benchmark: str, x: str) -> str:
 def _fit_label(fit: FitResult) -> str:
     row = fit.row
     slope = interval(row["slope"], row["slope_ci_low"], row["slope_ci_high"])
-    text = f"{row['spec']}: {row['y']}, slope {slope}"
+    spec = f"{row['spec']} (frontier)" if row.get("points") == "frontier" else row["spec"]
+    text = f"{spec}: {row['y']}, slope {slope}"
     if not np.isnan(row.get("k", np.nan)):
         text += f", k {number(row['k'])}"
     return f"{text}, R² {number(row['r2'], 2)}, N {row['n']}"
@@ -124,6 +125,17 @@ def plot_scaling(
     if background is not None and len(background):
         ax.scatter(background[x], background["error"], s=16, color="0.75", label="off the frontier")
     _scatter(ax, points, x, colour, figure)
+    frontier = next((f.data for f in fits if f.row.get("points") == "frontier"), None)
+    if frontier is not None and frontier is not points and len(frontier):
+        ax.scatter(
+            frontier[x],
+            frontier["error"],
+            s=70,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.0,
+            label="compute-efficient frontier",
+        )
     u = np.linspace(points["u"].min() - 0.1, points["u"].max() + 0.1, 200)
     for index, fit in enumerate(f for f in fits if f.plan.year_base is None):
         line, band = _curve(fit, u, level)

@@ -99,8 +99,13 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     return pd.json_normalize(record, sep=".").iloc[0].to_dict()
 
 
+# Tables of runs (written by `harness collect`) that load() reads as they are.
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
 def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per run found at or below `path` (a run dir, a run.json, a sweep dir or a whole tree).
+    """One row per run found at or below `path` (a run dir, a run.json, a sweep dir or a whole tree), or
+    the rows of a table of runs that `harness collect` wrote (runs.parquet or runs.csv).
 
     Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
     and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
@@ -110,6 +115,9 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
         raise FileNotFoundError(
             f"no results at {path}; run `harness train` first or pass the results directory"
         )
+    if path.is_file() and path.suffix in TABLE_SUFFIXES:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        return (frame if columns is None else frame[list(columns)]).reset_index(drop=True)
     rows = []
     for file in find_records(path):
         try:

@@ -1,14 +1,16 @@
 """One benchmark analysed end to end: the regressions, the extrapolation, the out-of-sample check, L(N, D).
 
 `analyse_reference(name, settings)` runs the paper's specifications on its own data; `analyse_runs(runs,
-settings)` runs the chosen ones on our run records, one analysis per dataset. `Settings` carries every
+settings)` runs the chosen ones on our run records, one analysis per dataset: every chosen compute column
+(`x`), on all configurations and/or on the compute-efficient frontier (`frontier`). `Settings` carries every
 choice, so that nothing here depends on Hydra.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import pandas as pd
 
@@ -22,14 +24,33 @@ from harness.scaling.extrapolate import (
     measured_conversions,
     paper_conversions,
 )
-from harness.scaling.holdout import holdout_line, holdout_parametric
+from harness.scaling.holdout import (
+    HOLDOUT_COLUMNS,
+    PARAMETRIC_LABEL,
+    holdout_line,
+    holdout_line_grid,
+    holdout_parametric,
+    holdout_parametric_grid,
+)
 from harness.scaling.imputation import IMPUTED, consolidate_burden
 from harness.scaling.parametric import bootstrap, fit_parametric, why_not_parametric
-from harness.scaling.regressions import ERROR, FITS_COLUMNS, LOG_ERROR, FitResult, Plan, fit_plan
+from harness.scaling.regressions import (
+    ERROR,
+    FITS_COLUMNS,
+    LOG_ERROR,
+    MIN_POINTS,
+    FitResult,
+    Plan,
+    fit_plan,
+)
 from harness.scaling.runs import PreparedRuns, prepare_runs
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
 _REFERENCE_KEPT = ("year", "name", IMPUTED)
+# Which points a fit of our runs used: every configuration, or the compute-efficient frontier only.
+ALL_POINTS, FRONTIER = "all", "frontier"
+# frontier= values and the point sets each one fits.
+_FRONTIER_MODES = MappingProxyType({False: (ALL_POINTS,), True: (FRONTIER,), "both": (ALL_POINTS, FRONTIER)})
 
 
 @dataclass(frozen=True)
@@ -44,16 +65,18 @@ class Settings:
     flop_per_usd: float = 6.874e16
     flop_per_lb_co2: float = 3.498e17
     holdout_fraction: float = 0.1
+    holdout_grid: bool = True  # our runs: also refit without each model's largest width and n_train
     # our runs
-    x: str = "network_operations"
+    x: str | Sequence[str] = "network_operations"  # one compute column, or several (one set of fits each)
     error: str = "test_error"
     specs: Sequence[str] = ("poly", "exp", "quantile10")
     models: Sequence[str] | None = None
     datasets: Sequence[str] | None = None
     seeds: str = "mean"
     group_by: Sequence[str] = ("model", "data", "model_width", "model_depth", "n_train", "epochs")
-    frontier: bool = False
+    frontier: bool | str = False  # False: all configurations | True: the frontier only | "both"
     parametric: bool = True
+    parametric_by_model: bool = True  # one L(N, D) per model when the runs hold several
     bootstrap: int = 1000
     bootstrap_seed: int = 0
     huber_delta: float = 0.1
@@ -69,6 +92,20 @@ class Settings:
                 raise ConfigError(f"extrapolation.targets.{name}: {bad} are not errors between 0 and 1")
         if self.bootstrap < 1:
             raise ConfigError(f"parametric.bootstrap={self.bootstrap} must be at least 1")
+        if not self.xs:
+            raise ConfigError("x=[] names no compute column; give one, e.g. x=network_operations")
+        if self.frontier not in _FRONTIER_MODES:
+            raise ConfigError(f"frontier={self.frontier} is unknown; use frontier=false, true or both")
+
+    @property
+    def xs(self) -> tuple[str, ...]:
+        """The compute columns to fit, in order (x= may name one or several)."""
+        return (self.x,) if isinstance(self.x, str) else tuple(self.x)
+
+    @property
+    def point_sets(self) -> tuple[str, ...]:
+        """Which points the fits of our runs use: ("all",), ("frontier",) or both."""
+        return _FRONTIER_MODES[self.frontier]
 
     def paper_rates(self, x: str) -> list[Conversion]:
         """The paper's USD and CO2 per FLOP, for a training-compute column `x`."""
@@ -95,28 +132,37 @@ class BenchmarkAnalysis:
     extrapolation: list[dict] = field(default_factory=list)
     holdout: list[dict] = field(default_factory=list)
     parametric: pd.DataFrame | None = None
-    background: pd.DataFrame | None = None  # runs off the compute-efficient frontier, plotted in grey
+    # per compute column: the configurations off its compute-efficient frontier, plotted in grey
+    background: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     level: float = 0.95  # confidence level of the intervals (and of the plotted bands)
 
 
 def _finish(
     analysis: BenchmarkAnalysis,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | None,
     settings: Settings,
     conversions: Callable[[str], list[Conversion]],
     targets: Sequence[float],
+    *,
+    grid: bool = False,
 ) -> None:
-    """Extrapolate and hold out the largest scales for every line that can be inverted."""
+    """Extrapolate and hold out the largest scales for every line that can be inverted.
+
+    Each line is checked on `frame`, or on its own points when `frame` is None; with `grid`, lines fitted
+    on every configuration also get the width-and-data check.
+    """
     for fit in analysis.fits:
         if fit.plan is None or not extrapolatable(fit):
             continue
-        analysis.extrapolation += extrapolate(
-            fit, targets, level=settings.level, conversions=conversions(fit.plan.x)
-        )
-        analysis.holdout += holdout_line(
-            frame, fit.plan, benchmark=analysis.name, fraction=settings.holdout_fraction
-        )
+        tag = {"points": fit.row["points"]} if "points" in fit.row else {}
+        rows = extrapolate(fit, targets, level=settings.level, conversions=conversions(fit.plan.x))
+        analysis.extrapolation += [{**row, **tag} for row in rows]
+        points = fit.data if frame is None else frame
+        rows = holdout_line(points, fit.plan, benchmark=analysis.name, fraction=settings.holdout_fraction)
+        if grid and fit.row.get("points") == ALL_POINTS:
+            rows += holdout_line_grid(points, fit.plan, benchmark=analysis.name)
+        analysis.holdout += [{**row, **tag} for row in rows]
 
 
 def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkAnalysis:
@@ -142,13 +188,14 @@ def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkA
     return analysis
 
 
-def run_plans(settings: Settings) -> list[Plan]:
-    """The specifications `specs=` names, on the chosen compute column."""
+def run_plans(settings: Settings, x: str | None = None) -> list[Plan]:
+    """The specifications `specs=` names, on compute column `x` (default: the first of settings.xs)."""
+    x = x or settings.xs[0]
     available = {
-        "poly": Plan("poly", LOG_ERROR, settings.x),
-        "exp": Plan("exp", ERROR, settings.x),
+        "poly": Plan("poly", LOG_ERROR, x),
+        "exp": Plan("exp", ERROR, x),
         paper.quantile_spec(settings.quantile): Plan(
-            paper.quantile_spec(settings.quantile), LOG_ERROR, settings.x, quantile=settings.quantile
+            paper.quantile_spec(settings.quantile), LOG_ERROR, x, quantile=settings.quantile
         ),
     }
     unknown = [s for s in settings.specs if s not in available]
@@ -158,21 +205,26 @@ def run_plans(settings: Settings) -> list[Plan]:
 
 
 def analyse_runs(runs: pd.DataFrame, settings: Settings | None = None) -> list[BenchmarkAnalysis]:
-    """The chosen specifications on our runs, one analysis per dataset."""
+    """The chosen specifications on our runs, for every chosen compute column, one analysis per dataset."""
     settings = settings or Settings()
-    plans = run_plans(settings)
-    prepared = prepare_runs(
-        runs,
-        x=settings.x,
-        error=settings.error,
-        models=settings.models,
-        datasets=settings.datasets,
-        seeds=settings.seeds,
-        group_by=settings.group_by,
-        frontier=settings.frontier,
-    )
-    dropped = "; ".join(f"{count} runs dropped: {why}" for why, count in prepared.dropped.items())
-    datasets = prepared.points["data"].unique() if "data" in prepared.points.columns else [None]
+    plans = {x: run_plans(settings, x) for x in settings.xs}
+    prepared = {
+        x: prepare_runs(
+            runs,
+            x=x,
+            error=settings.error,
+            models=settings.models,
+            datasets=settings.datasets,
+            seeds=settings.seeds,
+            group_by=settings.group_by,
+            frontier=False,  # every configuration, each marked on_frontier; the point sets are chosen below
+        )
+        for x in settings.xs
+    }
+    messages = (f"{count} runs dropped: {why}" for p in prepared.values() for why, count in p.dropped.items())
+    dropped = "; ".join(dict.fromkeys(messages))  # once each, though every x drops the same failed runs
+    first = prepared[settings.xs[0]].everything
+    datasets = first["data"].unique() if "data" in first.columns else [None]
     return [_analyse_dataset(prepared, dataset, plans, settings, dropped) for dataset in datasets]
 
 
@@ -180,71 +232,123 @@ def _subset(frame: pd.DataFrame, dataset) -> pd.DataFrame:
     return frame if dataset is None else frame[frame["data"] == dataset].reset_index(drop=True)
 
 
+def _fits_on(
+    everything: pd.DataFrame, plans: list[Plan], settings: Settings, name: str
+) -> tuple[list[FitResult], list[str]]:
+    """Every plan on every point set of one compute column; fits.csv's `points` says which."""
+    keep = tuple(c for c in ("model", "params", "n_train", "n_seeds", "seed") if c in everything.columns)
+    fits, notes = [], []
+    for point_set in settings.point_sets:
+        points = everything if point_set == ALL_POINTS else everything[everything["on_frontier"]]
+        if point_set == FRONTIER:
+            x = plans[0].x
+            notes.append(f"frontier on {x}: {len(points)} of {len(everything)} configurations")
+            if len(points) < MIN_POINTS and len(settings.point_sets) > 1:
+                notes.append(f"frontier on {x}: fewer than {MIN_POINTS} points, its fits are skipped")
+                continue
+        for plan in plans:
+            fit = fit_plan(points, plan, benchmark=name, level=settings.level, keep=keep)
+            fits.append(replace(fit, row={**fit.row, "points": point_set}))
+    return fits, notes
+
+
 def _analyse_dataset(
-    prepared: PreparedRuns, dataset, plans: list[Plan], settings: Settings, dropped: str
+    prepared: Mapping[str, PreparedRuns],
+    dataset,
+    plans: Mapping[str, list[Plan]],
+    settings: Settings,
+    dropped,
 ) -> BenchmarkAnalysis:
     """One dataset of our runs: its fits, extrapolation (with measured energy rates), holdout, L(N, D)."""
     name = "runs" if dataset is None else str(dataset)
-    points = _subset(prepared.points, dataset)
-    keep = tuple(c for c in ("model", "params", "n_train", "n_seeds", "seed") if c in points.columns)
-    fits = [fit_plan(points, plan, benchmark=name, level=settings.level, keep=keep) for plan in plans]
     notes = [dropped] if dropped else []
     notes.append(f"error = {settings.error}; seeds {'averaged' if settings.seeds == 'mean' else 'kept'}")
-    background = None
-    if settings.frontier:
-        everything = _subset(prepared.everything, dataset)
-        background = everything[~everything["on_frontier"]]
-        notes.append(f"fitted on the compute-efficient frontier: {len(points)} of {len(everything)} points")
+    fits: list[FitResult] = []
+    background: dict[str, pd.DataFrame] = {}
+    for x, x_plans in plans.items():
+        everything = _subset(prepared[x].everything, dataset)
+        x_fits, x_notes = _fits_on(everything, x_plans, settings, name)
+        fits += x_fits
+        notes += x_notes
+        if FRONTIER in settings.point_sets:
+            background[x] = everything[~everything["on_frontier"]]
+    first = _subset(prepared[settings.xs[0]].everything, dataset)
     analysis = BenchmarkAnalysis(
         name,
         "results",
         f"{name} (our runs)",
         settings.error,
-        "model" if "model" in points.columns else None,
+        "model" if "model" in first.columns else None,
         fits,
         background=background,
         notes=notes,
         level=settings.level,
     )
-    measured = measured_conversions(settings.x, _subset(prepared.runs, dataset))
+    measured = {x: measured_conversions(x, _subset(prepared[x].runs, dataset)) for x in plans}
     _finish(
         analysis,
-        points,
+        None,
         settings,
-        lambda x: settings.paper_rates(x) + measured,
+        lambda x: settings.paper_rates(x) + measured.get(x, []),
         settings.targets_for(name, "runs"),
+        grid=settings.holdout_grid,
     )
     if settings.parametric:  # on every configuration: L(N, D) describes all of them, not just the frontier
-        _parametric(analysis, _subset(prepared.everything, dataset), settings)
+        _parametric(analysis, first, settings)
     return analysis
 
 
+def _parametric_groups(points: pd.DataFrame, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
+    """(model, its points) for each model when fitting per model and there are several; else one group."""
+    models = sorted(points["model"].dropna().unique()) if "model" in points.columns else []
+    if settings.parametric_by_model and len(models) > 1:
+        return [(str(m), points[points["model"] == m]) for m in models]
+    return [(str(models[0]) if len(models) == 1 else "all", points)]
+
+
 def _parametric(analysis: BenchmarkAnalysis, points: pd.DataFrame, settings: Settings) -> None:
-    """L(N, D) with bootstrap CIs and its out-of-sample check, or a note saying why it was skipped."""
-    frame = points.dropna(subset=[c for c in ("params", "n_train", "error") if c in points.columns])
-    reason = why_not_parametric(frame)
-    if reason is not None:
-        analysis.notes.append(f"parametric fit L(N, D) skipped: {reason}")
-        return
-    best = fit_parametric(frame["params"], frame["n_train"], frame["error"], delta=settings.huber_delta)
-    table = bootstrap(
-        frame,
-        best,
-        resamples=settings.bootstrap,
-        seed=settings.bootstrap_seed,
-        delta=settings.huber_delta,
-        level=settings.level,
-    )
-    analysis.parametric = table.assign(benchmark=analysis.name)[["benchmark", *table.columns]]
-    analysis.holdout += holdout_parametric(
-        frame, benchmark=analysis.name, fraction=settings.holdout_fraction, delta=settings.huber_delta
-    )
+    """L(N, D) with bootstrap CIs and its out-of-sample checks (per model when there are several), or a
+    note saying why it was skipped."""
+    tables = []
+    for model, group in _parametric_groups(points, settings):
+        frame = group.dropna(subset=[c for c in ("params", "n_train", "error") if c in group.columns])
+        reason = why_not_parametric(frame)
+        if reason is not None:
+            analysis.notes.append(f"parametric fit L(N, D) for {model} skipped: {reason}")
+            continue
+        delta = settings.huber_delta
+        best = fit_parametric(frame["params"], frame["n_train"], frame["error"], delta=delta)
+        table = bootstrap(
+            frame,
+            best,
+            resamples=settings.bootstrap,
+            seed=settings.bootstrap_seed,
+            delta=delta,
+            level=settings.level,
+        )
+        tables.append(table.assign(benchmark=analysis.name, model=model))
+        label = PARAMETRIC_LABEL if model == "all" else f"{PARAMETRIC_LABEL} ({model})"
+        rows = holdout_parametric(
+            frame, benchmark=analysis.name, fraction=settings.holdout_fraction, delta=delta, label=label
+        )
+        if settings.holdout_grid:
+            rows += holdout_parametric_grid(frame, benchmark=analysis.name, delta=delta, label=label)
+        analysis.holdout += [{**row, "points": ALL_POINTS} for row in rows]
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+        analysis.parametric = table[
+            ["benchmark", "model", *(c for c in tables[0].columns if c not in ("benchmark", "model"))]
+        ]
 
 
 def fits_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
-    """fits.csv: one row per fitted specification, in the columns the issue lists."""
+    """fits.csv: one row per fitted specification, in the columns the issue lists; fits of our runs add
+    `points` (all configurations, or the compute-efficient frontier) after `spec`."""
     rows = [{**fit.row, "source": a.source} for a in analyses for fit in a.fits]
-    return pd.DataFrame(rows).reindex(columns=list(FITS_COLUMNS))
+    columns = list(FITS_COLUMNS)
+    if any("points" in row for row in rows):
+        columns.insert(columns.index("spec") + 1, "points")
+    return pd.DataFrame(rows).reindex(columns=columns)
 
 
 def extrapolation_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
@@ -254,7 +358,12 @@ def extrapolation_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
 
 
 def holdout_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
-    return pd.DataFrame([row for a in analyses for row in a.holdout])
+    """holdout.csv: one row per held-out point; the width-and-data columns only when that check ran."""
+    frame = pd.DataFrame([row for a in analyses for row in a.holdout])
+    if frame.empty:
+        return frame
+    frame = frame.reindex(columns=list(HOLDOUT_COLUMNS))
+    return frame.dropna(axis="columns", how="all")
 
 
 def parametric_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:

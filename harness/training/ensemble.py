@@ -187,30 +187,30 @@ def train_ensemble(
     if not shared:
         warmup_idx = warmup_idx.expand(len(models), -1).contiguous()
 
+    def train_with(stepper) -> list[TrainResult]:
+        batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
+        results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
+        stepper.core.write_back()
+        return results
+
     reason = graph_blocker(cfg, device, dtype, plan.n, plan.batch_size, plan.drop_last)
     if reason is None:
         core = EnsembleCore(
             models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared, graph_amp
         )
         try:
-            stepper = GraphStepper(core, cfg, plan.total_steps, device, warmup_idx)
-            batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
-            results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
-            core.write_back()
+            results = train_with(GraphStepper(core, cfg, plan.total_steps, device, warmup_idx))
             for result in results:
                 result.cuda_graph = True
             return results
         except GraphUnavailable as exc:
             reason = str(exc)
-    note = (
-        None if device.type != "cuda" else warn_fallback("ensemble", "ensemble without a CUDA graph", reason)
-    )
+    note = None
+    if device.type == "cuda":  # on a CPU, eager vmap is simply how an ensemble runs
+        note = warn_fallback("ensemble", "ensemble without a CUDA graph", reason)
     core = EnsembleCore(models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared)
     optimizer = instantiate(cfg.optimizer)(core.parameters())
-    stepper = EagerStepper(core, optimizer, plan.total_steps, cfg, dtype, device, warmup_idx)
-    batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
-    results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
-    core.write_back()
+    results = train_with(EagerStepper(core, optimizer, plan.total_steps, cfg, dtype, device, warmup_idx))
     for result in results:
         result.fallback = note
     return results

@@ -25,7 +25,6 @@ say why and the caller falls back to eager steps with one warning.
 from __future__ import annotations
 
 import logging
-import warnings
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -193,7 +192,6 @@ class GraphStepper:
 def warn_fallback(requested: str, ran: str, reason: str) -> str:
     """The one warning a run gives when it cannot run as asked; returns the note kept in the record."""
     note = f"trainer.mode={requested} ran as {ran}: {reason}"
-    warnings.warn(note, RuntimeWarning, stacklevel=3)
     log.warning(note)
     return note
 

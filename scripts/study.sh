@@ -115,7 +115,7 @@ finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON] [WALL_S]
     fi
     [[ -n $wall ]] && table_args+=(--wall-s "$wall")
     "$PY" -m harness.report.study tables "${table_args[@]}"
-    local fit=("${HARNESS[@]}" fit "results=$dest/runs.parquet" "x=$X_COLUMNS" frontier=both
+    local fit=("${HARNESS[@]}" fit "results=$dest" "x=$X_COLUMNS" frontier=both
         "out=$dest/fit" overwrite=true)
     echo "study.sh: ${fit[*]}" >&2
     "${fit[@]}" >"$dest/fit.txt"

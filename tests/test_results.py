@@ -130,3 +130,7 @@ def test_load_reads_a_collected_table(tmp_path):
         frame = load(table)
         assert sorted(frame["model_width"]) == [8, 16] and "run_dir" in frame.columns
         assert list(load(table, columns=["run_id"]).columns) == ["run_id"]
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    parquet.rename(shipped / "runs.parquet")
+    assert sorted(load(shipped)["model_width"]) == [8, 16], "a folder with only its table"

@@ -105,7 +105,8 @@ TABLE_SUFFIXES = (".parquet", ".csv")
 
 def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per run found at or below `path` (a run dir, a run.json, a sweep dir or a whole tree), or
-    the rows of a table of runs that `harness collect` wrote (runs.parquet or runs.csv).
+    the rows of a table of runs that `harness collect` wrote (runs.parquet or runs.csv, or a folder that
+    holds a runs.parquet and no run records, such as a committed study).
 
     Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
     and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
@@ -118,6 +119,9 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     if path.is_file() and path.suffix in TABLE_SUFFIXES:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         return (frame if columns is None else frame[list(columns)]).reset_index(drop=True)
+    shipped = path / "runs.parquet"
+    if path.is_dir() and shipped.is_file() and next(find_records(path), None) is None:
+        return load(shipped, columns=columns)  # a folder that ships only its table (results/study/...)
     rows = []
     for file in find_records(path):
         try:

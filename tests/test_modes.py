@@ -210,8 +210,9 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
 
 
 def test_ensemble_members_are_records_of_their_own(compose_train, tmp_path):
+    # trainer=ensemble: the preset that runs +sweep=seeds as one job
     cfg = compose_train(
-        *TINY, "trainer.mode=ensemble", "trainer.ensemble_size=3", "seed=7", "measure.learning_curve=true"
+        "trainer=ensemble", *TINY, "trainer.ensemble_size=3", "seed=7", "measure.learning_curve=true"
     )
     records = run_all(cfg, tmp_path / "job")
     frame = load(tmp_path / "job").sort_values("seed")

@@ -89,6 +89,15 @@ def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, plan_n: in
     return None
 
 
+def _device_lr_optimizer(factory, params: list[torch.Tensor], lr: torch.Tensor) -> torch.optim.Optimizer:
+    """The configured optimizer, fused, reading its learning rate from the device tensor `lr`; capturable
+    where the class has that flag (Adam and AdamW refuse capture without it; SGD has none and needs none)."""
+    try:
+        return factory(params, lr=lr, fused=True, capturable=True)
+    except TypeError:
+        return factory(params, lr=lr, fused=True)
+
+
 class GraphStepper:
     """Steps of a core replayed from one captured CUDA graph (the Stepper protocol of loop.py).
 
@@ -110,7 +119,7 @@ class GraphStepper:
         self.lr_table = torch.tensor(table, device=device)
         self.lr_now = torch.tensor(table[0], device=device)
         try:
-            self.optimizer = factory(core.parameters(), lr=self.lr_now, fused=True)
+            self.optimizer = _device_lr_optimizer(factory, core.parameters(), self.lr_now)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise GraphUnavailable(f"the optimizer cannot take a device-side learning rate ({exc})") from None
         self.clip = None if cfg.grad_clip_norm is None else float(cfg.grad_clip_norm)

@@ -378,3 +378,14 @@ def test_ensemble_on_gpu_is_graphed_and_equals_eager_runs(compose_train, tmp_pat
         assert abs(member.test_error - alone.test_error) <= 0.02
         assert member.train_loss == pytest.approx(alone.train_loss, rel=0.1, abs=0.01)
         assert math.isfinite(member.achieved_flops_per_s or 0.0)
+
+
+def test_cli_ensemble_job_writes_every_member_and_resumes_as_one(harness_cli, tmp_path):
+    args = ("train", "trainer=ensemble", "trainer.ensemble_size=2", "trainer.epochs=1", "data.n_train=320")
+    first = harness_cli(*args)
+    assert first.returncode == 0, first.stderr
+    records = sorted(tmp_path.rglob("run.json"))
+    assert [p.parent.name for p in records] == ["seed_0", "seed_1"]
+    again = harness_cli(*args)
+    assert again.returncode == 0 and "skipped: this config already completed" in again.stdout + again.stderr
+    assert sorted(tmp_path.rglob("run.json")) == records, "nothing re-run"

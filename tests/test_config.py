@@ -43,7 +43,8 @@ def test_groups_have_the_expected_options():
         "cnn", "linear_expert", "linear_flexible", "linear_lasso", "mlp", "mlp_ntk", "resnet", "transformer"
     ]
     assert _options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "mnist1d", "sparse_regression"]
-    assert _options("trainer") == ["default", "lasso", "least_squares"] and _options("measure") == ["default"]
+    assert _options("trainer") == ["default", "ensemble", "lasso", "least_squares"]
+    assert _options("measure") == ["default"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "mlp", "resnet", "transformer"])

@@ -79,6 +79,14 @@ def test_cli_rejects_ensemble_size_without_ensemble_mode(harness_cli, tmp_path):
     assert not list(tmp_path.rglob("run.json"))
 
 
+def test_compile_keeps_shapes_static_unless_told_otherwise():
+    from harness.training.loop import drop_last_for
+
+    # A compiled model would recompile on the smaller last batch, inside timed training.
+    assert drop_last_for({"drop_last": None}, static_shapes=True)
+    assert not drop_last_for({"drop_last": False}, static_shapes=True)
+
+
 def test_plan_steps_with_drop_last():
     assert plan_steps(100, 32, 1.0, None, drop_last=True) == (3, 3)
     assert plan_steps(100, 32, 2.5, None, drop_last=True) == (3, 8)

@@ -92,9 +92,9 @@ def test_least_squares_flops_formulas():
     flops, formula = least_squares_flops(n, d)
     assert flops == (2 * n * d + 2 * n) + 2 * n * d * d + 2 * n * d + d**3 / 3 + 2 * d * d + 2 * d
     assert "Cholesky" in formula and "n=100" in formula
-    flops, formula = least_squares_flops(4, 8)  # underdetermined: the minimum-norm branch
-    assert flops == (2 * 4 * 8 + 2 * 4) + 2 * 16 * 8 + 64 / 3 + 2 * 16 + 2 * 4 * 8 + 2 * 8
-    assert "XXᵀ" in formula
+    flops, formula = least_squares_flops(4, 8)  # underdetermined: minimum norm on A = [X 1], no centring
+    assert flops == 2 * 16 * 9 + 64 / 3 + 2 * 16 + 2 * 4 * 9
+    assert "AAᵀ" in formula
     flops, _ = lasso_flops(100, 8, sweeps=5)
     assert flops == (2 * 100 * 8 + 2 * 100) + 2 * 100 * 64 + 2 * 100 * 8 + 5 * (2 * 64 + 16 * 8)
 
@@ -116,6 +116,17 @@ def test_closed_form_writes_coefficients_into_the_model_and_records_flops():
     with torch.no_grad():
         rmse = float((model(data.x_test).squeeze(1) - data.y_test).square().mean().sqrt())
     assert rmse == pytest.approx(result.last("test_error"), rel=1e-5)
+
+
+def test_an_interrupt_during_the_solve_is_recorded_not_lost(monkeypatch):
+    import harness.training.closed_form as closed_form
+
+    def interrupted(x, y):
+        raise KeyboardInterrupt("signal 15")  # what interrupt_on_sigterm raises on SLURM's time limit
+
+    monkeypatch.setattr(closed_form, "least_squares", interrupted)
+    _, result = _solve("linear_flexible", _data(n_train=256))
+    assert result.status == "interrupted" and "signal 15" in result.error
 
 
 def test_lasso_recovers_the_relevant_features_on_an_easy_case():

@@ -71,7 +71,8 @@ def compute_fields(
         "flops_forward": counted.flops_forward,
         "flops_forward_torch": counted.flops_forward_torch,
         "network_operations": net_ops,
-        "flops_train_measured": counted.step.per_sample * samples_seen,
-        "fp_bp_ratio_measured": counted.step.fp_bp_ratio,
+        # A solver runs no gradient step, so a counted SGD step would describe work that never happened.
+        "flops_train_measured": counted.step.per_sample * samples_seen if exact_train_flops is None else None,
+        "fp_bp_ratio_measured": counted.step.fp_bp_ratio if exact_train_flops is None else None,
         **{k: v for k, v in dataclasses.asdict(burden).items() if k != "train_time_s"},
     }

@@ -23,16 +23,16 @@ def least_squares_flops(n: int, d: int) -> tuple[float, str]:
 
     n > d (overdetermined) — normal equations: XᵀX (2nd²), Xᵀy (2nd), Cholesky (d³/3), two triangular
     solves (2d²), intercept ȳ − x̄·β (2d).
-    n <= d (underdetermined) — the minimum-norm solution β = Xᵀ(XXᵀ)⁻¹y: XXᵀ (2n²d), Cholesky (n³/3),
-    two triangular solves (2n²), Xᵀα (2nd), intercept (2d).
+    n <= d (underdetermined) — no centring: the intercept is an extra column of ones, A = [X 1], and the
+    minimum-norm solution is Aᵀ(AAᵀ)⁻¹y: AAᵀ (2n²(d+1)), Cholesky (n³/3), two triangular solves (2n²),
+    Aᵀα (2n(d+1)).
     """
-    centre = centering_flops(n, d)
     if n > d:
-        flops = centre + 2.0 * n * d * d + 2.0 * n * d + d**3 / 3.0 + 2.0 * d * d + 2.0 * d
+        flops = centering_flops(n, d) + 2.0 * n * d * d + 2.0 * n * d + d**3 / 3.0 + 2.0 * d * d + 2.0 * d
         formula = "2nd+2n (centre) + 2nd² (XᵀX) + 2nd (Xᵀy) + d³/3 (Cholesky) + 2d² (solves) + 2d"
     else:
-        flops = centre + 2.0 * n * n * d + n**3 / 3.0 + 2.0 * n * n + 2.0 * n * d + 2.0 * d
-        formula = "2nd+2n (centre) + 2n²d (XXᵀ) + n³/3 (Cholesky) + 2n² (solves) + 2nd (Xᵀα) + 2d"
+        flops = 2.0 * n * n * (d + 1) + n**3 / 3.0 + 2.0 * n * n + 2.0 * n * (d + 1)
+        formula = "A=[X 1]: 2n²(d+1) (AAᵀ) + n³/3 (Cholesky) + 2n² (solves) + 2n(d+1) (Aᵀα)"
     return flops, f"least squares, n={n}, d={d}: {formula}"
 
 

@@ -149,9 +149,12 @@ def fit_closed_form(
                 coef, intercept, sweeps = lasso(x, y, alpha, cfg)
                 result.flops_train, method = lasso_flops(n, features, sweeps)
                 result.flops_train_method = f"{method}; alpha={alpha:.4g}"
-    except np.linalg.LinAlgError as exc:
-        # A singular system is an outcome of this configuration (n close to d), recorded like a divergence.
-        result.status, result.error = "diverged", f"least-squares system is numerically singular ({exc})"
+    except (np.linalg.LinAlgError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (a SLURM time limit): keep a record
+            result.status, result.error = "interrupted", f"interrupted during the solve ({exc or 'SIGINT'})"
+        else:
+            # A singular system is an outcome of this configuration (n close to d): recorded as divergence.
+            result.status, result.error = "diverged", f"least-squares system is numerically singular ({exc})"
         log.warning(result.error)
         progress.close()
         result.train_time_s = watch.total("train")

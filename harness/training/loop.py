@@ -429,7 +429,8 @@ def train(
 ) -> TrainResult:
     """Train `model` on `data` as `cfg` (the trainer config group) says; never raises on divergence."""
     channels_last = bool(cfg.get("channels_last", False))
-    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=False), channels_last)
+    # A compiled model recompiles on a new batch shape, inside timed training: compile implies static shapes.
+    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=bool(cfg.compile)), channels_last)
     model.to(device).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -28,7 +28,6 @@ from harness.errors import ConfigError
 FLOP_PER_USD_PAPER = 6.874e16
 FLOP_PER_LB_CO2_PAPER = 3.498e17
 KG_PER_LB = 0.45359237
-J_PER_KWH = 3.6e6
 PAPER_SOURCE = (
     "Thompson et al., The Computational Limits of Deep Learning: 1 USD per 6.874e16 FLOP and "
     "1 lb CO2e per 3.498e17 FLOP of hardware burden"

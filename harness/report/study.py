@@ -21,16 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.energy.carbon import J_PER_KWH
 from harness.errors import HarnessError
 from harness.report.formatting import interval, number
 from harness.results import load, load_curves
 from harness.results.collect import collect
 from harness.scaling.holdout import GRID_SCALE
+from harness.training.device import cpu_model_name
 
 TABLE, CURVES, MACHINE = "runs.parquet", "curves.csv", "machine.json"
 # The paper's ImageNet figure the README sets ours beside: log10(error) on log10(network operations).
 PAPER_BENCHMARK, PAPER_X = "imagenet", "network_operations"
-J_PER_KWH = 3.6e6
 
 
 def _command_output(*command: str) -> str | None:
@@ -39,16 +40,6 @@ def _command_output(*command: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -85,7 +76,7 @@ def machine_info(
         "wall_s": {k: float(v) for k, v in walls.items()},
         "train_status": {k: int(v) for k, v in statuses.items()},  # 0 done, 1 some failed, 124 out of time
         "gpu": gpu,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model_name(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -61,6 +61,7 @@ def exponents(directory: Path) -> pd.DataFrame:
                     "slope": row["slope"],
                     "slope_ci_low": row["slope_ci_low"],
                     "slope_ci_high": row["slope_ci_high"],
+                    "intercept": row["intercept"],
                     "k": row["k"],
                     "k_ci_low": row["k_ci_low"],
                     "k_ci_high": row["k_ci_high"],
@@ -113,10 +114,9 @@ def figure(runs: pd.DataFrame, table: pd.DataFrame, out: Path, formats: tuple[st
             if not fit.empty:
                 k, lo, hi = fit.iloc[0][["k", "k_ci_low", "k_ci_high"]]
                 name = f"{label}: k = {k:.1f} [{lo:.1f}, {hi:.1f}]"
-                slope = fit.iloc[0]["slope"]
-                b = _intercept(mean["at"], mean["test_error"], slope)
+                slope, intercept = fit.iloc[0][["slope", "intercept"]]
                 grid = np.geomspace(mean["at"].min(), mean["at"].max(), 50)
-                ax.plot(grid, 10**b * grid**slope, "--", color=f"C{colour}", lw=1)
+                ax.plot(grid, 10**intercept * grid**slope, "--", color=f"C{colour}", lw=1)
             ax.plot(mean["at"], mean["test_error"], "o-", color=f"C{colour}", ms=4, label=name)
     for ax, x in zip(axes, X_AXES, strict=True):
         ax.set_xscale("log")
@@ -133,12 +133,6 @@ def figure(runs: pd.DataFrame, table: pd.DataFrame, out: Path, formats: tuple[st
     for fmt in formats:
         fig.savefig(out.with_suffix(f".{fmt}"), dpi=150)
     fig.clear()
-
-
-def _intercept(x: pd.Series, error: pd.Series, slope: float) -> float:
-    """The intercept of the fitted line, recomputed on the plotted means (harness fit averages the same
-    seeds, so this is its intercept to rounding): mean of log10(error) − slope·log10(x)."""
-    return float(np.mean(np.log10(error)) - slope * np.mean(np.log10(x)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import sys
+import time
 from types import SimpleNamespace
 
 import pynvml
@@ -429,6 +430,26 @@ def test_meter_on_cuda_without_driver_records_unavailable(gpu, monkeypatch, tmp_
     fields = meter.finish()
     assert fields["energy_gpu_j"] is None and fields["energy_method_gpu"] == "unavailable"
     assert not (tmp_path / "power.csv").exists()
+
+
+def test_meter_times_its_own_window_edges(gpu, monkeypatch, tmp_path):
+    slow_read_s = 0.02
+    counter = gpu.counter_mj
+
+    def slow_counter(handle):
+        time.sleep(slow_read_s)
+        return counter(handle)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetTotalEnergyConsumption", slow_counter)
+    settings = EnergySettings(codecarbon=False, sample_hz=0)
+    meter = EnergyMeter(settings, "cuda:0", tmp_path, clock=gpu.clock, gpu_meter=gpu.meter())
+    meter.start()
+    for _ in range(2):
+        with meter.window():
+            gpu.run(1.0, 300.0)
+    fields = meter.finish()
+    assert fields["energy_meter_s"] == meter.edge_s
+    assert 4 * slow_read_s <= fields["energy_meter_s"] < 4 * slow_read_s + 1.0, "two reads per window"
 
 
 def test_window_closes_when_the_block_raises(gpu, tmp_path):

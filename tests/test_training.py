@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from harness.energy import EnergyMeter
 from harness.errors import ConfigError
 from harness.train import run
 from harness.training.loop import plan_steps
@@ -79,6 +80,20 @@ def test_eval_interval_in_steps(compose_train, tmp_path):
     run(compose_train("trainer.max_steps=10", "trainer.eval_every_steps=4"), tmp_path)
     steps = [line.split(",")[0] for line in (tmp_path / "curve.csv").read_text().splitlines()[1:]]
     assert steps == ["4", "8", "10"], "every 4 steps, and always at the end"
+
+
+def test_energy_window_spans_an_evaluation_interval_not_a_chunk(compose_train, tmp_path, monkeypatch):
+    # Each window edge reads NVML counters (milliseconds on a GPU): one window per loss-check chunk cost
+    # 14% of a small MLP's throughput on an H100. Windows must open once per evaluation interval.
+    finished = []
+    finish = EnergyMeter.finish
+    monkeypatch.setattr(EnergyMeter, "finish", lambda meter: (finished.append(meter), finish(meter))[1])
+    overrides = ("trainer.max_steps=12", "trainer.eval_every_steps=6", "trainer.log_every_steps=2")
+    record = run(compose_train(*overrides), tmp_path)
+    (meter,) = finished
+    assert meter.windows == 2, "12 steps, an evaluation every 6: two windows (six loss-check chunks)"
+    assert record.energy_meter_s == pytest.approx(meter.edge_s) and record.energy_meter_s >= 0
+    assert record.energy_meter_s < record.train_time_s
 
 
 def test_divergence_is_recorded_not_raised(compose_train, tmp_path):

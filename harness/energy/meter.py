@@ -49,6 +49,7 @@ ENERGY_FIELDS = (
     "energy_codecarbon_fraction",
     "carbon_intensity_g_per_kwh",
     "carbon_intensity_source",
+    "energy_meter_s",
 )
 
 
@@ -86,6 +87,9 @@ class EnergyMeter:
         self._open_t: float | None = None
         self.window_s = 0.0
         self.windows = 0
+        # Wall time of the window edges themselves (device sync + NVML counter reads). They fall between
+        # the stopwatch's training segments, so train_time_s cannot show what measuring costs: this does.
+        self.edge_s = 0.0
         self._fields: dict[str, Any] | None = None
         self.gpu_reading: GpuEnergyReading | None = None
         self.codecarbon_reading: CodeCarbonReading | None = None
@@ -165,20 +169,24 @@ class EnergyMeter:
         """Open a training window (device synchronized first)."""
         if not self._started or self._open_t is not None or self._fields is not None:
             return
+        t0 = time.perf_counter()
         if self._gpu is not None and self._gpu.available:
             self._gpu.begin()  # synchronizes, then reads its clock and counter
         else:
             self._sync()
         self._open_t = self._clock()
+        self.edge_s += time.perf_counter() - t0
 
     def end(self) -> None:
         """Close the window after synchronizing, so its queued kernels count inside it."""
         if self._open_t is None:
             return
+        t0 = time.perf_counter()
         if self._gpu is not None and self._gpu.available:
             self._gpu.end()  # synchronizes, then reads its clock and counter
         else:
             self._sync()
+        self.edge_s += time.perf_counter() - t0
         self.window_s += self._clock() - self._open_t
         self.windows += 1
         self._open_t = None
@@ -215,6 +223,7 @@ class EnergyMeter:
     def _compose(self) -> dict[str, Any]:
         fields: dict[str, Any] = dict.fromkeys(ENERGY_FIELDS)
         fields["carbon_intensity_g_per_kwh"], fields["carbon_intensity_source"] = self.intensity
+        fields["energy_meter_s"] = self.edge_s
 
         uses_gpu = self.device.type == "cuda"
         if not uses_gpu:

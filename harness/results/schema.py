@@ -145,6 +145,11 @@ class RunRecord:
         unit="fraction",
     )
     carbon_intensity_source: str | None = _f("where carbon_intensity_g_per_kwh comes from")
+    energy_meter_s: float | None = _f(
+        "wall time of the energy meter's window edges (device sync, NVML counter reads): the cost of "
+        "measuring, spent outside train_time_s",
+        unit="s",
+    )
     pue: float | None = _f(
         "power usage effectiveness applied to emissions_kg and cost_usd_energy", unit="ratio"
     )

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
 DATA_ORDERS = ("own", "shared")
 ENERGY_SHARE_TAG = "shared_ensemble"
-# Energy quantities that add up over members (split evenly); methods get the tag; power stays whole-device.
+# Energy quantities (and the meter's own time) that add up over members, split evenly; methods get the
+# tag; power stays whole-device.
 _SPLIT_ENERGY = (
     "energy_gpu_j",
     "energy_cpu_j",
@@ -50,6 +51,7 @@ _SPLIT_ENERGY = (
     "energy_total_kwh",
     "energy_gpu_error_j",
     "energy_gpu_j_codecarbon",
+    "energy_meter_s",
 )
 _UNMEASURED_METHODS = ("not_used", "disabled")
 

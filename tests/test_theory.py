@@ -127,6 +127,7 @@ def test_an_interrupt_during_the_solve_is_recorded_not_lost(monkeypatch):
     monkeypatch.setattr(closed_form, "least_squares", interrupted)
     _, result = _solve("linear_flexible", _data(n_train=256))
     assert result.status == "interrupted" and "signal 15" in result.error
+    assert result.steps == 0 and result.samples_seen == 0, "the solve never returned"
 
 
 def test_lasso_recovers_the_relevant_features_on_an_easy_case():

@@ -134,7 +134,7 @@ def fit_closed_form(
     n = len(x)
 
     watch = Stopwatch(device)
-    result = TrainResult(steps=1, samples_seen=n)
+    result = TrainResult()  # steps and samples count only once the solve has returned
     energy = energy or EnergyMeter.off()
     energy.start()
     progress = progress or LogProgress(logging.DEBUG)
@@ -149,6 +149,7 @@ def fit_closed_form(
                 coef, intercept, sweeps = lasso(x, y, alpha, cfg)
                 result.flops_train, method = lasso_flops(n, features, sweeps)
                 result.flops_train_method = f"{method}; alpha={alpha:.4g}"
+            result.steps, result.samples_seen = 1, n
     except (np.linalg.LinAlgError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (a SLURM time limit): keep a record
             result.status, result.error = "interrupted", f"interrupted during the solve ({exc or 'SIGINT'})"

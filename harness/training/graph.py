@@ -41,6 +41,7 @@ from harness.training.loop import (
     Snapshot,
     TrainResult,
     drop_last_for,
+    place,
     run_steps,
     shuffled_batches,
 )
@@ -222,9 +223,7 @@ def train_graph(
     plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
     reason = graph_blocker(cfg, device, dtype, plan.n, plan.batch_size, plan.drop_last)
     if reason is None:
-        model.to(device).train()
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        place(model, device, channels_last)
         core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, device, dtype, graph_amp)
         try:
             warmup_idx = torch.arange(plan.batch_size, device=device)

@@ -302,6 +302,14 @@ class Plan:
         )
 
 
+def place(model: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """Move `model` to `device` in training mode, in channels_last memory format where asked."""
+    model.to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def drop_last_for(cfg: Any, static_shapes: bool) -> bool:
     """trainer.drop_last, where null means: drop the smaller last batch only where shapes must be static."""
     value = cfg.get("drop_last")
@@ -431,9 +439,7 @@ def train(
     channels_last = bool(cfg.get("channels_last", False))
     # A compiled model recompiles on a new batch shape, inside timed training: compile implies static shapes.
     plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=bool(cfg.compile)), channels_last)
-    model.to(device).train()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    place(model, device, channels_last)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     forward = torch.compile(model) if cfg.compile else model
     core = ModuleCore(model, forward, plan.x_train, plan.y_train, plan.objective, device, dtype)

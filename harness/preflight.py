@@ -18,6 +18,13 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import one_line
 
 CONFIG_MODULE = "harness.conf"
+# Keys whose default is null, so their kind cannot be read from it, but which take a number when set.
+NUMBER_OR_NULL = (
+    "trainer.max_steps",
+    "trainer.eval_every_steps",
+    "trainer.target_error",
+    "trainer.grad_clip_norm",
+)
 
 
 def _fail(message: str) -> None:
@@ -34,8 +41,9 @@ def group_options(group: str) -> list[str] | None:
 
 
 def preflight(config_name: str, args: list[str], results_dir_key: str | None = None) -> None:
-    """Exit with one line for: an unknown option of one of our config groups (sweep values included),
-    an override Hydra cannot apply, or (for `results_dir_key`) a results directory that is not writable."""
+    """Exit with one line for: an unknown option of one of our config groups (sweep values included), a
+    value of the wrong kind (text where the default is a number or a boolean), an override Hydra cannot
+    apply, or (for `results_dir_key`) a results directory that is not writable."""
     overrides = [a for a in args if not a.startswith("-")]
     if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info") for a in args):
         return
@@ -43,27 +51,63 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return  # Hydra reports its own parse errors, with a pointer to the bad character
-    single = []
+    single, groups, values_of = [], [], {}
     for override in parsed:
         key = override.key_or_group
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else None
-        options = None if key.startswith("hydra") else group_options(key)
-        if options is not None and not override.is_delete():
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else None
+        options = group_options(key)
+        if options is not None:
             for value in values or [override.value()]:
                 if value is not None and str(value) not in options:
                     _fail(f"unknown {key} '{value}'; choose one of: {', '.join(options)}")
-        if values is None and not key.startswith("hydra"):
+        if values is None:
             single.append(override.input_line)
+            if options is not None:
+                groups.append(override.input_line)
+        if options is None:
+            values_of[key] = values or [override.value()]
+    cfg = _compose(config_name, single)
+    _check_kinds(_compose(config_name, groups), values_of)
+    if results_dir_key is not None:
+        _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
+
+
+def _compose(config_name: str, overrides: list[str]):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=single)
+            return compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         _fail(one_line(exc, keep=2))  # Hydra's first two lines: what failed, how to fix it
     finally:
         GlobalHydra.instance().clear()
-    if results_dir_key is not None:
-        _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
+
+
+def _kind(default, key: str) -> str | None:
+    """'boolean' or 'number' when the key takes one (by its default, or NUMBER_OR_NULL), else None."""
+    if isinstance(default, bool):
+        return "boolean"
+    if isinstance(default, int | float) or (default is None and key in NUMBER_OR_NULL):
+        return "number"
+    return None  # text and nested defaults: their readers check what they get
+
+
+def _check_kinds(defaults, values_of: dict[str, list]) -> None:
+    """A value must be of its key's kind: a number for a number, true/false for a boolean. Without this,
+    `trainer.epochs=abc` would pass Hydra and fail deep inside training with a traceback."""
+    for key, values in values_of.items():
+        default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
+        kind = _kind(default, key)
+        for value in values if kind else []:
+            if value is None or (isinstance(value, str) and value.startswith("${")):
+                continue  # null, or an interpolation resolved later
+            if kind == "boolean" and not isinstance(value, bool):
+                _fail(f"{key}={value} is not a boolean; write {key}=true or {key}=false")
+            if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                hint = f"or null ({key}=null)" if default is None else f"like the default, {key}={default}"
+                _fail(f"{key}={value} is not a number; give a number {hint}")
 
 
 def _check_writable(directory: Path, key: str) -> None:

@@ -50,8 +50,10 @@ def train_once(site: Path, overrides: list[str], results: Path, cwd: Path) -> di
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     records = sorted(results.rglob("run.json"))
     if done.returncode != 0 or len(records) != 1:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"training failed (exit {done.returncode}): {tail[0]}")
+        # Hydra ends with a hint about HYDRA_FULL_ERROR; the line before it names the problem.
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if "HYDRA_FULL_ERROR" not in line]
+        problem = next((line for line in reversed(lines) if line.strip()), "no output")
+        raise RuntimeError(f"training failed (exit {done.returncode}): {problem.strip()}")
     return json.loads(records[0].read_text())
 
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from harness.preflight import preflight
 from harness.results import load
 
 
@@ -71,6 +72,31 @@ def test_bad_values_give_one_line_error_and_no_output(harness_cli, tmp_path, ove
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "bad input left files behind"
     assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("trainer.epochs=abc",), "trainer.epochs=abc is not a number; give a number like the default"),
+        (("-m", "model.width=8,x"), "model.width=x is not a number"),
+        (("trainer.max_steps=abc",), "trainer.max_steps=abc is not a number; give a number or null"),
+        (("trainer.compile=1",), "trainer.compile=1 is not a boolean; write trainer.compile=true or"),
+    ],
+)
+def test_values_of_the_wrong_kind_stop_before_hydra_runs(tmp_path, capsys, args, message):
+    # In-process (the CLI runs the same preflight before Hydra): text where a number belongs used to pass
+    # Hydra and end in a traceback and a failed record.
+    with pytest.raises(SystemExit) as stopped:
+        preflight("train", [*args, f"paths.results_dir={tmp_path}"], results_dir_key="paths.results_dir")
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_values_of_the_right_kind_pass_preflight(tmp_path):
+    good = ["trainer.epochs=2.5", "trainer.max_steps=null", "trainer.compile=false", "-m", "model.width=8,16"]
+    assert preflight("train", [*good, f"paths.results_dir={tmp_path}"], "paths.results_dir") is None
 
 
 def test_missing_data_root_names_where_it_looked(harness_cli, tmp_path):

@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError, HarnessError
+from harness.preflight import preflight
 from harness.report import print_summary, write_outputs
 from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference
 from harness.scaling.runs import read_runs
@@ -112,7 +113,7 @@ def _formats(cfg: DictConfig) -> tuple[str, ...]:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="fit")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     out = Path(cfg.out) if cfg.out is not None else None
     try:
         formats = _formats(cfg)
@@ -125,6 +126,12 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print_summary(analyses, out)
+
+
+def main() -> None:
+    """`harness fit`: bad overrides get a one-line error before Hydra runs."""
+    preflight("fit", sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

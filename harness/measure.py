@@ -22,6 +22,7 @@ from harness.building import build_model_from_config, model_label
 from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
+from harness.preflight import preflight
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast, device_name, resolve_device, resolve_precision
 
@@ -244,7 +245,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     if cfg.output not in ("table", "json"):
         print(f"error: output={cfg.output} is unknown; use output=table or output=json", file=sys.stderr)
         sys.exit(2)
@@ -257,6 +258,12 @@ def main(cfg: DictConfig) -> None:
         print(json.dumps(result))
     else:
         print_table(result)
+
+
+def main() -> None:
+    """`harness measure`: bad overrides get a one-line error before Hydra runs."""
+    preflight("measure", sys.argv[1:])
+    hydra_main()
 
 
 if __name__ == "__main__":

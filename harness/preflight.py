@@ -18,13 +18,15 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import one_line
 
 CONFIG_MODULE = "harness.conf"
-# Keys whose default is null, so their kind cannot be read from it, but which take a number when set.
-NUMBER_OR_NULL = (
-    "trainer.max_steps",
-    "trainer.eval_every_steps",
-    "trainer.target_error",
-    "trainer.grad_clip_norm",
-)
+# Kinds a key's default cannot tell: null defaults that take a number when set, and a boolean default that
+# also takes a word (None: its reader checks it).
+DECLARED_KINDS = {
+    "trainer.max_steps": "number",
+    "trainer.eval_every_steps": "number",
+    "trainer.target_error": "number",
+    "trainer.grad_clip_norm": "number",
+    "frontier": None,  # harness fit: false, true or both
+}
 
 
 def _fail(message: str) -> None:
@@ -86,10 +88,12 @@ def _compose(config_name: str, overrides: list[str]):
 
 
 def _kind(default, key: str) -> str | None:
-    """'boolean' or 'number' when the key takes one (by its default, or NUMBER_OR_NULL), else None."""
+    """'boolean' or 'number' when the key takes one (DECLARED_KINDS, else its default's), else None."""
+    if key in DECLARED_KINDS:
+        return DECLARED_KINDS[key]
     if isinstance(default, bool):
         return "boolean"
-    if isinstance(default, int | float) or (default is None and key in NUMBER_OR_NULL):
+    if isinstance(default, int | float):
         return "number"
     return None  # text and nested defaults: their readers check what they get
 

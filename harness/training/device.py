@@ -46,11 +46,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
-    """Mixed precision for bf16/fp16; fp32 runs without autocast."""
+def autocast(device: torch.device, dtype: torch.dtype, cache: bool = True) -> AbstractContextManager:
+    """Mixed precision for bf16/fp16; fp32 runs without autocast. `cache=False` turns off autocast's
+    weight-cast cache (it must be off while a CUDA graph is captured)."""
     if dtype is torch.float32:
         return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def device_name(device: torch.device) -> str:

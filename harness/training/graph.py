@@ -25,7 +25,7 @@ say why and the caller falls back to eager steps with one warning.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -34,6 +34,7 @@ from hydra.utils import instantiate
 from harness.data import Dataset
 from harness.energy import EnergyMeter
 from harness.progress import Progress
+from harness.training.device import autocast
 from harness.training.loop import (
     Core,
     ModuleCore,
@@ -62,21 +63,21 @@ class GraphUnavailable(RuntimeError):
 
 def graph_amp(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
     """Autocast without its weight-cast cache, which must be off while a graph is captured."""
-    if dtype is torch.float32:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
+    return autocast(device, dtype, cache=False)
 
 
-def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, plan_n: int, batch: int, drop: bool):
+def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, n_train: int):
     """Why this run's steps cannot be captured in a CUDA graph, or None when they can (probably: an op may
-    still fail to capture, which GraphStepper.warmup reports)."""
+    still fail to capture, which GraphStepper.warmup reports). Needs no data on the device, so a run that
+    falls back never holds the graph attempt's copy beside eager's."""
     if device.type != "cuda":
         return f"CUDA graphs need a CUDA device, and this run trains on {device}"
     if dtype is torch.float16:
         return "fp16's gradient scaler reads its overflow check on the host every step; use bf16"
-    if not drop and plan_n % batch:
+    batch = min(int(cfg.batch_size), n_train)  # as Plan.make
+    if not drop_last_for(cfg, static_shapes=True) and n_train % batch:
         return (
-            f"trainer.drop_last=false leaves a smaller last batch ({plan_n} % {batch} samples), "
+            f"trainer.drop_last=false leaves a smaller last batch ({n_train} % {batch} samples), "
             "and a graph needs one batch shape; drop it with trainer.drop_last=null or true"
         )
     optimizer = instantiate(cfg.optimizer)([torch.zeros(1, requires_grad=True)])
@@ -219,22 +220,27 @@ def train_graph(
 ) -> TrainResult:
     """trainer.mode=graph: like loop.train, with each step replayed from a CUDA graph; falls back to eager
     (one warning, result.mode='eager', result.fallback says why) where the step cannot be captured."""
-    channels_last = bool(cfg.get("channels_last", False))
-    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
-    reason = graph_blocker(cfg, device, dtype, plan.n, plan.batch_size, plan.drop_last)
+    reason = graph_blocker(cfg, device, dtype, len(data.x_train))
     if reason is None:
-        place(model, device, channels_last)
-        core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, device, dtype, graph_amp)
         try:
-            warmup_idx = torch.arange(plan.batch_size, device=device)
-            stepper = GraphStepper(core, cfg, plan.total_steps, device, warmup_idx)
-            batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
-            result = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)[0]
-            result.cuda_graph = True
-            return result
+            return _train_captured(model, data, cfg, device, dtype, seed, progress, energy)
         except GraphUnavailable as exc:
             reason = str(exc)
     note = warn_fallback("graph", "eager", reason)
     result = train_eager(model, data, cfg, device, dtype, seed=seed, progress=progress, energy=energy)
     result.mode, result.fallback = "eager", note
+    return result
+
+
+def _train_captured(model, data, cfg, device, dtype, seed, progress, energy) -> TrainResult:
+    """train_graph's captured path; its device copies of the data go with its frame when capture fails."""
+    channels_last = bool(cfg.get("channels_last", False))
+    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
+    place(model, device, channels_last)
+    core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, device, dtype, graph_amp)
+    warmup_idx = torch.arange(plan.batch_size, device=device)
+    stepper = GraphStepper(core, cfg, plan.total_steps, device, warmup_idx)
+    batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
+    result = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)[0]
+    result.cuda_graph = True
     return result

@@ -31,7 +31,16 @@ from harness.errors import ConfigError
 from harness.progress import Progress
 from harness.training.device import autocast
 from harness.training.graph import GraphStepper, GraphUnavailable, graph_amp, graph_blocker, warn_fallback
-from harness.training.loop import EagerStepper, Plan, TrainResult, drop_last_for, run_steps, shuffled_batches
+from harness.training.loop import (
+    EagerStepper,
+    Plan,
+    TrainResult,
+    drop_last_for,
+    place,
+    run_steps,
+    shuffled_batches,
+    summed_over_batches,
+)
 from harness.training.objective import Objective
 
 log = logging.getLogger(__name__)
@@ -117,15 +126,16 @@ class EnsembleCore:
     @torch.no_grad()
     def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
         self.base.eval()
-        loss = torch.zeros(self.members, device=self.device)
-        error = torch.zeros(self.members, device=self.device)
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            with autocast(self.device, self.dtype):
-                output = self._forward(self.params, self.buffers_, xb)
-            batch_loss, batch_error = self._sums(output, yb)
-            loss += batch_loss
-            error += batch_error
+        loss, error = summed_over_batches(
+            lambda xb: self._forward(self.params, self.buffers_, xb),
+            self._sums,
+            x,
+            y,
+            batch_size,
+            self.device,
+            self.dtype,
+            (self.members,),
+        )
         self.base.train()
         return [
             self.objective.scores(lo, er, len(x))
@@ -181,9 +191,8 @@ def train_ensemble(
     shared = cfg.get("ensemble_data_order", "own") == "shared"
     channels_last = bool(cfg.get("channels_last", False))
     plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
-    if channels_last:
-        for model in models:
-            model.to(device).to(memory_format=torch.channels_last)
+    for model in models:
+        place(model, device, channels_last)
     order_seeds = seeds[0] if shared else list(seeds)
     warmup_idx = torch.arange(plan.batch_size, device=device)
     if not shared:
@@ -195,7 +204,7 @@ def train_ensemble(
         stepper.core.write_back()
         return results
 
-    reason = graph_blocker(cfg, device, dtype, plan.n, plan.batch_size, plan.drop_last)
+    reason = graph_blocker(cfg, device, dtype, plan.n)
     if reason is None:
         core = EnsembleCore(
             models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared, graph_amp

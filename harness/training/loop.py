@@ -113,17 +113,24 @@ def evaluate(
     objective = objective or objective_for("classification")
     was_training = model.training
     model.eval()
-    error = torch.zeros((), device=device)
-    loss = torch.zeros((), device=device)
+    loss, error = summed_over_batches(model, objective.sums, x, y, batch_size, device, dtype)
+    model.train(was_training)
+    return objective.scores(loss.item(), error.item(), len(x))
+
+
+def summed_over_batches(forward, sums, x, y, batch_size: int, device, dtype, members: tuple[int, ...] = ()):
+    """(loss, error) of `forward` on (x, y), each summed over the set batch by batch under autocast;
+    `members` is their shape: () for one model, (E,) for an ensemble's E."""
+    loss = torch.zeros(members, device=device)
+    error = torch.zeros(members, device=device)
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with autocast(device, dtype):
-            output = model(xb)
-        batch_loss, batch_error = objective.sums(output, yb)
+            output = forward(xb)
+        batch_loss, batch_error = sums(output, yb)
         loss += batch_loss
         error += batch_error
-    model.train(was_training)
-    return objective.scores(loss.item(), error.item(), len(x))
+    return loss, error
 
 
 # ------------------------------------------------------------------------------------ what is trained

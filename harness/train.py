@@ -229,7 +229,6 @@ def _finish_record(record, result, cfg, n_train, counted, device, peak, energy, 
         _set_fields(record, fields)
         paper_estimate = "flops_forward × fp_bp_ratio × epochs × n_train"
         record.flops_train_method = result.flops_train_method or paper_estimate
-        _set_fields(record, throughput_fields(record, result.flops_train))
     _set_fields(record, energy)
     _set_fields(
         record,
@@ -243,16 +242,6 @@ def _finish_record(record, result, cfg, n_train, counted, device, peak, energy, 
             settings=energy_settings,
         ),
     )
-
-
-def throughput_fields(record: RunRecord, exact_train_flops: float | None = None) -> dict:
-    """Achieved FLOP/s (measured training FLOPs / training time) and MFU (that / the processors' peak)."""
-    flops = exact_train_flops if exact_train_flops is not None else record.flops_train_measured
-    if flops is None or not record.train_time_s:
-        return {"achieved_flops_per_s": None, "mfu": None}
-    achieved = flops / record.train_time_s
-    peak = None if record.peak_flops is None else record.peak_flops * (record.n_processors or 1)
-    return {"achieved_flops_per_s": achieved, "mfu": achieved / peak if peak else None}
 
 
 def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:

@@ -59,20 +59,27 @@ def compute_fields(
     """The record's compute columns for a run that processed `samples_seen` training samples.
 
     `exact_train_flops` (a closed-form solver's formula) replaces the paper's estimate of the training
-    compute where the trainer knows it exactly."""
+    compute where the trainer knows it exactly. Achieved FLOP/s and MFU use the measured training FLOPs
+    (the exact ones for a solver)."""
+    exact = exact_train_flops is not None
+    measured = None if exact else counted.step.per_sample * samples_seen
     net_ops = (
-        network_operations(counted.flops_forward, fp_bp_ratio, samples_seen / n_train, n_train)
-        if exact_train_flops is None
-        else exact_train_flops
+        exact_train_flops
+        if exact
+        else network_operations(counted.flops_forward, fp_bp_ratio, samples_seen / n_train, n_train)
     )
     burden = hardware_burden(count_processors(device), peak, train_time_s, net_ops)
+    train_flops = exact_train_flops if exact else measured
     return {
         "macs_forward": counted.macs_forward,
         "flops_forward": counted.flops_forward,
         "flops_forward_torch": counted.flops_forward_torch,
         "network_operations": net_ops,
         # A solver runs no gradient step, so a counted SGD step would describe work that never happened.
-        "flops_train_measured": counted.step.per_sample * samples_seen if exact_train_flops is None else None,
-        "fp_bp_ratio_measured": counted.step.fp_bp_ratio if exact_train_flops is None else None,
+        "flops_train_measured": measured,
+        "fp_bp_ratio_measured": None if exact else counted.step.fp_bp_ratio,
         **{k: v for k, v in dataclasses.asdict(burden).items() if k != "train_time_s"},
+        "achieved_flops_per_s": train_flops / train_time_s if train_time_s else None,
+        # burden = processors × peak × time, so this is achieved FLOP/s over the processors' peak.
+        "mfu": train_flops / burden.hardware_burden if burden.hardware_burden else None,
     }

@@ -71,7 +71,8 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         if options is None:
             values_of[key] = values or [override.value()]
     cfg = _compose(config_name, single)
-    _check_kinds(_compose(config_name, groups), values_of)
+    if values_of:  # the defaults (after the group choices) are composed only when there is a value to check
+        _check_kinds(_compose(config_name, groups), values_of)
     if results_dir_key is not None:
         _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
 

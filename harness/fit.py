@@ -27,13 +27,6 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def _frontier(value) -> bool | str:
-    """frontier=false | true | both (Hydra gives booleans for the first two)."""
-    if isinstance(value, bool) or value == "both":
-        return value
-    raise ConfigError(f"frontier={value} is unknown; use frontier=false, true or both")
-
-
 def settings_from_config(cfg: DictConfig) -> Settings:
     """The analysis settings that conf/fit.yaml describes."""
     x = _plain(cfg.x)
@@ -54,7 +47,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
         datasets=_plain(cfg.filter.data),
         seeds=str(cfg.seeds),
         group_by=tuple(_plain(cfg.group_by) or ()),
-        frontier=_frontier(cfg.frontier),
+        frontier=cfg.frontier,  # false, true or both: Settings refuses anything else
         parametric=bool(cfg.parametric.enabled),
         parametric_by_model=bool(cfg.parametric.by_model),
         bootstrap=int(cfg.parametric.bootstrap),

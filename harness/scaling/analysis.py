@@ -82,6 +82,9 @@ class Settings:
     huber_delta: float = 0.1
 
     def __post_init__(self) -> None:
+        # Booleans only: 0 and 1 equal False and True, but frontier=0 or frontier=1 is refused.
+        if not (isinstance(self.frontier, bool) or self.frontier == "both"):
+            raise ConfigError(f"frontier={self.frontier} is unknown; use frontier=false, true or both")
         if not 0.0 < self.level < 1.0:
             raise ConfigError(f"level={self.level} must lie strictly between 0 and 1")
         if not 0.0 < self.quantile < 1.0:
@@ -94,8 +97,6 @@ class Settings:
             raise ConfigError(f"parametric.bootstrap={self.bootstrap} must be at least 1")
         if not self.xs:
             raise ConfigError("x=[] names no compute column; give one, e.g. x=network_operations")
-        if self.frontier not in _FRONTIER_MODES:
-            raise ConfigError(f"frontier={self.frontier} is unknown; use frontier=false, true or both")
 
     @property
     def xs(self) -> tuple[str, ...]:
@@ -140,7 +141,6 @@ class BenchmarkAnalysis:
 
 def _finish(
     analysis: BenchmarkAnalysis,
-    frame: pd.DataFrame | None,
     settings: Settings,
     conversions: Callable[[str], list[Conversion]],
     targets: Sequence[float],
@@ -149,8 +149,8 @@ def _finish(
 ) -> None:
     """Extrapolate and hold out the largest scales for every line that can be inverted.
 
-    Each line is checked on `frame`, or on its own points when `frame` is None; with `grid`, lines fitted
-    on every configuration also get the width-and-data check.
+    Each line is checked on its own points; with `grid`, lines fitted on every configuration also get the
+    width-and-data check.
     """
     for fit in analysis.fits:
         if fit.plan is None or not extrapolatable(fit):
@@ -158,10 +158,9 @@ def _finish(
         tag = {"points": fit.row["points"]} if "points" in fit.row else {}
         rows = extrapolate(fit, targets, level=settings.level, conversions=conversions(fit.plan.x))
         analysis.extrapolation += [{**row, **tag} for row in rows]
-        points = fit.data if frame is None else frame
-        rows = holdout_line(points, fit.plan, benchmark=analysis.name, fraction=settings.holdout_fraction)
+        rows = holdout_line(fit.data, fit.plan, benchmark=analysis.name, fraction=settings.holdout_fraction)
         if grid and fit.row.get("points") == ALL_POINTS:
-            rows += holdout_line_grid(points, fit.plan, benchmark=analysis.name)
+            rows += holdout_line_grid(fit.data, fit.plan, benchmark=analysis.name)
         analysis.holdout += [{**row, **tag} for row in rows]
 
 
@@ -184,13 +183,12 @@ def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkA
         f"{len(frame)} models in the authors' table (reference/SOURCE.md); error = {entry.error_label}, "
         "as a fraction; rows without a fit's compute column are dropped and counted (N dropped)."
     )
-    _finish(analysis, frame, settings, settings.paper_rates, settings.targets_for(name))
+    _finish(analysis, settings, settings.paper_rates, settings.targets_for(name))
     return analysis
 
 
-def run_plans(settings: Settings, x: str | None = None) -> list[Plan]:
-    """The specifications `specs=` names, on compute column `x` (default: the first of settings.xs)."""
-    x = x or settings.xs[0]
+def run_plans(settings: Settings, x: str) -> list[Plan]:
+    """The specifications `specs=` names, on compute column `x`."""
     available = {
         "poly": Plan("poly", LOG_ERROR, x),
         "exp": Plan("exp", ERROR, x),
@@ -287,9 +285,8 @@ def _analyse_dataset(
     measured = {x: measured_conversions(x, _subset(prepared[x].runs, dataset)) for x in plans}
     _finish(
         analysis,
-        None,
         settings,
-        lambda x: settings.paper_rates(x) + measured.get(x, []),
+        lambda x: settings.paper_rates(x) + measured[x],
         settings.targets_for(name, "runs"),
         grid=settings.holdout_grid,
     )

@@ -46,9 +46,9 @@ HOLDOUT_COLUMNS = (
 )
 
 
-def _rows(benchmark, model, scale_name, held, predicted, n_fit) -> list[dict]:
+def _rows(benchmark, model, scale_name, held, predicted, n_fit, *, grid: bool) -> list[dict]:
+    """One row per held-out point; the width-and-data check (`grid`) also names its configuration."""
     observed = held["error"].to_numpy(dtype=float)
-    grid = scale_name == GRID_SCALE
     rows = []
     for (_, point), obs, pred in zip(held.iterrows(), observed, predicted, strict=True):
         rows.append(
@@ -95,17 +95,36 @@ def _grid_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None
     return rest, held
 
 
-def holdout_line(frame: pd.DataFrame, plan: Plan, *, benchmark: str, fraction: float) -> list[dict]:
-    """Refit `plan` without the largest values of its x and predict the error there; [] if too few remain."""
-    points = frame.dropna(subset=[plan.x, "error"]).assign(_scale=lambda f: f[plan.x])
-    held_mask = largest(points["_scale"], fraction)
-    rest, held = points[~held_mask], points[held_mask]
-    if len(rest) < MIN_POINTS or rest["_scale"].nunique() < 2:
+def _line_check(
+    rest: pd.DataFrame, held: pd.DataFrame, plan: Plan, *, benchmark: str, grid: bool
+) -> list[dict]:
+    """Refit `plan` on `rest` and predict the error of `held`; [] if too few points or x values remain."""
+    if len(rest) < MIN_POINTS or rest[plan.x].nunique() < 2:
         return []
     fit = fit_plan(rest, plan, benchmark=benchmark)
     a, b = (float(v) for v in np.asarray(fit.model.params)[:2])
     predicted = plan.response.inverse(a + b * np.log10(held[plan.x].to_numpy(dtype=float)))
-    return _rows(benchmark, f"{plan.spec}: {plan.formula}", plan.x, held, predicted, len(rest))
+    scale = GRID_SCALE if grid else plan.x
+    return _rows(benchmark, f"{plan.spec}: {plan.formula}", scale, held, predicted, len(rest), grid=grid)
+
+
+def _parametric_check(
+    rest: pd.DataFrame, held: pd.DataFrame, *, benchmark: str, delta: float, label: str, grid: bool
+) -> list[dict]:
+    """Refit L(N, D) on `rest` and predict the error of `held`; [] if `rest` cannot be fitted."""
+    if why_not_parametric(rest) is not None:
+        return []
+    fit = fit_parametric(rest["params"], rest["n_train"], rest["error"], delta=delta)
+    predicted = fit.predict(held["params"], held["n_train"])
+    scale = GRID_SCALE if grid else "params × n_train"
+    return _rows(benchmark, label, scale, held, predicted, len(rest), grid=grid)
+
+
+def holdout_line(frame: pd.DataFrame, plan: Plan, *, benchmark: str, fraction: float) -> list[dict]:
+    """Refit `plan` without the largest values of its x and predict the error there; [] if too few remain."""
+    points = frame.dropna(subset=[plan.x, "error"]).assign(_scale=lambda f: f[plan.x])
+    held_mask = largest(points["_scale"], fraction)
+    return _line_check(points[~held_mask], points[held_mask], plan, benchmark=benchmark, grid=False)
 
 
 def holdout_line_grid(frame: pd.DataFrame, plan: Plan, *, benchmark: str) -> list[dict]:
@@ -113,13 +132,7 @@ def holdout_line_grid(frame: pd.DataFrame, plan: Plan, *, benchmark: str) -> lis
     split = _grid_split(frame.dropna(subset=[plan.x, "error"]))
     if split is None:
         return []
-    rest, held = split
-    if len(rest) < MIN_POINTS or rest[plan.x].nunique() < 2:
-        return []
-    fit = fit_plan(rest, plan, benchmark=benchmark)
-    a, b = (float(v) for v in np.asarray(fit.model.params)[:2])
-    predicted = plan.response.inverse(a + b * np.log10(held[plan.x].to_numpy(dtype=float)))
-    return _rows(benchmark, f"{plan.spec}: {plan.formula}", GRID_SCALE, held, predicted, len(rest))
+    return _line_check(*split, plan, benchmark=benchmark, grid=True)
 
 
 def holdout_parametric_grid(frame: pd.DataFrame, *, benchmark: str, delta: float, label: str) -> list[dict]:
@@ -127,12 +140,7 @@ def holdout_parametric_grid(frame: pd.DataFrame, *, benchmark: str, delta: float
     split = _grid_split(frame)
     if split is None:
         return []
-    rest, held = split
-    if why_not_parametric(rest) is not None:
-        return []
-    fit = fit_parametric(rest["params"], rest["n_train"], rest["error"], delta=delta)
-    predicted = fit.predict(held["params"], held["n_train"])
-    return _rows(benchmark, label, GRID_SCALE, held, predicted, len(rest))
+    return _parametric_check(*split, benchmark=benchmark, delta=delta, label=label, grid=True)
 
 
 def holdout_parametric(
@@ -142,8 +150,4 @@ def holdout_parametric(
     points = frame.assign(_scale=frame["params"] * frame["n_train"])
     held_mask = largest(points["_scale"], fraction)
     rest, held = points[~held_mask], points[held_mask]
-    if why_not_parametric(rest) is not None:
-        return []
-    fit = fit_parametric(rest["params"], rest["n_train"], rest["error"], delta=delta)
-    predicted = fit.predict(held["params"], held["n_train"])
-    return _rows(benchmark, label, "params × n_train", held, predicted, len(rest))
+    return _parametric_check(rest, held, benchmark=benchmark, delta=delta, label=label, grid=False)

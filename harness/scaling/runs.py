@@ -16,6 +16,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.results import load as load_records
+from harness.results.store import TABLE_SUFFIXES
 
 # The columns of a run record that `x=` may name, with their unit (for tables and plots): the compute
 # columns, and n_train for data scaling (the theory experiment's data exponent, error ∝ n^slope).
@@ -38,14 +39,9 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"results={path} does not exist; pass a results directory or a .parquet/.csv file")
-    if path.is_dir():
-        frame = load_records(path)
-    elif path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
-    else:
+    if not path.is_dir() and path.suffix not in TABLE_SUFFIXES:
         raise ConfigError(f"results={path} is neither a directory nor a .parquet or .csv file")
+    frame = load_records(path)
     if frame.empty:
         raise ConfigError(f"results={path} holds no runs")
     return frame

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
-from harness.report.formatting import bounds, holdout_frame, interval, number
+from harness.report.formatting import bounds, frontier_label, holdout_frame, interval, number
 from harness.report.plots import X_LABELS, plot_name, plot_scaling
 from harness.scaling.analysis import (
     ALL_POINTS,
@@ -78,7 +78,7 @@ def _plots(analysis: BenchmarkAnalysis, directory: Path, formats: Sequence[str])
 
 def _spec(row: dict) -> str:
     """The spec, marked when it was fitted on the compute-efficient frontier only."""
-    return f"{row['spec']} (frontier)" if row.get("points") == "frontier" else str(row["spec"])
+    return frontier_label(str(row["spec"]), row.get("points"))
 
 
 def _fits_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
@@ -168,7 +168,7 @@ def _holdout_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     )
     columns = ["model", "held out", "points fitted", "points held out", "median relative error", "worst"]
     blocks: list[Block] = [Heading(3, "Out-of-sample check"), Paragraph(text), Table(columns, rows)]
-    corners = frame[frame.get("corner", pd.Series(False, index=frame.index)).fillna(False).astype(bool)]
+    corners = frame[frame["corner"].fillna(False).astype(bool)]
     if len(corners):
         corner_rows = [
             [
@@ -194,8 +194,8 @@ def _parametric_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     if analysis.parametric is None:
         return []
     table = analysis.parametric
-    models = list(dict.fromkeys(table["model"])) if "model" in table.columns else ["all"]
-    by_model = {m: table[table["model"] == m] if "model" in table.columns else table for m in models}
+    models = list(dict.fromkeys(table["model"]))
+    by_model = {m: table[table["model"] == m] for m in models}
     rows = [
         [
             parameter,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.formatting import holdout_frame, interval, number
+from harness.report.formatting import frontier_label, holdout_frame, interval, number
 from harness.scaling.analysis import BenchmarkAnalysis
 
 
@@ -19,7 +19,7 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
     fits = [
         {
             "benchmark": f.row["benchmark"],
-            "spec": f"{f.row['spec']} (frontier)" if f.row.get("points") == "frontier" else f.row["spec"],
+            "spec": frontier_label(f.row["spec"], f.row.get("points")),
             "y": f.row["y"],
             "x": f.row["x"],
             "slope [95% CI]": interval(f.row["slope"], f.row.get("slope_ci_low"), f.row.get("slope_ci_high")),
@@ -48,7 +48,7 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         if a.parametric is not None:
             rows = [
                 {
-                    **({"model": r["model"]} if "model" in r else {}),
+                    "model": r["model"],
                     "parameter": r["parameter"],
                     "value [95% CI]": interval(r["value"], r["ci_low"], r["ci_high"]),
                 }

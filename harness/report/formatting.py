@@ -7,6 +7,8 @@ import numbers
 
 import pandas as pd
 
+from harness.scaling.analysis import FRONTIER
+
 
 def number(value, digits: int = 3) -> str:
     """`value` to `digits` significant digits; NaN/None as '–', infinities as '∞'."""
@@ -40,10 +42,18 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def frontier_label(text: str, points) -> str:
+    """`text` marked when its fit used the compute-efficient frontier only ("poly" -> "poly (frontier)");
+    in a holdout model such as "poly: formula" the mark goes before the first colon."""
+    if points != FRONTIER:
+        return text
+    head, colon, rest = text.partition(":")
+    return f"{head} ({FRONTIER}){colon}{rest}"
+
+
 def holdout_frame(rows: list[dict]) -> pd.DataFrame:
     """Holdout rows as a table; `model` names the frontier fits' checks apart ("poly (frontier): ...")."""
     frame = pd.DataFrame(rows)
     if "points" in frame.columns:
-        frontier = frame["points"] == "frontier"
-        frame["model"] = frame["model"].where(~frontier, frame["model"].str.replace(":", " (frontier):", n=1))
+        frame["model"] = [frontier_label(m, p) for m, p in zip(frame["model"], frame["points"], strict=True)]
     return frame

@@ -15,7 +15,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from harness.report.formatting import interval, number
+from harness.report.formatting import frontier_label, interval, number
 from harness.scaling.imputation import CONSOLIDATED, IMPUTED
 from harness.scaling.regressions import FitResult, design
 
@@ -40,8 +40,7 @@ def plot_name(benchmark: str, x: str) -> str:
 def _fit_label(fit: FitResult) -> str:
     row = fit.row
     slope = interval(row["slope"], row["slope_ci_low"], row["slope_ci_high"])
-    spec = f"{row['spec']} (frontier)" if row.get("points") == "frontier" else row["spec"]
-    text = f"{spec}: {row['y']}, slope {slope}"
+    text = f"{frontier_label(row['spec'], row.get('points'))}: {row['y']}, slope {slope}"
     if not np.isnan(row.get("k", np.nan)):
         text += f", k {number(row['k'])}"
     return f"{text}, R² {number(row['r2'], 2)}, N {row['n']}"

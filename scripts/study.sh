@@ -102,8 +102,8 @@ train() {  # DATASET DEVICE RUNS_DIR SECONDS(0: no limit) [OVERRIDES...] -> 0 do
     return "$status"
 }
 
-finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON] [WALL_S]
-    local dataset=$1 device=$2 runs=$3 machine=${4:-} wall=${5:-}
+finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON]
+    local dataset=$1 device=$2 runs=$3 machine=${4:-}
     local dest="$DEST_ROOT/$dataset-$device"
     [[ -d $runs ]] || die "no runs at $runs; train first"
     mkdir -p "$dest"
@@ -113,7 +113,6 @@ finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON] [WALL_S]
         [[ $machine -ef $dest/machine.json ]] || cp "$machine" "$dest/machine.json"
         table_args+=(--machine "$dest/machine.json")
     fi
-    [[ -n $wall ]] && table_args+=(--wall-s "$wall")
     "$PY" -m harness.report.study tables "${table_args[@]}"
     local fit=("${HARNESS[@]}" fit "results=$dest" "x=$X_COLUMNS" frontier=both
         "out=$dest/fit" overwrite=true)
@@ -195,7 +194,7 @@ gpu_studies() {  # [OUT_DIR] [OVERRIDES...]
 }
 
 finish_packed() {  # PACK_DIR
-    local pack=$1 found=0 tarball dataset scratch wall
+    local pack=$1 found=0 tarball dataset scratch
     [[ -d $pack ]] || die "finish: $pack is not a directory; pass the folder holding DATASET-gpu.tar.gz"
     for tarball in "$pack"/*-gpu.tar.gz; do
         [[ -e $tarball ]] || continue
@@ -203,9 +202,7 @@ finish_packed() {  # PACK_DIR
         preset "$dataset" gpu >/dev/null
         scratch=$(mktemp -d "${TMPDIR:-/tmp}/study-finish.XXXXXX")
         tar -xzf "$tarball" -C "$scratch"
-        wall=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['wall_s'].get(sys.argv[2], ''))" \
-            "$pack/machine.json" "$dataset" 2>/dev/null || true)
-        finish "$dataset" gpu "$scratch" "$pack/machine.json" "$wall"
+        finish "$dataset" gpu "$scratch" "$pack/machine.json"
         found=1
     done
     ((found)) || die "finish: no DATASET-gpu.tar.gz in $pack"

@@ -180,10 +180,7 @@ def _fit_lines(fit_dir: Path) -> list[str]:
                 "| --- | --- | --- | --- | --- |",
             ]
             for model, group in grid.groupby("model", sort=False):
-                at = (
-                    group["corner"].fillna(False).astype(bool) if "corner" in group else group["model"].isna()
-                )
-                corner = group[at]
+                corner = group[group["corner"].fillna(False).astype(bool)]
                 at_corner = ", ".join(
                     f"{r.get('architecture') or ''} {r['relative_error']:.1%}".strip()
                     for r in corner.to_dict("records")
@@ -221,21 +218,20 @@ def readme_text(args: argparse.Namespace, runs: pd.DataFrame) -> str:
     commits = _unique(runs, "git_commit") or [machine.get("commit") or args.commit]
     started = _unique(runs, "started_at")
     device_names = _unique(runs, "device_name")
-    wall = args.wall_s or (machine.get("wall_s") or {}).get(args.dataset)
+    wall = (machine.get("wall_s") or {}).get(args.dataset)
     wall_text = (
         f"{float(wall):.0f} s for the sweep"
         if wall not in (None, "")
         else f"{runs['wall_time_s'].sum():.0f} s, the sum of the runs' own wall times"
     )
     study = f"scripts/study.sh {args.dataset} {args.device}"
-    invocation = args.command or machine.get("invocation") or study
+    invocation = machine.get("invocation") or study
     command = f"`{invocation}`"
     words = invocation.split()
     if "scripts/study.sh" in words and words[words.index("scripts/study.sh") + 1 :][:1] == ["gpu"]:
         command += " on the GPU machine, then `scripts/study.sh finish PACK_DIR` on this one"
     train_command = (
-        args.train_command
-        or (machine.get("train_commands") or {}).get(args.dataset)
+        (machine.get("train_commands") or {}).get(args.dataset)
         or f"harness train -m +sweep={args.preset} paths.results_dir=RUNS_DIR"
     ).strip()
     lines = [
@@ -297,10 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--preset", required=True)
         command.add_argument("--commit", default="unknown")
         command.add_argument("--machine", default=None)
-        command.add_argument("--wall-s", default=None)
         command.add_argument("--fit-command", default="")
-        command.add_argument("--command", default=None, help="the study.sh invocation, as typed")
-        command.add_argument("--train-command", default=None, help="the harness train command it ran")
     args = parser.parse_args(argv)
     try:
         if args.action == "machine":

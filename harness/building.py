@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError, one_line
-from models import available_models, build_model
+from harness.models import available_models, build_model
 
 
 def model_label(cfg_model: DictConfig) -> str:

@@ -1,9 +1,15 @@
-"""The `harness` console script: one command, one subcommand per job, each a Hydra app of its own."""
+"""The `harness` console script: one command, one subcommand per job, each a Hydra app of its own.
+
+Start-up matters (every one-line error and `--help` pays it): this module and the checks it runs before a
+command's own module is imported touch neither torch nor pandas. `--help`, `--cfg`, `--info` are answered from
+the config tree alone, and bad overrides are refused by `harness.preflight`, both before the heavy import.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import dataclass
 
 USAGE = """usage: harness <command> [hydra overrides...]
 
@@ -19,13 +25,23 @@ commands:
 
 Run `harness <command> --help` for the command's configuration."""
 
+CONFIG_MODULE = "harness.conf"
+# Hydra's flags that only show something (help, the composed config, info, shell completion): no job runs.
+SHOW_ONLY_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
 
-# Each command is a module with a `main`; importing lazily keeps `harness --help` fast.
+
+@dataclass(frozen=True)
+class Command:
+    module: str  # imported only once the command line has passed its checks
+    config_name: str | None = None  # the Hydra root config; None: a plain argparse command (`main(argv)`)
+    results_dir_key: str | None = None  # checked for writability before anything runs
+
+
 COMMANDS = {
-    "train": "harness.train",
-    "measure": "harness.measure",
-    "fit": "harness.fit",
-    "collect": "harness.collect",
+    "train": Command("harness.train", "train", "paths.results_dir"),
+    "measure": Command("harness.measure", "measure"),
+    "fit": Command("harness.fit", "fit"),
+    "collect": Command("harness.collect"),
 }
 
 
@@ -38,10 +54,36 @@ def main(argv: list[str] | None = None) -> None:
         problem = f"unknown command '{args[0]}'" if args else "no command given"
         print(f"harness: {problem}\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    command, rest = args[0], args[1:]
+    run_command(args[0], args[1:])
+
+
+def run_command(name: str, args: list[str]) -> None:
+    """Run one command with its arguments (`harness NAME ARGS` and `python -m harness.NAME ARGS` alike)."""
+    command = COMMANDS[name]
+    module = command.module
+    if command.config_name is None:
+        importlib.import_module(module).main(args)
+        return
     # Hydra reads sys.argv itself: hand it the subcommand's arguments, named like the subcommand.
-    sys.argv = [f"harness {command}", *rest]
-    importlib.import_module(COMMANDS[command]).main()
+    sys.argv = [f"harness {name}", *args]
+    if any(arg in SHOW_ONLY_FLAGS for arg in args):
+        show_config(command.config_name)
+        return
+    from harness.preflight import preflight
+
+    preflight(command.config_name, args, results_dir_key=command.results_dir_key)
+    importlib.import_module(module).hydra_main()
+
+
+def show_config(config_name: str) -> None:
+    """Let Hydra answer --help/--cfg/--info from the config tree, without importing the command's module."""
+    import hydra
+
+    def never_runs(cfg) -> None:
+        raise AssertionError("Hydra runs no job for a show-only flag")
+
+    app = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=config_name)
+    app(never_runs)()
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from harness.cli import run_command
 from harness.errors import ConfigError, HarnessError
-from harness.preflight import preflight
 from harness.report import print_summary, write_outputs
 from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference
 from harness.scaling.runs import read_runs
@@ -122,9 +122,8 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """`harness fit`: bad overrides get a one-line error before Hydra runs."""
-    preflight("fit", sys.argv[1:])
-    hydra_main()
+    """`python -m harness.fit`: the same command as `harness fit` (checks before Hydra runs)."""
+    run_command("fit", sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import torch
 from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
+from harness.cli import run_command
 from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
-from harness.preflight import preflight
 from harness.training.clock import Stopwatch
 from harness.training.device import autocast, device_name, resolve_device, resolve_precision
 
@@ -261,9 +261,8 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """`harness measure`: bad overrides get a one-line error before Hydra runs."""
-    preflight("measure", sys.argv[1:])
-    hydra_main()
+    """`python -m harness.measure`: the same command as `harness measure` (checks before Hydra runs)."""
+    run_command("measure", sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.cli import CONFIG_MODULE
 from harness.errors import one_line
 
-CONFIG_MODULE = "harness.conf"
 # Kinds a key's default cannot tell: null defaults that take a number when set, and a boolean default that
 # also takes a word (None: its reader checks it).
 DECLARED_KINDS = {
@@ -47,8 +47,6 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
     value of the wrong kind (text where the default is a number or a boolean), an override Hydra cannot
     apply, or (for `results_dir_key`) a results directory that is not writable."""
     overrides = [a for a in args if not a.startswith("-")]
-    if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info") for a in args):
-        return
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,10 @@ def release_job_state() -> None:
     """
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    torch._dynamo.reset()
+    # Only a job that compiled imported torch._dynamo; touching it otherwise would import it (about a second).
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is not None:
+        dynamo.reset()
 
 
 @contextmanager

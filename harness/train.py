@@ -24,12 +24,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness.building import build_model_from_config, model_label
+from harness.cli import run_command
 from harness.compute.accounting import compute_fields, count_run_compute
 from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
 from harness.energy import EnergyMeter, cost_fields
 from harness.errors import ConfigError, HarnessError
-from harness.preflight import preflight
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
@@ -100,7 +100,10 @@ def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None)
     members = ensemble_size(cfg.trainer)
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
-    torch.use_deterministic_algorithms(bool(cfg.trainer.deterministic))
+    deterministic = bool(cfg.trainer.deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        # Only on a change: the setter imports torch._inductor (over a second of start-up) on every call.
+        torch.use_deterministic_algorithms(deterministic)
     data = load_dataset(cfg.data)
     objective = objective_for(data.task)
     mode = cfg.trainer.get("mode", "eager")
@@ -326,10 +329,8 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """`harness train` and `python -m harness.train`: bad overrides get a one-line error before Hydra
-    creates any directory."""
-    preflight("train", sys.argv[1:], results_dir_key="paths.results_dir")
-    hydra_main()
+    """`python -m harness.train`: the same command as `harness train` (checks before Hydra runs)."""
+    run_command("train", sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.registry import check_common, register
+from harness.models.registry import check_common, register
 
 # Per number of spatial dims: convolution, batch norm, max-pool, global average pool.
 _LAYERS = {

@@ -15,7 +15,7 @@ from math import prod
 import torch
 from torch import nn
 
-from models.registry import register, require_positive_int
+from harness.models.registry import register, require_positive_int
 
 
 class LinearOnLeading(nn.Module):

@@ -7,7 +7,7 @@ from math import prod
 import torch
 from torch import nn
 
-from models.registry import check_common, register
+from harness.models.registry import check_common, register
 
 
 @register("mlp")

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mlp import MLP
-from models.registry import register
+from harness.models.mlp import MLP
+from harness.models.registry import register
 
 
 class NTKLinear(nn.Linear):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
-from models.registry import check_common, register
+from harness.models.registry import check_common, register
 
 
 @register("resnet")
@@ -18,6 +17,10 @@ class ResNet(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int, depth: int):
         super().__init__()
+        # Imported here, not at the top: importing torchvision costs seconds of start-up (its ops pull in
+        # torch._dynamo), which every command would pay for a model most runs never build.
+        from torchvision.models.resnet import BasicBlock
+
         check_common(input_shape, num_classes, width, depth)
         if len(input_shape) != 3:
             raise ValueError(

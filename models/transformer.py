@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry import check_common, register, require_positive_int
+from harness.models.registry import check_common, register, require_positive_int
 
 
 class SelfAttention(nn.Module):

@@ -9,7 +9,7 @@ from harness.compute._fvcore import FlopCountAnalysis
 from harness.compute.flops import UnsupportedOpError, count_flops, torch_forward_flops
 from harness.compute.handles import ZEROS, extra_handles
 from harness.compute.training import measure_train_step, network_operations
-from models import available_models, build_model
+from harness.models import available_models, build_model
 
 
 def macs(model, *inputs, **kwargs):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import available_models, build_model, register
+from harness.models import available_models, build_model, register
 
 SHAPES = [(64,), (1, 40), (1, 8, 8), (1, 28, 28), (3, 32, 32)]
 MODELS = ["cnn", "mlp", "resnet", "transformer"]  # the width × depth architectures exercised below

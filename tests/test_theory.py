@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 from harness.compute.analytic import lasso_flops, least_squares_flops
 from harness.data import load_dataset
 from harness.errors import ConfigError
+from harness.models import build_model
 from harness.scaling import Settings, analyse_runs
 from harness.train import run
 from harness.training.closed_form import fit_closed_form, least_squares
-from models import build_model
 
 CPU = torch.device("cpu")
 

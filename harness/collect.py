@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
     if args.reindex:
-        print(f"resume index: {rebuild_index(args.directory)} completed runs marked")
+        print(f"resume index: {rebuild_index(args.directory)} completed jobs marked")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,11 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
+from harness.cli import main
+
 REPO = Path(__file__).resolve().parents[1]
+# The environment of every harness subprocess a test starts: on the CPU, one thread (see _one_thread).
+ONE_THREAD = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 
 
 def _composer(config_name: str, forced: list[str]):
@@ -41,11 +46,43 @@ def compose_measure():
 
 
 @pytest.fixture
-def harness_cli(tmp_path):
-    """harness_cli(*args) runs the installed console script's code in a subprocess, like a user would."""
+def harness_cli(tmp_path, monkeypatch, capfd):
+    """harness_cli(*args) -> CompletedProcess: the console script's code run in this process, in tmp_path.
+
+    The same path a user's command takes (checks, Hydra, the command, exit codes, output), without paying a
+    fresh interpreter's start-up each time; what needs a real process boundary uses `harness_process`."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # the command rewrites sys.argv for Hydra
+    handlers, level = logging.root.handlers[:], logging.root.level
+
+    def _run(*args: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()
+        GlobalHydra.instance().clear()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as stopped:
+            code = stopped.code if isinstance(stopped.code, int) else (0 if stopped.code is None else 1)
+        finally:
+            GlobalHydra.instance().clear()
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["harness", *args], code, out, err)
+
+    yield _run
+    # Hydra configures logging for each job, with handlers on this test's captured streams: put back the
+    # handlers the session had, so later tests do not log into closed captures.
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+@pytest.fixture
+def harness_process(tmp_path):
+    """harness_process(*args) runs the console script's code in a fresh interpreter, in tmp_path: for what
+    needs a process of its own (signals, kills, concurrent processes, launchers, the start-up path)."""
 
     def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HYDRA_FULL_ERROR": "0"}
+        env = {**os.environ, **ONE_THREAD}
         return subprocess.run(
             [sys.executable, "-c", "from harness.cli import main; main()", *args],
             cwd=tmp_path,
@@ -59,10 +96,11 @@ def harness_cli(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    """Keep each test on few CPU threads: CI has 2 cores and tests must not fight over them."""
+def _one_thread():
+    """One CPU thread per test: the tests' models are tiny, and torch's intra-op threads spinning against
+    whatever else runs on CI's 2 cores slow a step by up to 20x. Subprocesses get the same (ONE_THREAD)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 

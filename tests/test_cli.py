@@ -1,10 +1,13 @@
-"""The console script as a user meets it: subprocesses, real output directories, exit codes."""
+"""The console script as a user meets it: real output directories, exit codes, one-line errors (in this
+process, as `harness_cli` runs it), and the real start-up path in a fresh interpreter (`harness_process`)."""
 
 import json
+import os
 import sys
 
 import pytest
 import torch
+from conftest import ONE_THREAD
 
 from harness.preflight import preflight
 from harness.results import load
@@ -14,8 +17,8 @@ def _records(root):
     return sorted(root.rglob("run.json"))
 
 
-def test_default_train_run(harness_cli, tmp_path):
-    proc = harness_cli("train")
+def test_default_train_run(harness_process, tmp_path):
+    proc = harness_process("train")
     assert proc.returncode == 0, proc.stderr
     (path,) = _records(tmp_path / "results" / "runs")
     record = json.loads(path.read_text())
@@ -42,6 +45,7 @@ def test_python_m_harness_train_is_equivalent(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **ONE_THREAD},
     )
     assert proc.returncode == 0, proc.stderr
     assert len(_records(tmp_path)) == 1

@@ -1,8 +1,5 @@
 """`harness fit`: the Hydra app end to end, its config, and its promise to write all of `out` or nothing."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -27,37 +24,14 @@ def compose_fit():
 
 
 @pytest.fixture
-def run_fit(tmp_path):
-    """run_fit(*overrides): `python -m harness.fit` in tmp_path, in a fresh interpreter, as a user runs it."""
+def fit_main(harness_cli):
+    """fit_main(*overrides) -> (exit code, stdout, stderr) of `harness fit` in this process, in tmp_path."""
 
     def _run(*args):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HYDRA_FULL_ERROR": "0"}
-        command = [sys.executable, "-m", "harness.fit", *args]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        proc = harness_cli("fit", *args)
+        return proc.returncode, proc.stdout, proc.stderr
 
     return _run
-
-
-@pytest.fixture
-def fit_main(tmp_path, monkeypatch, capsys):
-    """fit_main(*overrides) -> (exit code, stdout, stderr) of the Hydra app run in this process, in tmp_path:
-    the same code path as the console command without paying for a fresh interpreter each time."""
-    monkeypatch.chdir(tmp_path)
-
-    def _run(*args):
-        monkeypatch.setattr(sys, "argv", ["harness fit", *args])
-        GlobalHydra.instance().clear()
-        capsys.readouterr()
-        try:
-            fit_app.main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    yield _run
-    GlobalHydra.instance().clear()
 
 
 @pytest.fixture
@@ -111,8 +85,9 @@ def test_fit_is_a_plain_function(compose_fit):
         fit_app.fit(compose_fit())
 
 
-def test_reference_end_to_end(run_fit, tmp_path):
-    proc = run_fit("reference=imagenet", "out=report", "plots=[png]")
+def test_reference_end_to_end(harness_process, tmp_path):
+    # A fresh interpreter: stderr must stay empty, with no warning filter of pytest's in between.
+    proc = harness_process("fit", "reference=imagenet", "out=report", "plots=[png]")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "poly_year" in proc.stdout and "-0.0836 [-0.0956, -0.0716]" in proc.stdout
@@ -131,8 +106,8 @@ def test_our_runs_end_to_end(fit_main, records, tmp_path):
     assert "L(N, D) on digits" in out
 
 
-def test_missing_energy_on_the_command_line_is_one_line_and_writes_nothing(run_fit, records, tmp_path):
-    proc = run_fit(f"results={records}", "out=never", "x=energy_total_j")
+def test_missing_energy_on_the_command_line_is_one_line_and_writes_nothing(harness_cli, records, tmp_path):
+    proc = harness_cli("fit", f"results={records}", "out=never", "x=energy_total_j")
     assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
     assert line == "error: x=energy_total_j: column energy_total_j has no values in any of 36 runs " + (

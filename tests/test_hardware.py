@@ -233,9 +233,19 @@ def test_peak_for_cuda_uses_the_table(monkeypatch):
     assert peak.value == pytest.approx(6.5e13) and peak.device == "NVIDIA T4"
 
 
-def test_fp32_on_gpu_stays_on_the_fp32_peak_but_notes_tf32(monkeypatch):
+@pytest.fixture
+def tf32_matmuls():
+    """TF32 matmuls on through torch's public switch, and back as they were. (Not monkeypatch: the switch is
+    a property that some torch versions build lazily, which monkeypatch's undo cannot restore.)"""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    matmul.allow_tf32 = True
+    yield
+    matmul.allow_tf32 = before
+
+
+def test_fp32_on_gpu_stays_on_the_fp32_peak_but_notes_tf32(monkeypatch, tf32_matmuls):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     peak = peak_flops_for(torch.device("cuda"), "fp32")
     assert peak.value == pytest.approx(1.95e13) and "TF32 matmuls are enabled" in peak.source
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ONE_THREAD
 
-from harness.results import load, load_curves
-from harness.results.index import config_hash, find_completed
+from harness.results import RunRecord, load, load_curves, write_record
+from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
 from harness.sweep import assign_device
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
@@ -29,7 +31,7 @@ def _cli(*args: str) -> list[str]:
 def _start(cwd: Path, *args: str, **popen) -> subprocess.Popen:
     """`harness ARGS` in the background on the CPU, stdout discarded, stderr kept as text."""
     popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "text": True, **popen}
-    return subprocess.Popen(_cli(*args), cwd=cwd, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, **popen)
+    return subprocess.Popen(_cli(*args), cwd=cwd, env={**os.environ, **ONE_THREAD}, **popen)
 
 
 def test_config_hash_ignores_output_paths_not_results():
@@ -73,6 +75,49 @@ def test_resume_skips_completed_and_reruns_the_rest(harness_cli, tmp_path):
     assert forced.returncode == 0 and len(_records(tmp_path / "results")) == 4
 
 
+def test_records_are_the_truth_when_a_marker_is_missing(tmp_path):
+    # A job killed after its run.json and before its index marker, or a tree copied without its .index.
+    results = tmp_path / "runs"
+    write_record(results / "a", RunRecord(run_id="a", status="completed", config_hash="h1"))
+    write_record(results / "b", RunRecord(run_id="b", status="interrupted", config_hash="h2"))
+    assert find_completed(results, "h1") == results / "a"
+    assert (results / ".index" / "h1.json").is_file(), "the lookup healed the index"
+    assert find_completed(results, "h2") is None and find_completed(results, "h3") is None
+
+
+def test_a_marker_is_trusted_only_when_its_record_agrees(tmp_path):
+    results = tmp_path / "runs"
+    record = RunRecord(run_id="a", status="completed", config_hash="h1")
+    write_record(results / "a", record)
+    mark_completed(results, record, results / "a")
+    write_record(results / "a", RunRecord(run_id="a", status="failed", config_hash="h1"))
+    assert find_completed(results, "h1") is None
+
+
+def test_an_ensemble_job_is_complete_only_when_every_member_is(tmp_path):
+    job = tmp_path / "runs" / "job"
+
+    def member(index, status):
+        fields = {"config_hash": "h", "ensemble_size": 3, "ensemble_index": index}
+        write_record(job / f"seed_{index}", RunRecord(run_id=f"j-e{index}", status=status, **fields))
+
+    for index, status in enumerate(("completed", "completed", "interrupted")):
+        member(index, status)
+    assert find_completed(tmp_path / "runs", "h") is None
+    member(2, "completed")
+    assert find_completed(tmp_path / "runs", "h") == job / "seed_0"
+    assert rebuild_index(tmp_path / "runs") == 1, "one job, one marker"
+
+
+def test_a_tree_copied_without_its_index_resumes(harness_cli, tmp_path):
+    assert harness_cli("train", "-m", "model.width=4,8", *FAST).returncode == 0
+    shutil.copytree(tmp_path / "results", tmp_path / "copy", ignore=shutil.ignore_patterns(".index"))
+    again = harness_cli("train", "-m", "model.width=4,8", *FAST, f"paths.results_dir={tmp_path / 'copy'}")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipped: this config already completed") == 2
+    assert len(_records(tmp_path / "copy")) == 2, "nothing re-run"
+
+
 def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
     args = ("train", "-m", "model.width=4,5,6,7", "trainer.epochs=20", *FAST[1:])
     proc = _start(tmp_path, *args, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -83,8 +128,8 @@ def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
     proc.wait()
     before = {r["run_id"]: r["model_width"] for r in _records(tmp_path)}
     assert 1 <= len(before) < 4, "the kill landed mid-sweep"
-    rerun = subprocess.run(_cli(*args), cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
+    rerun = _start(tmp_path, *args)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     after = _records(tmp_path)
     assert sorted(r["model_width"] for r in after) == [4, 5, 6, 7], "nothing lost, nothing twice"
     assert all(r["status"] == "completed" for r in after)
@@ -92,8 +137,8 @@ def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_joblib_two_workers(harness_cli, tmp_path):
-    proc = harness_cli(
+def test_joblib_two_workers(harness_process, tmp_path):
+    proc = harness_process(
         "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.width=4,8,12", *FAST
     )
     assert proc.returncode == 0, proc.stderr
@@ -101,8 +146,8 @@ def test_joblib_two_workers(harness_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_submitit_local_two_jobs(harness_cli, tmp_path):
-    proc = harness_cli("train", "-m", "hydra/launcher=submitit_local", "model.width=4,8", *FAST)
+def test_submitit_local_two_jobs(harness_process, tmp_path):
+    proc = harness_process("train", "-m", "hydra/launcher=submitit_local", "model.width=4,8", *FAST)
     assert proc.returncode == 0, proc.stderr
     assert sorted(r["model_width"] for r in _records(tmp_path)) == [4, 8]
 
@@ -120,13 +165,14 @@ def test_four_processes_write_into_one_results_dir(tmp_path):
 
 
 def test_sigterm_records_an_interrupted_run(tmp_path):
-    proc = _start(tmp_path, "train", "trainer.epochs=100000", "measure.flops=false")
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.rglob("train.log")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(3.0)  # well into training
+    proc = _start(tmp_path, "train", "trainer.epochs=100000", "measure.flops=false", stdout=subprocess.PIPE)
+    # Handshake, not a sleep: the first progress line ("step 23/...") says training is under way.
+    for line in proc.stdout:
+        if " step " in line:
+            break
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 130
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
     (record,) = _records(tmp_path)
     assert record["status"] == "interrupted" and record["steps"] > 0 and record["train_time_s"] > 0
     assert "interrupted" in record["error"]

@@ -48,6 +48,7 @@ def settings_from_config(cfg: DictConfig) -> Settings:
         seeds=str(cfg.seeds),
         group_by=tuple(_plain(cfg.group_by) or ()),
         frontier=cfg.frontier,  # false, true or both: Settings refuses anything else
+        contended=str(cfg.contended),
         parametric=bool(cfg.parametric.enabled),
         parametric_by_model=bool(cfg.parametric.by_model),
         bootstrap=int(cfg.parametric.bootstrap),

@@ -40,6 +40,13 @@ from harness.training.ensemble import check_ensemble, share_energy
 from harness.training.loop import plan_steps
 from harness.training.modes import ENSEMBLE_MODES, ensemble_size, trainer_for
 from harness.training.objective import objective_for
+from harness.training.threads import (
+    apply_cpu_threads,
+    contention_fields,
+    jobs_at_once,
+    resolve_cpu_threads,
+    sample_machine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +85,15 @@ def member_dir(output_dir: Path, members: int, seed: int) -> Path:
     return output_dir if members == 1 else output_dir / f"seed_{seed}"
 
 
-def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> list[RunRecord]:
+def run_all(
+    cfg: DictConfig, output_dir: Path, progress: Progress | None = None, jobs: int = 1
+) -> list[RunRecord]:
     """Train as `cfg` says; one record per trained model (an ensemble's members, seeds seed, seed+1, ...,
-    each in `member_dir`; otherwise the one run in `output_dir`). Errors as `run`."""
+    each in `member_dir`; otherwise the one run in `output_dir`). Errors as `run`. `jobs`: how many jobs
+    run at once on this machine (a parallel launcher's), for trainer.cpu_threads=auto."""
     wall_start = time.perf_counter()
+    threads, threads_policy = resolve_cpu_threads(cfg.trainer.cpu_threads, jobs)
+    apply_cpu_threads(threads)  # before any work: data loading and model building use the pools too
     output_dir = Path(output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     commit, dirty = git_state()
@@ -135,7 +147,7 @@ def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None)
     base.epochs, base.batch_size = float(cfg.trainer.epochs), int(cfg.trainer.batch_size)
     base.precision, base.device = cfg.trainer.precision, str(device)
     base.device_name, base.device_count = device_name(device), 1
-    base.cpu_threads = torch.get_num_threads()
+    base.cpu_threads, base.cpu_threads_policy = threads, threads_policy
     base.target_error = cfg.trainer.target_error
     records = [_member_record(base, cfg, i, members) for i in range(members)]
     dirs = [member_dir(output_dir, members, seed) for seed in seeds]
@@ -156,6 +168,7 @@ def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None)
 
     meter = EnergyMeter.from_config(cfg.energy, device, output_dir)
     common = {"progress": progress, "energy": meter}
+    machine_before = sample_machine()
     try:
         if mode in ENSEMBLE_MODES:
             results = train(models, data, cfg.trainer, device, dtype, seeds=seeds, **common)
@@ -170,13 +183,28 @@ def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None)
             write_record(where, record)
         raise
 
+    machine_after = sample_machine()
     energy = _member_energy(meter.finish(), members)
     for record, result, where in zip(records, results, dirs, strict=True):
         _finish_record(record, result, cfg, data.n_train, counted, device, peak, energy, meter.settings)
+        contention = contention_fields(
+            machine_before,
+            machine_after,
+            threads=threads,
+            train_time_s=result.train_time_s,
+            train_cpu_s=result.train_cpu_s,
+            gpu_shared=record.energy_gpu_shared,
+        )
+        _set_fields(record, contention)
         if cfg.measure.learning_curve:
             write_curve(where, result.curve)
         record.wall_time_s = (time.perf_counter() - wall_start) / members
         write_record(where, record)
+    if records[0].contended:
+        log.warning(
+            "contended run: %s; its times (and hardware burden, energy) are not of this computation alone",
+            records[0].contended_reason,
+        )
     if all(record.status == "completed" for record in records):
         mark_completed(Path(cfg.paths.results_dir), records[0], dirs[0])
     return records
@@ -296,7 +324,9 @@ def hydra_main(cfg: DictConfig) -> None:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
         with interrupt_on_sigterm():
-            records = run_all(cfg, output_dir, progress=progress_for(interactive_run=not sweeping))
+            progress = progress_for(interactive_run=not sweeping)
+            jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
+            records = run_all(cfg, output_dir, progress=progress, jobs=jobs)
     except HarnessError as exc:
         if sweeping and not cfg.fail_fast:
             write_record(output_dir, _failed_record(cfg, str(exc)))

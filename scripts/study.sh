@@ -22,6 +22,8 @@
 #   STUDY_BUDGET_S     `gpu`: seconds for both studies, packing included (default 540)
 #   STUDY_FASHION_S    `gpu`: the most of it that Fashion-MNIST may take (default 300)
 #   PYTHON             the interpreter that has harness (default python3)
+#   STUDY_ALLOW_BUSY   1: train even when other processes keep a core busy (refused by default: the runs'
+#                      times would measure that work too; their records then say contended)
 set -euo pipefail
 
 DATASETS=(fashion_mnist mnist1d)
@@ -71,9 +73,20 @@ commit() {
     fi
 }
 
+require_quiet_machine() {  # timing runs beside other work would publish that work's cost as theirs
+    [[ ${STUDY_ALLOW_BUSY:-0} == 1 ]] && return 0
+    local busy
+    busy=$("$PY" -c "from harness.training.threads import busy_now; print(f'{busy_now(1.0):.1f}')") ||
+        die "could not read the machine's load with $PY"
+    if awk -v busy="$busy" 'BEGIN { exit !(busy >= 0.5) }'; then
+        die "other processes keep $busy cores busy: the runs' times would measure that work too; wait until the machine is quiet or set STUDY_ALLOW_BUSY=1"
+    fi
+}
+
 train() {  # DATASET DEVICE RUNS_DIR SECONDS(0: no limit) [OVERRIDES...] -> 0 done, 1 some runs failed, 124 out of time
     local dataset=$1 device=$2 runs=$3 seconds=$4
     shift 4
+    require_quiet_machine
     local sweep
     sweep=$(preset "$dataset" "$device")
     local command=("${HARNESS[@]}" train -m "+sweep=$sweep" "paths.results_dir=$runs" "$@")

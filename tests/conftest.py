@@ -96,9 +96,11 @@ def harness_process(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(monkeypatch):
     """One CPU thread per test: the tests' models are tiny, and torch's intra-op threads spinning against
-    whatever else runs on CI's 2 cores slow a step by up to 20x. Subprocesses get the same (ONE_THREAD)."""
+    whatever else runs on CI's 2 cores slow a step by up to 20x. OMP_NUM_THREADS caps trainer.cpu_threads=auto
+    in runs the test starts; subprocesses get the same (ONE_THREAD)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

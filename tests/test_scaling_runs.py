@@ -64,6 +64,21 @@ def test_filters_count_what_they_drop():
     assert prepared.dropped == {"not completed": 1, "model not in ['mlp']": 12}
 
 
+def test_contended_runs_leave_time_based_fits_only():
+    runs = _runs(seeds=(0,)).assign(hardware_burden=lambda f: f["network_operations"] * 3.0, contended=False)
+    runs.loc[[0, 1], "contended"] = True
+    dropped = prepare_runs(runs, x="hardware_burden", seeds="keep")
+    assert len(dropped.runs) == len(runs) - 3, "two contended and one diverged run left out"
+    (why,) = [k for k in dropped.dropped if k.startswith("contended")]
+    assert dropped.dropped[why] == 2 and "contended=keep keeps them" in why
+    assert len(prepare_runs(runs, x="hardware_burden", seeds="keep", contended="keep").runs) == len(runs) - 1
+    assert len(prepare_runs(runs, x="network_operations", seeds="keep").runs) == len(runs) - 1, "a count"
+    with pytest.raises(ConfigError, match="every run was contended"):
+        prepare_runs(runs.assign(contended=True), x="hardware_burden")
+    with pytest.raises(ConfigError, match="contended=maybe is unknown"):
+        prepare_runs(runs, x="hardware_burden", contended="maybe")
+
+
 def test_frontier_keeps_only_runs_beating_every_cheaper_run():
     frame = pd.DataFrame(
         {

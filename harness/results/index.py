@@ -21,13 +21,30 @@ from harness.results.schema import RunRecord
 from harness.results.store import RECORD_NAME, atomic_write_text, find_records, read_record
 
 INDEX_DIR = ".index"
-NOT_RESULT_RELEVANT = ("paths", "resume", "fail_fast")
+# Where outputs go, how a launch behaves, and how many CPU threads do the work: none changes what is trained.
+NOT_RESULT_RELEVANT = ("paths", "resume", "fail_fast", "trainer.cpu_threads")
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    relevant = {k: v for k, v in config.items() if k not in NOT_RESULT_RELEVANT}
+    relevant = _without(config, NOT_RESULT_RELEVANT)
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _without(config: dict[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `config` without the (dotted) keys, copying only the nodes on their paths."""
+    config = dict(config)
+    for key in dotted_keys:
+        *parents, leaf = key.split(".")
+        node = config
+        for name in parents:
+            child = node.get(name)
+            if not isinstance(child, dict):
+                break
+            node[name] = node = dict(child)
+        else:
+            node.pop(leaf, None)
+    return config
 
 
 def mark_completed(results_dir: Path, record: RunRecord, run_dir: Path) -> None:

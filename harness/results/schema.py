@@ -69,12 +69,29 @@ class RunRecord:
     device: str | None = _f("torch device used: cpu, cuda, cuda:N")
     device_name: str | None = _f("GPU model, or CPU model for device cpu")
     device_count: int | None = _f("devices used by the run", unit="count")
-    cpu_threads: int | None = _f("torch intra-op threads", unit="count")
+    cpu_threads: int | None = _f("torch intra- and inter-op threads (trainer.cpu_threads)", unit="count")
+    cpu_threads_policy: str | None = _f("how cpu_threads was chosen: trainer.cpu_threads, or auto's reasons")
+    usable_cores: int | None = _f(
+        "cores this process may use: its CPU affinity, capped by a cgroup quota", unit="count"
+    )
     # time (one monotonic clock, device synchronized before each reading)
     train_time_s: float | None = _f("training time: warm-up and evaluation excluded", unit="s")
     eval_time_s: float | None = _f("test-set evaluation time", unit="s")
     warmup_time_s: float | None = _f("untimed warm-up steps (compile, autotune), undone afterwards", unit="s")
     wall_time_s: float | None = _f("whole run, data loading to record", unit="s")
+    # contention: what else the machine did while this run trained (harness/training/threads.py)
+    cpu_time_s: float | None = _f("this process's CPU time (all threads) in the training segments", unit="s")
+    cpu_utilization: float | None = _f("cpu_time_s / (train_time_s × cpu_threads)", unit="fraction")
+    machine_load_others: float | None = _f(
+        "cores kept busy by other processes during training: /proc/stat busy time less this process's, "
+        "over the wall time (null where /proc/stat is unreadable)",
+        unit="cores",
+    )
+    contended: bool | None = _f(
+        "the times are not of this computation alone: cpu_threads + machine_load_others exceeded "
+        "usable_cores by 0.25 core or more, or other processes used the GPU (energy_gpu_shared)"
+    )
+    contended_reason: str | None = _f("why contended is true, in one line")
     # results
     error_metric: str | None = _f("what test_error measures: classification_error (1 − accuracy) | rmse")
     test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")

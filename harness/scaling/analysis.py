@@ -75,6 +75,7 @@ class Settings:
     seeds: str = "mean"
     group_by: Sequence[str] = ("model", "data", "model_width", "model_depth", "n_train", "epochs")
     frontier: bool | str = False  # False: all configurations | True: the frontier only | "both"
+    contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
     parametric: bool = True
     parametric_by_model: bool = True  # one L(N, D) per model when the runs hold several
     bootstrap: int = 1000
@@ -216,6 +217,7 @@ def analyse_runs(runs: pd.DataFrame, settings: Settings | None = None) -> list[B
             seeds=settings.seeds,
             group_by=settings.group_by,
             frontier=False,  # every configuration, each marked on_frontier; the point sets are chosen below
+            contended=settings.contended,
         )
         for x in settings.xs
     }

@@ -32,6 +32,8 @@ COMPUTE_COLUMNS = MappingProxyType(
 )
 # Of those, the ones that measure a whole training run's FLOPs, to which the paper's USD and CO2 rates apply.
 TRAINING_FLOP_COLUMNS = ("network_operations", "hardware_burden", "flops_train_measured")
+# Of those, the ones read off a clock: a contended run's value measures the machine's other work too.
+TIME_BASED_COLUMNS = ("hardware_burden", "energy_total_j")
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -86,12 +88,16 @@ def prepare_runs(
     seeds: str = "mean",
     group_by: Sequence[str] = (),
     frontier: bool = False,
+    contended: str = "drop",
 ) -> PreparedRuns:
-    """Filter and shape runs for the regressions: columns `error`, `x`, plus the identity columns kept."""
+    """Filter and shape runs for the regressions: columns `error`, `x`, plus the identity columns kept.
+    With a time-based `x`, runs flagged contended are dropped (and counted) unless contended="keep"."""
     if x not in COMPUTE_COLUMNS:
         raise ConfigError(f"x={x} is not a compute column; choose one of {', '.join(COMPUTE_COLUMNS)}")
     if seeds not in ("mean", "keep"):
         raise ConfigError(f"seeds={seeds} is unknown; use seeds=mean (average over seeds) or seeds=keep")
+    if contended not in ("drop", "keep"):
+        raise ConfigError(f"contended={contended} is unknown; use contended=drop or contended=keep")
     check_column(frame, x, option="x")
     check_column(frame, error, option="error")
     dropped: dict[str, int] = {}
@@ -107,6 +113,13 @@ def prepare_runs(
         if runs.empty:
             raise ConfigError(f"filter.{column}={wanted} leaves no runs")
     runs, dropped[f"no {x} or {error}"] = _keep(runs, runs[x].notna() & runs[error].notna())
+    if contended == "drop" and x in TIME_BASED_COLUMNS and "contended" in runs.columns:
+        why = f"contended, so their {x} is not of the computation alone (contended=keep keeps them)"
+        runs, dropped[why] = _keep(runs, runs["contended"].ne(True))
+        if runs.empty:
+            raise ConfigError(
+                f"x={x}: every run was contended; rerun on a quiet machine or pass contended=keep"
+            )
     if error != "error":  # a run record's own `error` is why it failed (text): the regressions need the name
         runs = runs.drop(columns=["error"], errors="ignore").rename(columns={error: "error"})
     filtered = runs.reset_index(drop=True)

@@ -158,7 +158,7 @@ def fit_closed_form(
             result.status, result.error = "diverged", f"least-squares system is numerically singular ({exc})"
         log.warning(result.error)
         progress.close()
-        result.train_time_s = watch.total("train")
+        result.train_time_s, result.train_cpu_s = watch.total("train"), watch.cpu_total("train")
         return result
 
     with torch.no_grad():
@@ -192,4 +192,5 @@ def fit_closed_form(
     progress.evaluated(row)
     progress.close()
     result.train_time_s, result.eval_time_s = watch.total("train"), watch.total("eval")
+    result.train_cpu_s = watch.cpu_total("train")
     return result

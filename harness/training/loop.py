@@ -43,6 +43,7 @@ class TrainResult:
     samples_seen: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     train_time_s: float = 0.0
+    train_cpu_s: float = 0.0  # this process's CPU time over the training segments (all threads)
     eval_time_s: float = 0.0
     warmup_time_s: float = 0.0
     # Training FLOPs when the trainer knows them exactly (closed-form solvers: a formula in
@@ -358,6 +359,7 @@ def run_steps(
             result.status, result.error = status, error
         result.steps, result.samples_seen = steps, samples
         result.train_time_s = watch.total("train") / members
+        result.train_cpu_s = watch.cpu_total("train") / members
         result.eval_time_s = watch.total("eval") / members
         result.warmup_time_s = watch.total("warmup") / members
 

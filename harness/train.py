@@ -33,8 +33,8 @@ from harness.preflight import preflight
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
-from harness.results.provenance import git_state, versions
-from harness.sweep import assign_device, interrupt_on_sigterm, release_job_state
+from harness.results.provenance import git_state, slurm_job, versions
+from harness.sweep import assign_device, interrupt_on_signals, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
 from harness.training.loop import plan_steps
@@ -95,6 +95,7 @@ def run_all(cfg: DictConfig, output_dir: Path, progress: Progress | None = None)
         versions=versions(),
         git_commit=commit,
         git_dirty=dirty,
+        **slurm_job(),
     )
 
     members = ensemble_size(cfg.trainer)
@@ -272,6 +273,7 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
         model=model_label(cfg.model),
         data=cfg.data.get("name"),
         versions=versions(),
+        **slurm_job(),
     )
 
 
@@ -292,7 +294,7 @@ def hydra_main(cfg: DictConfig) -> None:
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
-        with interrupt_on_sigterm():
+        with interrupt_on_signals() as interruption:
             records = run_all(cfg, output_dir, progress=progress_for(interactive_run=not sweeping))
     except HarnessError as exc:
         if sweeping and not cfg.fail_fast:
@@ -320,7 +322,7 @@ def hydra_main(cfg: DictConfig) -> None:
             member_dir(output_dir, len(records), record.seed) / "run.json",
         )
     if any(record.status == "interrupted" for record in records):
-        sys.exit(130)
+        sys.exit(interruption.exit_code)
     if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
         sys.exit(1)
 

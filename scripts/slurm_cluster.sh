@@ -5,6 +5,7 @@
 #
 #   scripts/slurm_cluster.sh start DIR   install the Debian packages if missing, start it, wait until the
 #                                        node is idle; then: export SLURM_CONF=DIR/slurm.conf
+#                                        (DIR's parents must be searchable by all: munged checks it)
 #   scripts/slurm_cluster.sh stop DIR    cancel its jobs and stop every daemon it started, by PID
 #
 # Needs root and Debian/Ubuntu (apt-get) for the packages, or slurmctld, slurmd, slurmdbd, munged and
@@ -127,8 +128,13 @@ start() {
   install_packages
   [ "$(id -u)" = 0 ] || cannot "the daemons run as root (SlurmUser=root)"
   mkdir -p "$dir"/{state,spool,log,run,munge,db}
-  chmod 755 "$dir/munge"   # munged: its socket folder must be searchable by all
   dir=$(cd "$dir" && pwd)
+  # munged wants every folder above its socket searchable by all (pytest's tmp_path is not).
+  chmod 755 "$dir" "$dir/munge"
+  local above=$dir
+  while above=$(dirname "$above") && [ "$above" != / ]; do
+    [ "$(($(stat -c %#a "$above") & 1))" = 1 ] || die "munged needs $above searchable by all (chmod o+x)"
+  done
   [ ! -s "$dir/run/slurmctld.pid" ] || die "a cluster already runs from $dir (stop it first)"
   write_config "$dir" "$port"
   export SLURM_CONF=$dir/slurm.conf

@@ -133,9 +133,12 @@ def test_signals_interrupt_like_ctrl_c_and_set_the_exit_code(signum):
 def test_sigterm_records_an_interrupted_run(tmp_path):
     proc = _start(tmp_path, "train", "trainer.epochs=100000", "measure.flops=false")
     deadline = time.monotonic() + 120
-    while not list(tmp_path.rglob("train.log")) and time.monotonic() < deadline:
+
+    def training() -> bool:  # a progress line (one per evaluation) is in the run's log
+        return any(" step " in log.read_text() for log in tmp_path.rglob("train.log"))
+
+    while not training() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(3.0)  # well into training
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     (record,) = _records(tmp_path)

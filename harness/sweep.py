@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,41 @@ def release_job_state() -> None:
         dynamo.reset()
 
 
+# `kill`, scancel and SLURM's time limit send SIGTERM; `sbatch --signal=USR1@N` (the slurm launcher's
+# warning, N s before the limit) sends SIGUSR1, whose default action would end the run without a record.
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass
+class Interruption:
+    """The signal that interrupted a run (SIGINT until another is caught); the exit code says which."""
+
+    signum: int = signal.SIGINT
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 @contextmanager
-def interrupt_on_sigterm():
-    """SIGTERM (SLURM's time limit, `kill`) behaves like Ctrl-C: the run records itself as interrupted."""
+def interrupt_on_signals():
+    """SIGTERM and SIGUSR1 behave like Ctrl-C: the run records itself as interrupted. Yields the
+    Interruption, whose exit_code (128 + signal number) the command then exits with."""
+    caught = Interruption()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        caught.signum = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in INTERRUPT_SIGNALS}
     try:
-        yield
+        yield caught
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 def summary_table(frame: pd.DataFrame) -> str:

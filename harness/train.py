@@ -33,8 +33,8 @@ from harness.errors import ConfigError, HarnessError
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
-from harness.results.provenance import git_state, versions
-from harness.sweep import assign_device, interrupt_on_sigterm, release_job_state
+from harness.results.provenance import git_state, slurm_job, versions
+from harness.sweep import assign_device, interrupt_on_signals, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
 from harness.training.loop import plan_steps
@@ -107,6 +107,7 @@ def run_all(
         versions=versions(),
         git_commit=commit,
         git_dirty=dirty,
+        **slurm_job(),
     )
 
     members = ensemble_size(cfg.trainer)
@@ -303,6 +304,7 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
         model=model_label(cfg.model),
         data=cfg.data.get("name"),
         versions=versions(),
+        **slurm_job(),
     )
 
 
@@ -323,7 +325,7 @@ def hydra_main(cfg: DictConfig) -> None:
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
-        with interrupt_on_sigterm():
+        with interrupt_on_signals() as interruption:
             progress = progress_for(interactive_run=not sweeping)
             jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
             records = run_all(cfg, output_dir, progress=progress, jobs=jobs)
@@ -353,7 +355,7 @@ def hydra_main(cfg: DictConfig) -> None:
             member_dir(output_dir, len(records), record.seed) / "run.json",
         )
     if any(record.status == "interrupted" for record in records):
-        sys.exit(130)
+        sys.exit(interruption.exit_code)
     if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
         sys.exit(1)
 

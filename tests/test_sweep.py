@@ -15,7 +15,7 @@ from conftest import ONE_THREAD
 
 from harness.results import RunRecord, load, load_curves, write_record
 from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
-from harness.sweep import assign_device
+from harness.sweep import INTERRUPT_SIGNALS, assign_device, interrupt_on_signals
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
@@ -164,6 +164,17 @@ def test_four_processes_write_into_one_results_dir(tmp_path):
     assert all(find_completed(tmp_path / "shared", h) is not None for h in frame["config_hash"])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_signals_interrupt_like_ctrl_c_and_set_the_exit_code(signum):
+    before = signal.getsignal(signum)
+    name = signal.Signals(signum).name
+    with pytest.raises(KeyboardInterrupt, match=name), interrupt_on_signals() as caught:
+        signal.raise_signal(signum)
+    assert caught.exit_code == 128 + signum
+    assert signal.getsignal(signum) is before, "the previous handler is restored"
+    assert set(INTERRUPT_SIGNALS) == {signal.SIGTERM, signal.SIGUSR1}
+
+
 def test_sigterm_records_an_interrupted_run(tmp_path):
     proc = _start(tmp_path, "train", "trainer.epochs=100000", "measure.flops=false", stdout=subprocess.PIPE)
     # Handshake, not a sleep: the first progress line ("step 23/...") says training is under way.
@@ -172,7 +183,7 @@ def test_sigterm_records_an_interrupted_run(tmp_path):
             break
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 128 + signal.SIGTERM
     (record,) = _records(tmp_path)
     assert record["status"] == "interrupted" and record["steps"] > 0 and record["train_time_s"] > 0
     assert "interrupted" in record["error"]

@@ -122,7 +122,7 @@ def test_an_interrupt_during_the_solve_is_recorded_not_lost(monkeypatch):
     import harness.training.closed_form as closed_form
 
     def interrupted(x, y):
-        raise KeyboardInterrupt("signal 15")  # what interrupt_on_sigterm raises on SLURM's time limit
+        raise KeyboardInterrupt("signal 15")  # what interrupt_on_signals raises on SLURM's time limit
 
     monkeypatch.setattr(closed_form, "least_squares", interrupted)
     _, result = _solve("linear_flexible", _data(n_train=256))

@@ -1,7 +1,10 @@
-"""What produced a record: package versions and the harness's git commit. Never the hostname."""
+"""What produced a record: package versions, the harness's git commit and, under SLURM, the job that ran it.
+
+Never the hostname, except the SLURM node name (to find a job's node and logs)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -43,3 +46,17 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
     status = git("status", "--porcelain", "--untracked-files=no")
     return commit, (bool(status) if status is not None else None)
+
+
+def slurm_job() -> dict[str, str | int | None]:
+    """The SLURM job running this process, from the variables slurmd sets; all null outside SLURM.
+
+    For an array task the job id is the array's (SLURM_ARRAY_JOB_ID), as squeue, sacct and submitit name
+    the task <job>_<task>; SLURM_JOB_ID would be the task's own number."""
+    env = os.environ
+    task = env.get("SLURM_ARRAY_TASK_ID")
+    return {
+        "slurm_job_id": env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID"),
+        "slurm_array_task_id": int(task) if task else None,
+        "slurm_node": env.get("SLURMD_NODENAME"),
+    }

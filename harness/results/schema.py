@@ -182,6 +182,13 @@ class RunRecord:
     versions: dict[str, str | None] = _dict("harness, torch, CUDA, cuDNN, Python, numpy, platform")
     git_commit: str | None = _f("commit of the harness checkout, when it is a git checkout")
     git_dirty: bool | None = _f("uncommitted changes in that checkout")
+    # Where the scheduler ran it: the one exception to "no hostname", so that a run can be matched to its
+    # SLURM job (squeue, sacct, the submitit logs) and a bad node found. Null outside SLURM.
+    slurm_job_id: str | None = _f(
+        "SLURM job id; for an array task the array's id, so the task is <slurm_job_id>_<slurm_array_task_id>"
+    )
+    slurm_array_task_id: int | None = _f("SLURM array task id (null outside an array)")
+    slurm_node: str | None = _f("SLURM node the run ran on (SLURMD_NODENAME), the only host name recorded")
     config: dict[str, Any] = _dict("the resolved Hydra config of the run")
 
     def to_dict(self) -> dict[str, Any]:

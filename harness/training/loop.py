@@ -409,8 +409,8 @@ def run_steps(
                 progress.evaluated(_mean_row(list(rows.values())))
                 stepper.loss_sum.zero_()
                 losses = 0
-    except KeyboardInterrupt:
-        error = f"interrupted by the user at step {steps} of {total_steps}"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a signal that interrupt_on_signals turned into one
+        error = f"interrupted ({exc or 'SIGINT'}) at step {steps} of {total_steps}"
         log.warning(error)
         for i in running:
             stop(i, "interrupted", error)

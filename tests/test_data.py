@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from harness.data import Dataset, load_dataset
 from harness.data.idx import parse_idx, read_idx
-from harness.data.sources import IDX_STEMS
+from harness.data.sources import IDX_STEMS, sklearn_digits
 from harness.data.subsample import stratified_order, stratified_subset
 from harness.errors import ConfigError, DataNotFoundError
 
@@ -46,6 +46,14 @@ def test_digits_shapes_dtypes_and_standardization():
     assert set(data.y_train.tolist()) == set(data.y_test.tolist()) == set(range(10))
     assert abs(data.x_train.mean().item()) < 1e-4 and abs(data.x_train.std(correction=0).item() - 1) < 1e-4
     assert data.source == "sklearn.load_digits"
+
+
+def test_digits_are_read_exactly_as_sklearn_loads_them():
+    from sklearn.datasets import load_digits
+
+    images, labels = sklearn_digits()
+    bunch = load_digits()
+    assert np.array_equal(images, bunch.images) and np.array_equal(labels, bunch.target)
 
 
 def test_digits_without_normalize_is_scaled_to_unit_interval():

@@ -6,6 +6,7 @@ importing harness.data stays cheap and works without them.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,13 +47,27 @@ class RawSplits:
 
 def load_digits(opts: DataOptions) -> RawSplits:
     """sklearn's bundled 8x8 digits (values 0..16), split into train/test by a fixed stratified draw."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None]
-    y = bunch.target.astype(np.int64)
+    images, labels = sklearn_digits()
+    x = (images / 16.0).astype(np.float32)[:, None]
+    y = labels.astype(np.int64)
     train, test = stratified_split(y, opts.test_fraction, seed=SPLIT_SEED)
     return RawSplits(x[train], y[train], x[test], y[test], 10, "sklearn.load_digits")
+
+
+def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(images (1797, 8, 8), labels) of scikit-learn's digits: the CSV it ships, read as its load_digits reads
+    it but without importing scikit-learn (a second of start-up for the default run); its own loader where
+    the file is not where this version keeps it."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = spec.submodule_search_locations if spec is not None else None
+    csv = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits as load_sklearn_digits
+
+        bunch = load_sklearn_digits()
+        return bunch.images, bunch.target
+    data = np.loadtxt(csv, delimiter=",")  # 64 pixel columns, then the label
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
 
 
 def load_mnist1d(opts: DataOptions) -> RawSplits:

@@ -35,10 +35,11 @@ SLURM = (
     "measure.flops=false",
     "energy.codecarbon=false",
 )
-# A SLURM time limit has a granularity of a minute, and slurmctld looks at limits every 30 s. With the
-# warning 45 s before a 1-minute limit, SIGUSR1 comes at that look-up after the task has run 15 s or more:
-# after a 1-epoch run has finished, and while a 100000-epoch run trains.
-TIME_LIMITED = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=45")
+# The time limit's warning: SIGUSR1 signal_delay_s before timeout_min. SLURM's timer has a resolution of a
+# minute and may send it up to 60 s early (once 3 s into a task, before the run could record anything), so
+# the test asks for the warning in the job script and sends the very signal itself, with scancel, once the
+# run is training: the same path, without a wait that a busy machine could lose.
+TIME_LIMITED = ("hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=45")
 # Progress lines (DEBUG in sweeps) in each job's train.log: the handshake that a run is training.
 PROGRESS = "hydra.verbose=harness.train"
 WAIT_S = 240  # a bound on every wait, so a broken cluster fails the test instead of hanging it
@@ -113,6 +114,11 @@ def _logs_saying(root: Path, pattern: str, text: str) -> list[Path]:
     return [p for p in root.rglob(pattern) if text in p.read_text(errors="replace")]
 
 
+def _training(root: Path) -> list[Path]:
+    """Runs under `root` that log training steps and have no record yet (the handshake before a signal)."""
+    return [p for p in _logs_saying(root, "train.log", " step ") if not (p.parent / "run.json").exists()]
+
+
 def _stop_submitter(proc: subprocess.Popen) -> None:
     """The submitting command only polls the queue; once its tasks are gone it is not needed."""
     proc.terminate()
@@ -138,7 +144,7 @@ def test_array_sweep_writes_one_completed_record_per_config_and_the_table(cluste
     assert len(pd.read_parquet(table)) == 4 and "4 runs" in done.stdout
 
 
-def test_time_limit_interrupts_resubmission_runs_only_what_is_missing_scancel_leaves_whole_files(
+def test_time_limit_warning_interrupts_resubmission_runs_only_what_is_missing_scancel_leaves_whole_files(
     cluster, tmp_path
 ):
     runs = tmp_path / "runs"
@@ -146,10 +152,16 @@ def test_time_limit_interrupts_resubmission_runs_only_what_is_missing_scancel_le
         *SLURM, *TIME_LIMITED, PROGRESS, "trainer.epochs=1,100000", f"paths.results_dir={runs}"
     )
 
-    # 1. The 1-epoch task completes; the other gets SLURM's SIGUSR1 warning and records itself.
+    # 1. The 1-epoch task completes; the other trains until the time limit's warning, SIGUSR1, and records
+    #    itself.
     first = subprocess.Popen(command, cwd=tmp_path, env=cluster, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
+        _wait_until(lambda: _records(runs) and _training(runs), "one record and the other run training")
+        (script,) = runs.rglob(".submitit/*/*_submission.sh")
+        assert "#SBATCH --signal=USR1@45" in script.read_text() and "#SBATCH --time=5" in script.read_text()
+        (array,) = set(_slurm(cluster, "squeue", "-h", "-o", "%F").split())
+        _slurm(cluster, "scancel", "--signal=USR1", array)  # what SLURM sends 45 s before the limit
         _wait_until(lambda: len(_records(runs)) == 2, "both tasks' records")
         _wait_until(lambda: _queue_empty(cluster), "the array to leave the queue")
     finally:
@@ -170,8 +182,7 @@ def test_time_limit_interrupts_resubmission_runs_only_what_is_missing_scancel_le
     try:
         _wait_until(lambda: _logs_saying(runs, "*_log.out", "skipped: this config already completed"),
                     "the completed config to be skipped")
-        _wait_until(lambda: [p for p in _logs_saying(runs, "train.log", " step ")
-                             if not (p.parent / "run.json").exists()], "the interrupted config to train")
+        _wait_until(lambda: _training(runs), "the interrupted config to train")
         # 3. ... until the array is cancelled: SIGTERM, and the run writes a whole interrupted record.
         (array,) = set(_slurm(cluster, "squeue", "-h", "-o", "%F").split())
         _slurm(cluster, "scancel", array)

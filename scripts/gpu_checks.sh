@@ -5,7 +5,7 @@
 #   step_rate  scripts/bench_step_rate.py: trainer modes beside hand-written eager and CUDA-graph loops
 #   overhead   scripts/bench_overhead.py: what the energy meter costs in training throughput (>= 0.99)
 #
-#   scripts/gpu_checks.sh OUT_DIR                     # all three (about 10 minutes on an H100)
+#   scripts/gpu_checks.sh OUT_DIR                     # all three (not yet timed on a GPU)
 #   scripts/gpu_checks.sh OUT_DIR tests step_rate     # some of them
 #
 # The overhead check trains on Fashion-MNIST: its IDX files are looked for in $FASHION_MNIST_ROOT when set,

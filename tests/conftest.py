@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,20 @@ def _one_thread(monkeypatch):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def quiet_machine(monkeypatch):
+    """Runs see a machine that nothing else uses (no other process's CPU time around their training), so a
+    test about something else does not depend on how busy the machine is."""
+    import harness.train
+    from harness.training.threads import MachineSample
+
+    def sample() -> MachineSample:
+        clock = time.perf_counter()
+        return MachineSample(wall_s=clock, machine_busy_s=time.process_time(), own_cpu_s=time.process_time())
+
+    monkeypatch.setattr(harness.train, "sample_machine", sample)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -102,7 +102,7 @@ def test_ensemble_batches_are_each_seeds_own_sequence():
         assert all(torch.equal(s[row], a) for s, a in zip(stacked, seed_batches, strict=True))
 
 
-def test_graph_mode_on_cpu_warns_once_and_trains_eagerly(compose_train, tmp_path, caplog):
+def test_graph_mode_on_cpu_warns_once_and_trains_eagerly(compose_train, tmp_path, caplog, quiet_machine):
     eager = run(compose_train(*TINY), tmp_path / "eager")
     with caplog.at_level(logging.WARNING):
         graph = run(compose_train(*TINY, "trainer.mode=graph"), tmp_path / "graph")

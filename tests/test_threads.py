@@ -6,7 +6,6 @@ import sys
 import pytest
 import torch
 
-import harness.train as train_module
 import harness.training.threads as threads
 from harness.errors import ConfigError
 from harness.results.index import config_hash
@@ -119,10 +118,7 @@ def test_cpu_threads_is_not_part_of_the_config_hash():
     assert config_hash(config) != config_hash({"seed": 0, "trainer": {"epochs": 2, "cpu_threads": "auto"}})
 
 
-def test_a_run_records_its_threads_and_a_quiet_machine(compose_train, tmp_path, monkeypatch):
-    # A quiet machine, made so: the samples around training show no other work.
-    samples = iter([MachineSample(0.0, 50.0, 1.0), MachineSample(2.0, 51.5, 2.5)])
-    monkeypatch.setattr(train_module, "sample_machine", lambda: next(samples))
+def test_a_run_records_its_threads_and_a_quiet_machine(compose_train, tmp_path, quiet_machine):
     record = run(compose_train("trainer.epochs=1", "trainer.cpu_threads=1"), tmp_path / "run")
     assert record.cpu_threads == 1 and record.cpu_threads_policy == "trainer.cpu_threads"
     assert torch.get_num_threads() == 1

@@ -11,6 +11,8 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from harness.interrupts import interrupt_on_signals
+
 USAGE = """usage: harness <command> [hydra overrides...]
 
 commands:
@@ -58,7 +60,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_command(name: str, args: list[str]) -> None:
-    """Run one command with its arguments (`harness NAME ARGS` and `python -m harness.NAME ARGS` alike)."""
+    """Run one command with its arguments (`harness NAME ARGS` and `python -m harness.NAME ARGS` alike).
+
+    A signal at any moment ends it with one line and exit 128 + its number (harness.interrupts); the
+    commands handle the ones that come while they work, this the ones before (imports, checks)."""
+    with interrupt_on_signals() as interruption:
+        try:
+            _run_command(name, args)
+        except KeyboardInterrupt as exc:
+            print(
+                f"error: interrupted ({exc or 'SIGINT'}) before harness {name} started; nothing was written",
+                file=sys.stderr,
+            )
+            sys.exit(interruption.exit_code)
+
+
+def _run_command(name: str, args: list[str]) -> None:
     command = COMMANDS[name]
     module = command.module
     if command.config_name is None:

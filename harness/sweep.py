@@ -1,13 +1,9 @@
-"""What a sweep needs beyond one run: per-job device and state, signals, and the end-of-sweep table."""
+"""What a sweep needs beyond one run: per-job device and state, and the end-of-sweep table."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,43 +51,6 @@ def release_job_state() -> None:
     dynamo = sys.modules.get("torch._dynamo")
     if dynamo is not None:
         dynamo.reset()
-
-
-# `kill`, scancel and SLURM's time limit send SIGTERM; `sbatch --signal=USR1@N` (the slurm launcher's
-# warning, N s before the limit) sends SIGUSR1, whose default action would end the run without a record.
-INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-@dataclass
-class Interruption:
-    """The signal that interrupted a run (SIGINT until another is caught); the exit code says which."""
-
-    signum: int = signal.SIGINT
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-@contextmanager
-def interrupt_on_signals():
-    """SIGTERM and SIGUSR1 behave like Ctrl-C: the run records itself as interrupted. Yields the
-    Interruption, whose exit_code (128 + signal number) the command then exits with."""
-    caught = Interruption()
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-
-    def handler(signum, frame):
-        caught.signum = signum
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, handler) for signum in INTERRUPT_SIGNALS}
-    try:
-        yield caught
-    finally:
-        for signum, action in previous.items():
-            signal.signal(signum, action)
 
 
 def summary_table(frame: pd.DataFrame) -> str:

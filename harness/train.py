@@ -30,11 +30,12 @@ from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
 from harness.energy import EnergyMeter, cost_fields
 from harness.errors import ConfigError, HarnessError
+from harness.interrupts import interrupt_on_signals
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
-from harness.sweep import assign_device, interrupt_on_signals, release_job_state
+from harness.sweep import assign_device, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
 from harness.training.loop import plan_steps
@@ -337,6 +338,13 @@ def hydra_main(cfg: DictConfig) -> None:
         _discard_unused_run_dir(output_dir, results_dir)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:  # a signal before training started (after it, the loop records it)
+        _discard_unused_run_dir(output_dir, results_dir)
+        print(
+            f"error: interrupted ({exc or 'SIGINT'}) before training started; nothing was recorded",
+            file=sys.stderr,
+        )
+        sys.exit(interruption.exit_code)
     except Exception:  # a crash during training: run_all() has already written a failed record
         if sweeping and not cfg.fail_fast:
             log.exception("job %d crashed; its record is in %s", hydra_cfg.job.num, output_dir)

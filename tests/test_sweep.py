@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from conftest import ONE_THREAD
 
+from harness.interrupts import INTERRUPT_SIGNALS, interrupt_on_signals
 from harness.results import RunRecord, load, load_curves, write_record
 from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
-from harness.sweep import INTERRUPT_SIGNALS, assign_device, interrupt_on_signals
+from harness.sweep import assign_device
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
@@ -164,7 +165,7 @@ def test_four_processes_write_into_one_results_dir(tmp_path):
     assert all(find_completed(tmp_path / "shared", h) is not None for h in frame["config_hash"])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
 def test_signals_interrupt_like_ctrl_c_and_set_the_exit_code(signum):
     before = signal.getsignal(signum)
     name = signal.Signals(signum).name
@@ -172,7 +173,38 @@ def test_signals_interrupt_like_ctrl_c_and_set_the_exit_code(signum):
         signal.raise_signal(signum)
     assert caught.exit_code == 128 + signum
     assert signal.getsignal(signum) is before, "the previous handler is restored"
-    assert set(INTERRUPT_SIGNALS) == {signal.SIGTERM, signal.SIGUSR1}
+    assert set(INTERRUPT_SIGNALS) == {signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+def test_a_signal_during_set_up_is_one_line_its_exit_code_and_nothing_written(
+    harness_cli, tmp_path, monkeypatch, signum
+):
+    import harness.train
+
+    def load_dataset(cfg):  # the signal comes while the data loads, before training
+        signal.raise_signal(signum)
+
+    monkeypatch.setattr(harness.train, "load_dataset", load_dataset)
+    proc = harness_cli("train", *FAST)
+    assert proc.returncode == 128 + signum
+    (line,) = proc.stderr.strip().splitlines()
+    name = signal.Signals(signum).name
+    assert line == f"error: interrupted ({name}) before training started; nothing was recorded"
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing half-written"
+
+
+def test_a_signal_before_the_command_runs_is_one_line_and_its_exit_code(harness_cli, tmp_path, monkeypatch):
+    import harness.preflight
+
+    monkeypatch.setattr(harness.preflight, "preflight", lambda *a, **k: signal.raise_signal(signal.SIGTERM))
+    proc = harness_cli("train")
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert (
+        proc.stderr.strip()
+        == "error: interrupted (SIGTERM) before harness train started; nothing was written"
+    )
+    assert not any(tmp_path.iterdir())
 
 
 def test_sigterm_records_an_interrupted_run(tmp_path):

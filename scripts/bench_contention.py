@@ -19,7 +19,6 @@ load, threads); writes every run to a CSV with --out. Times are only comparable 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -27,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_table import write_rows
 
 SPIN = """
 import sys, time
@@ -145,15 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     for (machine, policy), count in flagged.items():
         print(f"flagged contended: {machine}/{policy} {count} of {args.rounds}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="", encoding="utf-8") as handle:
-            handle.write(
-                f"# overrides: {' '.join(overrides)}; load: {args.load} process(es); {cores} cores\n"
-            )
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        write_rows(
+            args.out, rows, f"overrides: {' '.join(overrides)}; load: {args.load} process(es); {cores} cores"
+        )
     return 0
 
 

@@ -14,7 +14,6 @@ Prints every run, the median of each revision and head/base, and writes a CSV wi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -23,6 +22,8 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench_table import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,18 +58,16 @@ def train_once(site: Path, overrides: list[str], results: Path, cwd: Path) -> di
     return json.loads(records[0].read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def revision_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's argument parser with --base and --head (see check_revisions)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the revision to compare against")
     parser.add_argument("--head", default="HEAD", help="the revision under test (HEAD)")
-    parser.add_argument("--pairs", type=int, default=5, help="rounds of both revisions (5)")
-    parser.add_argument("--out", type=Path, default=None, help="CSV of every run (default: print only)")
-    args, overrides = parser.parse_known_args(argv)
-    overrides = [o for o in overrides if o != "--"]
-    if args.pairs < 1:
-        parser.error(f"--pairs must be at least 1, got {args.pairs}")
+    return parser
+
+
+def check_revisions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A one-line usage error unless --base and --head are commits git knows."""
     try:
         _git("rev-parse", "--verify", f"{args.base}^{{commit}}")
         _git("rev-parse", "--verify", f"{args.head}^{{commit}}")
@@ -76,6 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--base {args.base} or --head {args.head} is not a commit of {REPO}; pass one git knows"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = revision_parser(__doc__)
+    parser.add_argument("--pairs", type=int, default=5, help="rounds of both revisions (5)")
+    parser.add_argument("--out", type=Path, default=None, help="CSV of every run (default: print only)")
+    args, overrides = parser.parse_known_args(argv)
+    overrides = [o for o in overrides if o != "--"]
+    if args.pairs < 1:
+        parser.error(f"--pairs must be at least 1, got {args.pairs}")
+    check_revisions(parser, args)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_revisions_") as tmp:
@@ -124,13 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     same = "identical" if errors["base"] == errors["head"] else "DIFFERENT"
     print(f"final test errors: base {sorted(errors['base'])}, head {sorted(errors['head'])} ({same})")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        with args.out.open("w", newline="", encoding="utf-8") as handle:
-            handle.write(f"# {stamp} overrides: {' '.join(overrides)}\n")
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out, rows, f"{stamp} overrides: {' '.join(overrides)}")
     return 0
 
 

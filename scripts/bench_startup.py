@@ -17,8 +17,6 @@ machine is named in the output and the CSV rather than hidden.
 
 from __future__ import annotations
 
-import argparse
-import csv
 import os
 import statistics
 import subprocess
@@ -27,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_revisions import install
+from bench_revisions import check_revisions, install, revision_parser
+from bench_table import write_rows
 
 GOALS_S = {"help": 3.0, "error": 3.0, "train": 6.0, "quickstart": None}
 COMMANDS = {
@@ -59,15 +58,12 @@ def time_command(site: Path, args: list[str], expected_exit: int, cwd: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--base", required=True, help="the revision to compare against")
-    parser.add_argument("--head", default="HEAD", help="the revision under test (HEAD)")
+    parser = revision_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every command at both revisions (5)")
     parser.add_argument("--commands", default="help,error,train,quickstart", help="which, comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="CSV of the medians (default: print only)")
     args = parser.parse_args(argv)
+    check_revisions(parser, args)
     names = args.commands.split(",")
     unknown = [n for n in names if n not in COMMANDS]
     if unknown or args.rounds < 1:
@@ -128,12 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        write_rows(
+            args.out, rows, f"harness start-up, {args.rounds} rounds; {machine}; load before {load:.2f}"
+        )
     return 0
 
 

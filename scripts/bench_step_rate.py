@@ -26,7 +26,6 @@ loops. The CSV header carries the device, torch version and date.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_table import write_rows
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
@@ -308,13 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="") as fh:
-            fh.write(header + "\n")
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.out}")
+        write_rows(args.out, rows, header.removeprefix("# "))
     return 0 if all(math.isfinite(r["steps_per_s"]) for r in rows) else 1
 
 

@@ -82,8 +82,8 @@ def harness_process(tmp_path):
     """harness_process(*args) runs the console script's code in a fresh interpreter, in tmp_path: for what
     needs a process of its own (signals, kills, concurrent processes, launchers, the start-up path)."""
 
-    def _run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        env = {**os.environ, **ONE_THREAD}
+    def _run(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, **ONE_THREAD, **(env or {})}
         return subprocess.run(
             [sys.executable, "-c", "from harness.cli import main; main()", *args],
             cwd=tmp_path,

@@ -17,6 +17,7 @@ from harness.interrupts import INTERRUPT_SIGNALS, interrupt_on_signals
 from harness.results import RunRecord, load, load_curves, write_record
 from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
 from harness.sweep import assign_device
+from harness.training.threads import usable_cores
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
@@ -138,12 +139,16 @@ def test_sigkill_midway_then_relaunch_loses_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_joblib_two_workers(harness_process, tmp_path):
-    proc = harness_process(
-        "train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.width=4,8,12", *FAST
-    )
+def test_joblib_two_workers_share_the_cores(harness_process, tmp_path):
+    # Without OMP_NUM_THREADS, trainer.cpu_threads=auto divides the usable cores between the two workers.
+    args = ("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.width=4,8,12", *FAST)
+    proc = harness_process(*args, env={"OMP_NUM_THREADS": ""})
     assert proc.returncode == 0, proc.stderr
-    assert sorted(r["model_width"] for r in _records(tmp_path)) == [4, 8, 12]
+    records = _records(tmp_path)
+    assert sorted(r["model_width"] for r in records) == [4, 8, 12]
+    for record in records:
+        assert "/ 2 job(s) at once" in record["cpu_threads_policy"]
+        assert record["cpu_threads"] <= max(1, usable_cores() // 2)
 
 
 @pytest.mark.slow

@@ -98,9 +98,9 @@ def _where(analysis: Any, net: torch.nn.Module, op: str) -> str:
     modules = dict(net.named_modules())
     seen = [name for name in modules if name and analysis.unsupported_ops(name).get(op)]
     if not seen:
-        return f"(model) ({type(net).__name__})"
+        return f"the forward of {type(net).__name__} itself"
     deepest = max(seen, key=lambda name: name.count("."))
-    return f"{deepest} ({type(modules[deepest]).__name__})"
+    return f"{deepest} ({type(modules[deepest]).__name__}) of {type(net).__name__}"
 
 
 def count_flops(
@@ -133,7 +133,7 @@ def count_flops(
         listed = ", ".join(
             f"{op} ×{n} at {_where(analysis, net, op)}" for op, n in sorted(unsupported.items())
         )
-        message = f"no FLOP handle for {listed} in {type(net).__name__}"
+        message = f"no FLOP handle for {listed}"
         if strict:
             raise UnsupportedOpError(
                 f"{message}; it could carry matmul- or convolution-like work: add a handle in "

@@ -69,7 +69,11 @@ def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def eager_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
-    return eager_copy(model).eval()
+    """An eval-mode copy for a forward pass without gradients: modules and buffers are copied, so mode
+    changes, hooks and buffer updates stay on the copy; the parameters are shared, because no forward
+    without gradients writes them and copying them was most of the cost of counting a large CNN."""
+    eager = getattr(model, "_orig_mod", model)
+    return copy.deepcopy(eager, memo={id(p): p for p in eager.parameters()}).eval()
 
 
 def _as_tuple(inputs: Any) -> tuple:

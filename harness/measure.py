@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
-from harness.compute.flops import FlopReport, count_flops, torch_forward_flops
+from harness.compute.flops import FlopReport, count_flops, declared_batch_dim, torch_forward_flops
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.training.clock import Stopwatch
@@ -31,10 +31,27 @@ def _input_shape(cfg: DictConfig) -> tuple[int, ...]:
     shape = tuple(cfg.input_shape or ())
     if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise ConfigError(
-            f"input_shape={list(shape)} is not a batch-first shape of positive ints; "
-            "e.g. input_shape=[1,3,224,224]"
+            f"input_shape={list(shape)} is not a batch-first shape of positive ints (batch_dim=<dim> "
+            "puts the batch elsewhere); e.g. input_shape=[1,3,224,224]"
         )
     return shape
+
+
+def _batch_dim(cfg: DictConfig, shape: tuple[int, ...]) -> int | None:
+    """The declared batch dim, or None: 0, or the layout of an RNN model (count_flops decides)."""
+    dim = cfg.get("batch_dim")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < len(shape)):
+        raise ConfigError(f"batch_dim={dim} is not a dim of input_shape={list(shape)}; e.g. batch_dim=1")
+    return dim
+
+
+def _with_batch(shape: tuple[int, ...], batch_dim: int, batch_size: int) -> tuple[int, ...]:
+    return (*shape[:batch_dim], batch_size, *shape[batch_dim + 1 :])
+
+
+def _say(message: str) -> None:
+    """Progress for the person waiting: stderr, so stdout stays the table or the one JSON object."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def module_table(model: torch.nn.Module, report: FlopReport, depth: int) -> list[dict[str, Any]]:
@@ -60,20 +77,32 @@ def module_table(model: torch.nn.Module, report: FlopReport, depth: int) -> list
 
 @torch.no_grad()
 def time_inference(
-    model, sample_shape, batch_size, device, dtype, warmup_iters, min_time_s
+    model,
+    shape,
+    batch_size,
+    device,
+    dtype,
+    warmup_iters,
+    min_time_s,
+    *,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, float]:
-    """Seconds per forward pass of a batch: synchronized clock, warm-up first, doubling iterations."""
-    x = torch.randn(batch_size, *sample_shape, device=device)
+    """Seconds per forward pass of a batch (`shape` is the input's, batch included): synchronized clock,
+    warm-up first, doubling iterations; `progress` hears of each round, so a slow model is not silent."""
+    x = torch.randn(*shape, device=device)
     watch = Stopwatch(device)
     with autocast(device, dtype):
+        start = watch.now()
         for _ in range(warmup_iters):
             model(x)
+        progress(f"batch {batch_size}: {warmup_iters} warm-up passes in {watch.now() - start:.1f} s")
         iterations = 1
         while True:
             start = watch.now()
             for _ in range(iterations):
                 model(x)
             elapsed = watch.now() - start
+            progress(f"batch {batch_size}: {iterations} timed passes in {elapsed:.1f} s")
             if elapsed >= min_time_s:
                 break
             iterations *= 2
@@ -89,7 +118,7 @@ def time_inference(
 @torch.no_grad()
 def inference_energy(
     model,
-    sample_shape,
+    shape,
     batch_size: int,
     device: torch.device,
     dtype,
@@ -110,7 +139,7 @@ def inference_energy(
         # The inference window only: no codecarbon tracker (its CPU figure needs its own long window).
         settings = EnergySettings(codecarbon=False, save_timeline=False)
         meter = EnergyMeter(settings, device, None, clock=clock)
-    x = torch.randn(batch_size, *sample_shape, device=device)
+    x = torch.randn(*shape, device=device)
     iterations = 0
     meter.start()
     with autocast(device, dtype):
@@ -136,24 +165,30 @@ def inference_energy(
     }
 
 
-def measure(cfg: DictConfig) -> dict[str, Any]:
-    """Everything `harness measure` reports, as a JSON-ready dict."""
+def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """Everything `harness measure` reports, as a JSON-ready dict; `progress` hears what it is doing."""
     shape = _input_shape(cfg)
+    declared = _batch_dim(cfg, shape)
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
-    model = build_model_from_config(cfg.model, shape[1:], int(cfg.num_classes)).to(device).eval()
+    at = declared or 0  # registered models are built for one sample: the shape without its batch dim
+    model = build_model_from_config(cfg.model, shape[:at] + shape[at + 1 :], int(cfg.num_classes))
+    model = model.to(device).eval()
     x = torch.randn(*shape, device=device)
+    progress(f"counting FLOPs of {model_label(cfg.model)} on input {list(shape)}")
     try:
-        report = count_flops(model, x, strict=bool(cfg.strict))
+        report = count_flops(model, x, strict=bool(cfg.strict), batch_dim=declared)
     except RuntimeError as exc:
         raise ConfigError(
             f"input_shape={list(shape)} does not fit {model_label(cfg.model)} ({one_line(exc)}); "
-            "pass the shape the model expects, batch first"
+            "pass the shape the model expects"
         ) from None
-    torch_flops = torch_forward_flops(model, x)
+    batch_dim = declared_batch_dim(model, declared)
+    torch_flops = torch_forward_flops(model, x, math=True)
     result: dict[str, Any] = {
         "model": model_label(cfg.model),
         "input_shape": list(shape),
+        "batch_dim": batch_dim,
         "batch_size": report.batch_size,
         "macs": report.macs,
         "flops": report.flops,
@@ -161,9 +196,11 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
         "flops_per_sample": report.flops_per_sample,
         "params": sum(p.numel() for p in model.parameters()),
         "unsupported": report.unsupported,
+        "free": report.free,
         "torch_flops": torch_flops,
         "torch_ratio": torch_flops / report.flops if report.flops else None,
         "by_operator": report.by_operator,
+        "macs_by_category": report.by_category,
         "modules": module_table(model, report, int(cfg.table_depth)),
         "device": str(device),
         "device_name": device_name(device),
@@ -173,17 +210,20 @@ def measure(cfg: DictConfig) -> dict[str, Any]:
     if cfg.latency.enabled:
         window = _window(cfg) if cfg.energy.enabled else None
         for b in cfg.latency.batch_sizes:
+            batched = _with_batch(shape, batch_dim, int(b))
+            progress(f"timing batch {b} on {result['device_name']} (input {list(batched)})")
             row = time_inference(
                 model,
-                shape[1:],
+                batched,
                 int(b),
                 device,
                 dtype,
                 int(cfg.latency.warmup_iters),
                 float(cfg.latency.min_time_s),
+                progress=progress,
             )
             if window is not None:
-                row |= inference_energy(model, shape[1:], int(b), device, dtype, window)
+                row |= inference_energy(model, batched, int(b), device, dtype, window)
             result["latency"].append(row)
     return result
 
@@ -206,7 +246,8 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Piped or redirected output is for reading whole, not for an 80-column terminal: never wrap it there.
+    console = Console() if sys.stdout.isatty() else Console(width=1_000)
     table = Table(title=f"{result['model']}  input {result['input_shape']}", title_justify="left")
     for column in ("module", "type", "params", "MACs", "FLOPs", "share"):
         table.add_column(column, justify="left" if column in ("module", "type") else "right")
@@ -226,6 +267,7 @@ def print_table(result: dict[str, Any]) -> None:
         f"{_si(result['flops_per_sample'])}FLOP per sample; params {_si(result['params'])}\n"
         f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
         f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)\n"
+        f"MACs by kind: {', '.join(f'{k} {_si(v)}' for k, v in result['macs_by_category'].items())}\n"
         f"unsupported ops: {result['unsupported'] or 'none'}"
     )
     for row in result["latency"]:
@@ -250,7 +292,7 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"error: output={cfg.output} is unknown; use output=table or output=json", file=sys.stderr)
         sys.exit(2)
     try:
-        result = measure(cfg)
+        result = measure(cfg, progress=_say)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

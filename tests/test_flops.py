@@ -179,3 +179,201 @@ def test_measured_training_step():
 
 def test_network_operations_is_the_papers_product():
     assert network_operations(1e6, 3, 2.5, 1000) == 1e6 * 3 * 2.5 * 1000
+
+
+# ---- issue 14: handles of our own, the strict policy by category, the declared batch dim ----
+
+
+class Fn(nn.Module):
+    """A module around a function of its inputs, so any op can be traced and counted."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
+
+
+def fn_macs(fn, *shapes):
+    return macs(Fn(fn), *(torch.randn(*shape) for shape in shapes))
+
+
+@pytest.mark.parametrize(
+    ("fn", "shapes", "expected"),
+    [
+        (torch.matmul, [(16, 32), (4, 32, 8)], 4 * 16 * 32 * 8),  # a weight times a batch: fvcore said 4,096
+        (torch.matmul, [(4, 16, 32), (32,)], 4 * 16 * 32),  # 1-D second operand: fvcore raised IndexError
+        (torch.matmul, [(32,), (4, 32, 8)], 4 * 32 * 8),  # 1-D first operand
+        (torch.matmul, [(32,), (32,)], 32),  # dot product
+        (torch.matmul, [(2, 1, 5, 6), (3, 6, 7)], 2 * 3 * 5 * 6 * 7),  # both batches broadcast
+        (torch.mm, [(5, 6), (6, 7)], 5 * 6 * 7),
+        (torch.bmm, [(3, 5, 6), (3, 6, 7)], 3 * 5 * 6 * 7),
+        (torch.mv, [(5, 6), (6,)], 5 * 6),
+        (lambda c, a, b: torch.addmm(c, a, b), [(5, 7), (5, 6), (6, 7)], 5 * 6 * 7),
+        (lambda c, a, b: torch.baddbmm(c, a, b), [(3, 5, 7), (3, 5, 6), (3, 6, 7)], 3 * 5 * 6 * 7),
+    ],
+)
+def test_matrix_products_follow_torch_matmul(fn, shapes, expected):
+    assert fn_macs(fn, *shapes) == expected
+
+
+def test_matmul_equals_torchs_counter_on_broadcast_shapes():
+    model, inputs = Fn(torch.matmul), (torch.randn(16, 32), torch.randn(4, 32, 8))
+    assert torch_forward_flops(model, inputs) == count_flops(model, inputs).flops
+
+
+@pytest.mark.parametrize(
+    ("equation", "shapes", "expected"),
+    [
+        ("ij,jk->ik", [(16, 64), (64, 64)], 65_536),  # fvcore's 4-digit estimate said 65,550
+        ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)], 2 * 3 * 5 * 7 * 8),
+        ("...ij,...jk", [(2, 5, 6), (2, 6, 7)], 2 * 5 * 6 * 7),  # ellipsis, implicit output
+        ("ij,jk->i", [(5, 6), (6, 7)], 5 * 6),  # k is summed out of the second operand first
+        # left to right: (ij,jk) -> ik costs 5·6·7, then (ik,kl) -> il costs 5·7·3
+        ("ij,jk,kl->il", [(5, 6), (6, 7), (7, 3)], 5 * 6 * 7 + 5 * 7 * 3),
+        ("ii->i", [(6, 6)], 0),  # one operand: no products
+    ],
+)
+def test_einsum_is_exact(equation, shapes, expected):
+    assert fn_macs(lambda *ops: torch.einsum(equation, *ops), *shapes) == expected
+
+
+LSTM_MACS = 20 * 4 * (64 * 32 + 64 * 64 + 64 * 64 + 64 * 64)  # T·B × 4 gates × (W_ih + W_hh), 2 layers
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lstm_and_gru_closed_forms_in_both_layouts(batch_first):
+    x = torch.randn(2, 10, 32) if batch_first else torch.randn(10, 2, 32)
+    lstm = nn.LSTM(32, 64, num_layers=2, batch_first=batch_first)
+    gru = nn.GRU(32, 64, num_layers=2, batch_first=batch_first)
+    assert count_flops(lstm, x).macs == LSTM_MACS == 1_146_880
+    assert count_flops(gru, x).macs == LSTM_MACS * 3 // 4 == 860_160
+    assert count_flops(gru, x).flops == torch_forward_flops(gru, x), "torch's counter agrees on the GRU"
+    assert count_flops(lstm, x).batch_size == 2, "the batch is where the RNN declares it"
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_bidirectional_rnn(nonlinearity):
+    rnn = nn.RNN(8, 16, num_layers=2, bidirectional=True, nonlinearity=nonlinearity)
+    # layer 0: 2 directions × (16·8 + 16·16); layer 1 reads both directions: 2 × (16·32 + 16·16)
+    expected = 5 * 3 * (2 * (16 * 8 + 16 * 16) + 2 * (16 * 32 + 16 * 16))
+    assert count_flops(rnn, torch.randn(5, 3, 8)).macs == expected
+
+
+def test_lstm_with_projection():
+    lstm = nn.LSTM(8, 16, proj_size=4)
+    expected = 5 * 3 * (4 * 16 * 8 + 4 * 16 * 4 + 4 * 16)  # W_ih, W_hh on the projected state, W_hr
+    assert count_flops(lstm, torch.randn(5, 3, 8)).macs == expected
+
+
+class Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(8, 16)
+
+    def forward(self, x, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths)
+        return self.gru(packed)[0].data
+
+
+def test_packed_sequence_counts_only_real_steps():
+    lengths = torch.tensor([5, 3, 2])
+    report = count_flops(Packed(), (torch.randn(5, 3, 8), lengths), batch_dim=1)
+    assert report.macs == 10 * 3 * (16 * 8 + 16 * 16)  # 5 + 3 + 2 steps
+    assert report.batch_size == 3
+
+
+def test_sequence_first_batch_is_declared():
+    x = torch.randn(10, 2, 32)
+    assert count_flops(nn.LSTM(32, 64), x).batch_size == 2
+    assert count_flops(nn.LSTM(32, 64, batch_first=True), x).batch_size == 10
+    assert count_flops(Fn(torch.relu), x, batch_dim=1).batch_size == 2
+    assert count_flops(Fn(torch.relu), x).batch_size == 10
+
+
+@pytest.mark.parametrize(
+    ("pool", "shape", "expected"),
+    [
+        (nn.AvgPool1d(2), (2, 3, 8), 2 * 3 * 4 * 2),
+        (nn.AvgPool2d(2), (2, 3, 8, 8), 2 * 3 * 16 * 4),  # non-overlapping: one per input element
+        (nn.AvgPool2d(3, stride=1, padding=1), (1, 4, 6, 6), 4 * 36 * 9),  # Inception's pool
+        (nn.AvgPool3d((2, 2, 1)), (1, 2, 4, 4, 4), 2 * 2 * 2 * 4 * 4),
+    ],
+)
+def test_average_pools(pool, shape, expected):
+    assert macs(pool, torch.randn(*shape)) == expected
+
+
+@pytest.mark.parametrize(("mode", "taps"), [("bicubic", 16), ("bilinear", 4), ("nearest", 1)])
+def test_upsampling_counts_taps_per_output(mode, taps):
+    assert macs(nn.Upsample(scale_factor=2, mode=mode), torch.randn(1, 3, 4, 4)) == 3 * 8 * 8 * taps
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mix = Fn(lambda x: torch.fft.rfft(x).abs())
+
+    def forward(self, x):
+        return self.mix(x)
+
+
+def test_strict_refuses_work_it_cannot_count_with_the_module_path():
+    """FFT is refused rather than counted N·log₂N: its cost depends on the algorithm, radix and
+    real/complex arithmetic, and no count of multiply-accumulates would compare with a matmul's."""
+    model = nn.Sequential(nn.Linear(8, 8), Block())
+    with pytest.raises(UnsupportedOpError, match=r"aten::fft_rfft ×1 at 1\.mix \(Fn\) of Sequential"):
+        count_flops(model, torch.randn(2, 8))
+
+
+class UserLayers(nn.Module):
+    """What users write every day: an embedding, a padding mask, an LSTMCell loop, dropout."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.cell = nn.LSTMCell(16, 16)
+        self.drop = nn.Dropout(0.1, inplace=True)
+
+    def forward(self, tokens):
+        x = self.embed(tokens).masked_fill_((tokens == 0).unsqueeze(-1), 0.0)
+        h = c = torch.zeros(tokens.shape[0], 16)
+        for t in range(tokens.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+        return self.drop(h)
+
+
+def test_user_layers_count_in_strict_mode():
+    report = count_flops(UserLayers(), torch.randint(0, 50, (2, 3)))
+    assert report.macs == 3 * 2 * 4 * 16 * (16 + 16)  # each step: both cell matrices, batch 2
+    assert report.free["aten::embedding"] == "indexing and lookup"
+    assert report.free["aten::masked_fill_"] == "element-wise"
+
+
+def test_every_category_claims_its_examples_and_the_readme_has_the_table():
+    from pathlib import Path
+
+    from harness.compute.policy import CATEGORIES, free_category, policy_table
+
+    for category in CATEGORIES:
+        assert all(free_category(op) is category for op in category.examples), category.name
+    for op in ("aten::cdist", "aten::fft_rfft", "aten::linalg_solve", "aten::cumsum", "prim::PythonOp"):
+        assert free_category(op) is None, op
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert policy_table() in readme, (
+        "regenerate the README's table with harness.compute.policy.policy_table()"
+    )
+
+
+def test_counted_ops_each_have_a_category():
+    from harness.compute.handles import CATEGORY, FORMULAS
+
+    assert set(FORMULAS) <= set(CATEGORY)
+    report = count_flops(torchvision_free_resnet(), torch.randn(1, 3, 16, 16))
+    assert set(report.by_category) <= {"convolution", "norm", "pool", "matmul"}
+    assert sum(report.by_category.values()) == report.macs
+
+
+def torchvision_free_resnet():
+    return build_model("resnet", (3, 16, 16), 10, width=8, depth=2)

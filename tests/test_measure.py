@@ -61,3 +61,59 @@ def test_bad_input_on_the_cli_is_one_line(harness_cli):
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: model._target_=torchvision.models.no_such_net")
+
+
+def test_sequence_first_rnn_uses_its_declared_batch(compose_measure):
+    messages = []
+    cfg = compose_measure(
+        "model._target_=torch.nn.LSTM",
+        "+model.input_size=32",
+        "+model.hidden_size=64",
+        "+model.num_layers=2",
+        "input_shape=[10,2,32]",
+        "latency.batch_sizes=[3]",
+        "latency.min_time_s=0.01",
+        "latency.warmup_iters=1",
+    )
+    result = measure(cfg, progress=messages.append)
+    assert result["macs"] == 1_146_880 and result["batch_dim"] == 1 and result["batch_size"] == 2
+    assert result["macs_per_sample"] == 1_146_880 / 2
+    assert result["latency"][0]["batch_size"] == 3
+    assert any("timing batch 3" in m and "[10, 3, 32]" in m for m in messages), "batch put at dim 1"
+    assert any("timed passes" in m for m in messages), "the latency phase reports its rounds"
+
+
+def test_bad_batch_dim(compose_measure):
+    with pytest.raises(ConfigError, match="batch_dim=3 is not a dim"):
+        measure(compose_measure("model=mlp", "latency.enabled=false", "input_shape=[1,64]", "batch_dim=3"))
+
+
+def test_table_is_not_wrapped_when_piped_and_progress_goes_to_stderr(harness_cli):
+    proc = harness_cli(
+        "measure",
+        "model._target_=torchvision.models.VisionTransformer",
+        "+model.image_size=32",
+        "+model.patch_size=16",
+        "+model.num_layers=1",
+        "+model.num_heads=2",
+        "+model.hidden_dim=16",
+        "+model.mlp_dim=32",
+        "input_shape=[1,3,32,32]",
+        "latency.batch_sizes=[1]",
+        "latency.min_time_s=0.01",
+        "latency.warmup_iters=1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    (total,) = [line for line in proc.stdout.splitlines() if line.startswith("total:")]
+    assert "params" in total and len(total) > 80, "one line, not wrapped at 80 columns"
+    assert "timing batch 1" in proc.stderr and "timing" not in proc.stdout
+
+
+def test_torch_counts_attention_as_math_products(compose_measure):
+    vit = [f"+model.{k}={v}" for k, v in dict(image_size=32, patch_size=16, num_layers=1).items()]
+    vit += [f"+model.{k}={v}" for k, v in dict(num_heads=2, hidden_dim=16, mlp_dim=32).items()]
+    target = "model._target_=torchvision.models.VisionTransformer"
+    result = measure(compose_measure(target, *vit, "input_shape=[2,3,32,32]", "latency.enabled=false"))
+    work = sum(result["macs_by_category"][k] for k in ("matmul", "convolution", "attention"))
+    assert result["macs_by_category"]["attention"] > 0
+    assert result["torch_flops"] == pytest.approx(2 * work, rel=1e-9)

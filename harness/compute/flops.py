@@ -7,8 +7,10 @@ compiled wrapper), without gradients, so the caller's model is untouched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +18,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.compute._fvcore import FlopCountAnalysis
-from harness.compute.handles import extra_handles
+from harness.compute.handles import CATEGORY, extra_handles
+from harness.compute.policy import free_category
 from harness.errors import HarnessError
+
+# by_operator names an op as fvcore's handle reports it: "aten::" dropped, and convolutions as "conv".
+_FVCORE_NAMES = {"conv": "aten::_convolution"}
 
 
 class UnsupportedOpError(HarnessError):
@@ -33,6 +39,16 @@ class FlopReport:
     by_module: dict[str, float] = field(default_factory=dict)  # MACs, "" is the whole model
     by_operator: dict[str, float] = field(default_factory=dict)  # MACs per fvcore op kind
     unsupported: dict[str, int] = field(default_factory=dict)  # op -> times seen (non-strict mode)
+    free: dict[str, str] = field(default_factory=dict)  # op without a handle -> the category making it 0
+
+    @property
+    def by_category(self) -> dict[str, float]:
+        """MACs per kind of work: matmul, convolution, attention, norm, pool, resample."""
+        split: dict[str, float] = {}
+        for op, value in self.by_operator.items():
+            category = CATEGORY.get(_FVCORE_NAMES.get(op, f"aten::{op}"), "other")
+            split[category] = split.get(category, 0.0) + value
+        return split
 
     @property
     def flops(self) -> float:
@@ -53,28 +69,58 @@ def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def eager_eval_copy(model: torch.nn.Module) -> torch.nn.Module:
-    return eager_copy(model).eval()
+    """An eval-mode copy for a forward pass without gradients: modules and buffers are copied, so mode
+    changes, hooks and buffer updates stay on the copy; the parameters are shared, because no forward
+    without gradients writes them and copying them was most of the cost of counting a large CNN."""
+    eager = getattr(model, "_orig_mod", model)
+    return copy.deepcopy(eager, memo={id(p): p for p in eager.parameters()}).eval()
 
 
 def _as_tuple(inputs: Any) -> tuple:
-    return inputs if isinstance(inputs, tuple) else (inputs,)
+    # A PackedSequence or other named tuple is one input, not a tuple of inputs.
+    return inputs if type(inputs) is tuple else (inputs,)
 
 
-def _batch_size(inputs: tuple) -> int:
+def declared_batch_dim(model: torch.nn.Module, batch_dim: int | None) -> int:
+    """The batch dim of the input: the caller's, else the layout an RNN declares, else 0."""
+    if batch_dim is not None:
+        return batch_dim
+    if isinstance(model, torch.nn.RNNBase):
+        return 0 if model.batch_first else 1
+    return 0
+
+
+def _batch_size(inputs: tuple, batch_dim: int) -> int:
     first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
-    if first is None or first.ndim == 0:
-        raise ValueError("count_flops needs at least one batched tensor input (batch on dim 0)")
-    return int(first.shape[0])
+    if first is None or first.ndim <= batch_dim:
+        raise ValueError(f"count_flops needs at least one tensor input batched on dim {batch_dim}")
+    return int(first.shape[batch_dim])
 
 
-def count_flops(model: torch.nn.Module, inputs: Any, *, strict: bool = True) -> FlopReport:
+def _where(analysis: Any, net: torch.nn.Module, op: str) -> str:
+    """The deepest module an op was seen in, as `path (Type)`, for the error that names it."""
+    modules = dict(net.named_modules())
+    seen = [name for name in modules if name and analysis.unsupported_ops(name).get(op)]
+    if not seen:
+        return f"the forward of {type(net).__name__} itself"
+    deepest = max(seen, key=lambda name: name.count("."))
+    return f"{deepest} ({type(modules[deepest]).__name__}) of {type(net).__name__}"
+
+
+def count_flops(
+    model: torch.nn.Module, inputs: Any, *, strict: bool = True, batch_dim: int | None = None
+) -> FlopReport:
     """Count the MACs and FLOPs of one forward pass of `model` on `inputs` (a tensor or a tuple).
 
-    strict: an op with no handle raises UnsupportedOpError naming it; otherwise it is listed in
-    `unsupported` and reported in one warning.
+    An op without a handle is free when a category of policy.py claims it (recorded in `free`). Otherwise
+    it could carry work: strict mode raises UnsupportedOpError naming it and the module it came from;
+    non-strict lists it in `unsupported`, counts it 0 and warns once.
+    batch_dim: where the batch is in the first tensor input, for the per-sample figures; None takes the
+    layout an RNN model declares (batch_first), else 0.
     """
     inputs = _as_tuple(inputs)
     net = eager_eval_copy(model)
+    batch = _batch_size(inputs, declared_batch_dim(net, batch_dim))
     with torch.no_grad():
         analysis = FlopCountAnalysis(net, inputs)
         analysis.set_op_handle(**extra_handles())
@@ -82,34 +128,57 @@ def count_flops(model: torch.nn.Module, inputs: Any, *, strict: bool = True) -> 
         analysis.uncalled_modules_warnings(False)
         analysis.tracer_warnings("none")
         total = analysis.total()
-        unsupported = dict(analysis.unsupported_ops())
+        seen = dict(analysis.unsupported_ops())
         by_module = {name: float(v) for name, v in analysis.by_module().items()}
         by_operator = {name: float(v) for name, v in analysis.by_operator().items()}
+    free = {op: category.name for op in seen if (category := free_category(op)) is not None}
+    unsupported = {op: n for op, n in seen.items() if op not in free}
     if unsupported:
-        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(unsupported.items()))
-        message = f"no FLOP handle for {listed} in {type(net).__name__}"
+        listed = ", ".join(
+            f"{op} ×{n} at {_where(analysis, net, op)}" for op, n in sorted(unsupported.items())
+        )
+        message = f"no FLOP handle for {listed}"
         if strict:
             raise UnsupportedOpError(
-                f"{message}; add one in harness/compute/handles.py or count with strict=False"
+                f"{message}; it could carry matmul- or convolution-like work: add a handle in "
+                "harness/compute/handles.py or count with strict=False"
             )
         warnings.warn(f"{message}; they are counted as 0 and listed in `unsupported`", stacklevel=2)
     return FlopReport(
         macs=float(total),
-        batch_size=_batch_size(inputs),
+        batch_size=batch,
         by_module=by_module,
         by_operator=by_operator,
         unsupported=unsupported,
+        free=free,
     )
 
 
-def torch_forward_flops(model: torch.nn.Module, inputs: Any) -> float:
+@contextlib.contextmanager
+def math_attention() -> Iterator[None]:
+    """Attention as plain matrix products, which torch's counter sees: the math SDPA kernel, and no
+    nn.MultiheadAttention fast path (its fused op is invisible to the counter). Restored on exit."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def torch_forward_flops(model: torch.nn.Module, inputs: Any, *, math: bool = False) -> float:
     """torch.utils.flop_counter's FLOPs (2 per MAC) for one eval-mode forward pass of a copy of `model`.
 
     torch counts only matmuls, convolutions and the attention kernels it knows. On the CPU it knows none
     of them for attention: `scaled_dot_product_attention` dispatches to a CPU flash kernel it does not
     register, and nn.MultiheadAttention's fused eval path is invisible too, so attention counts 0 there.
+    math=True runs attention as plain products (`math_attention`), which it then counts.
     """
     net = eager_eval_copy(model)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    attention = math_attention() if math else contextlib.nullcontext()
+    with torch.no_grad(), attention, FlopCounterMode(display=False) as counter:
         net(*_as_tuple(inputs))
     return float(counter.get_total_flops())

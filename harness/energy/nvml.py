@@ -6,8 +6,8 @@ everything between them, whatever the sampling rate. It refreshes only about eve
 (`counter_update_s`), though: a reading taken at time t reports the energy up to the last refresh u(t),
 with t - u(t) < T (T = refresh period).
 
-Many short windows. The training loop opens a window per chunk of steps and closes it before each
-evaluation, so a run has many windows, most of them adjacent. The meter reads the counter at every
+Many windows. The training loop opens a window per evaluation interval and closes it before each
+evaluation, so a run has one window per interval, separated by evaluations. The meter reads the counter at every
 begin() and end() (device synchronized first, so queued kernels are inside the window they belong to)
 and sums the deltas. With E(a, b) the true energy between a and b, P_max an upper bound on power, and
 windows [b_i, e_i], the sum's error is

@@ -1,6 +1,7 @@
 """The training loop: data already on the device, timed by the stopwatch, evaluated at intervals.
 
-Timing follows DESIGN.md: train, eval and warm-up time are separate buckets of one synchronized clock.
+Timing (results/README.md, "Conventions"): train, eval and warm-up time are separate buckets of one
+synchronized clock.
 
 One outer loop (`run_steps`) serves every trainer mode. What differs between modes lives in two small
 objects it is handed:

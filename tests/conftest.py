@@ -71,8 +71,11 @@ def harness_cli(tmp_path, monkeypatch, capfd):
         return subprocess.CompletedProcess(["harness", *args], code, out, err)
 
     yield _run
-    # Hydra configures logging for each job, with handlers on this test's captured streams: put back the
-    # handlers the session had, so later tests do not log into closed captures.
+    # Hydra configures logging for each job, with handlers on this test's captured streams and the job's log
+    # file: close those and put back the handlers the session had, so later tests do not log into them.
+    for handler in logging.root.handlers:
+        if handler not in handlers:
+            handler.close()
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
 

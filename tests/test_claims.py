@@ -46,14 +46,14 @@ def test_one_claim_per_config_and_released_at_the_end(tmp_path):
     assert not claim_path(tmp_path, "h").exists()
     with try_claim(tmp_path, "h", stale_s=300) as again:
         assert isinstance(again, Claim)
-    assert not any((tmp_path / CLAIMS_DIR).iterdir()), "no claim or temporary file left"
+    assert not (tmp_path / CLAIMS_DIR).exists(), "no claim or temporary file left"
 
 
 def test_a_claim_whose_process_is_gone_is_taken_over(tmp_path):
     _write_claim(tmp_path, "h", host=socket.gethostname(), pid=_dead_pid())
     with try_claim(tmp_path, "h", stale_s=300) as taken:
         assert isinstance(taken, Claim)
-    assert not any((tmp_path / CLAIMS_DIR).iterdir())
+    assert not (tmp_path / CLAIMS_DIR).exists()
 
 
 def test_another_hosts_claim_is_taken_over_only_when_its_heartbeat_is_stale(tmp_path):
@@ -148,7 +148,7 @@ def test_a_signal_at_every_stage_then_a_relaunch_ends_with_exactly_one_completed
     assert [r["status"] for r in after].count("completed") == 1
     assert len(after) == 1 + trained
     assert not list(tmp_path.rglob("*.tmp")), "nothing half-written"
-    assert not any((tmp_path / "results" / "runs" / CLAIMS_DIR).iterdir()), "every claim released"
+    assert not (tmp_path / "results" / "runs" / CLAIMS_DIR).exists(), "every claim released"
 
 
 def _launch(cwd: Path, *args: str) -> subprocess.Popen:
@@ -175,4 +175,4 @@ def test_one_sweep_launched_several_times_at_once_trains_each_config_once(tmp_pa
     records = _records(tmp_path)
     assert sorted(r["model_width"] for r in records) == [4, 5, 6, 7], "exactly one record per config"
     assert all(r["status"] == "completed" for r in records)
-    assert not any((tmp_path / "results" / "runs" / CLAIMS_DIR).iterdir()), "every claim released"
+    assert not (tmp_path / "results" / "runs" / CLAIMS_DIR).exists(), "every claim released"

@@ -81,6 +81,8 @@ class Claim:
         self._beat.join()
         if self._mine():  # never remove a claim another launcher took over meanwhile
             self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder too once no job holds a claim: nothing left behind
+            self.path.parent.rmdir()
 
     def __enter__(self) -> Claim:
         return self
@@ -96,7 +98,6 @@ def claim_path(results_dir: Path, digest: str) -> Path:
 def try_claim(results_dir: Path, digest: str, *, stale_s: float) -> Claim | Holder:
     """Claim `digest` under `results_dir`: the Claim when this process now holds it, else the live Holder."""
     path = claim_path(results_dir, digest)
-    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
     mine = {
         "host": socket.gethostname(),
@@ -105,8 +106,12 @@ def try_claim(results_dir: Path, digest: str, *, stale_s: float) -> Claim | Hold
         "token": token,
     }
     while True:  # a claim released or taken over while we look at it: look again
-        if _create_exclusive(path, json.dumps(mine) + "\n"):
-            return Claim(path, token, stale_s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if _create_exclusive(path, json.dumps(mine) + "\n"):
+                return Claim(path, token, stale_s)
+        except FileNotFoundError:
+            continue  # the last holder removed the empty folder between our mkdir and our write
         holder = _read_holder(path)
         if holder is None:
             continue  # released between our attempt and our look

@@ -139,7 +139,7 @@ def run_all(
     base.model_width = cfg.model.get("width")
     base.model_depth = cfg.model.get("depth")
     base.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    base.data = data.name
+    base.data, base.data_source = data.name, data.source
     base.data_fraction = cfg.data.get("fraction")
     base.n_train, base.n_train_full, base.n_test = data.n_train, data.n_train_full, len(data.y_test)
     base.input_shape, base.num_classes = list(data.input_shape), data.num_classes

@@ -281,3 +281,15 @@ def test_tags_are_kept_in_the_record_but_not_in_its_hash(harness_cli, tmp_path):
     again = harness_cli("train", "+tags.note=second", *FAST)
     assert again.returncode == 0 and "skipped: this config already completed" in again.stdout
 
+
+def test_collect_refuses_an_unwritable_out_and_a_folder_without_runs(harness_cli, tmp_path):
+    write_record(tmp_path / "runs" / "a", RunRecord(run_id="a", status="completed"))
+    proc = harness_cli("collect", "runs", "--out", "/proc/harness-tables")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: could not write the tables in /proc/harness-tables")
+    (tmp_path / "empty").mkdir()
+    proc = harness_cli("collect", "empty")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: no run records (run.json) under empty; nothing to collect"
+    assert not any((tmp_path / "empty").iterdir()), "no 0-row table"

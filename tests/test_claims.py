@@ -64,6 +64,12 @@ def test_another_hosts_claim_is_taken_over_only_when_its_heartbeat_is_stale(tmp_
         assert isinstance(taken, Claim)
 
 
+def test_a_claim_stale_at_once_is_refused(harness_cli):
+    proc = harness_cli("train", *FAST, "claim_stale_s=0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: claim_stale_s=0 must be positive; the default is 300 (seconds)"
+
+
 def test_a_held_claim_keeps_its_heartbeat(tmp_path):
     with try_claim(tmp_path, "h", stale_s=0.2) as claim:
         then = time.time() - 3600

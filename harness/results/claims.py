@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.errors import ConfigError
+
 CLAIMS_DIR = ".claims"
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,8 @@ def acquire(
     results_dir: Path, digest: str, *, stale_s: float, wait: bool, poll_s: float = 2.0
 ) -> Claim | Holder:
     """`try_claim`; with `wait`, poll until the holder releases its claim or is gone, then hold it."""
+    if not stale_s > 0:  # 0 would judge every live holder gone: two launches would both train
+        raise ConfigError(f"claim_stale_s={stale_s:g} must be positive; the default is 300 (seconds)")
     outcome = try_claim(results_dir, digest, stale_s=stale_s)
     if isinstance(outcome, Holder) and wait:
         log.info("waiting: claimed by %s", outcome)

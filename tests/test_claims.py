@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import ONE_THREAD
@@ -94,6 +95,30 @@ def test_a_config_claimed_by_a_live_launcher_is_skipped(harness_cli, tmp_path, c
     host = socket.gethostname()
     assert f"skipped: claimed by pid {os.getpid()} on {host} since " in proc.stdout
     assert _records(results) == [] and not any(p.is_file() for p in results.rglob("*"))
+
+
+def test_claim_wait_waits_for_the_holder_then_trains(harness_cli, tmp_path, compose_train, monkeypatch):
+    from omegaconf import OmegaConf
+
+    import harness.results.claims
+    from harness.results.index import config_hash
+
+    results = tmp_path / "runs"
+    digest = config_hash(OmegaConf.to_container(compose_train(*FAST), resolve=True))
+    held = try_claim(results, digest, stale_s=300)
+    polls = []
+
+    def holder_finishes(seconds):  # the handshake: the holder ends while the launcher waits for it
+        polls.append(seconds)
+        held.release()
+
+    clock = SimpleNamespace(time=time.time, sleep=holder_finishes)  # the claims module's clock alone
+    monkeypatch.setattr(harness.results.claims, "time", clock)
+    args = (*FAST, "trainer.device=cpu", f"paths.results_dir={results}", "claim_wait=true")
+    proc = harness_cli("train", *args)
+    assert proc.returncode == 0, proc.stderr
+    assert f"waiting: claimed by pid {os.getpid()}" in proc.stdout and len(polls) == 1
+    assert [r["status"] for r in _records(results)] == ["completed"]
 
 
 # Each stage of a run's life and where a signal lands in it: (module, attribute, when the patched call is...).

@@ -152,27 +152,39 @@ def _signal_at(monkeypatch, stage: str, signum: int) -> None:
     monkeypatch.setattr(owner, name, patched)
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
+# SIGTERM at every stage; the other signals where a run's record says which came (SIGINT is Ctrl-C's own).
+SIGNALS_AT = [
+    pytest.param(stage, signum, id=f"{stage}-{signal.Signals(signum).name}")
+    for stage, signum in [(stage, signal.SIGTERM) for stage in STAGES]
+    + [("step", signal.SIGHUP), ("evaluation", signal.SIGUSR1)]
+]
+
+
+@pytest.mark.parametrize(("stage", "signum"), SIGNALS_AT)
 def test_a_signal_at_every_stage_then_a_relaunch_ends_with_exactly_one_completed_record(
-    harness_cli, tmp_path, monkeypatch, quiet_machine, stage
+    harness_cli, tmp_path, monkeypatch, quiet_machine, stage, signum
 ):
     with monkeypatch.context() as patch:
-        _signal_at(patch, stage, signal.SIGTERM)
+        _signal_at(patch, stage, signum)
         killed = harness_cli("train", *FAST)
-    assert killed.returncode == 128 + signal.SIGTERM, killed.stderr
+    assert killed.returncode == 128 + signum, killed.stderr
     assert "Traceback" not in killed.stdout + killed.stderr
     if stage not in ("step", "evaluation"):  # during training the log says it, and the record
         (line,) = killed.stderr.strip().splitlines()
         said = (
             "while writing its results; its records are kept"
             if stage == "index write"
-            else ("before training started; nothing was recorded")
+            else "before training started; nothing was recorded"
         )
-        assert line.startswith("error: interrupted (SIGTERM) ") and said in line
+        assert line.startswith(f"error: interrupted ({signal.Signals(signum).name}) ") and said in line
     statuses = [r["status"] for r in _records(tmp_path)]
     trained = stage in ("step", "evaluation")
     expected = {"step": ["interrupted"], "evaluation": ["interrupted"], "index write": ["completed"]}
     assert statuses == expected.get(stage, []), "an interrupted record once training has started"
+    if trained:
+        assert _records(tmp_path)[0]["error"].startswith(
+            f"interrupted ({signal.Signals(signum).name}) at step"
+        )
     relaunch = harness_cli("train", *FAST)
     assert relaunch.returncode == 0, relaunch.stderr
     after = _records(tmp_path)

@@ -23,19 +23,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.directory.is_dir():
-        print(
-            f"error: {args.directory} is not a directory; pass a results or sweep directory", file=sys.stderr
-        )
-        sys.exit(2)
+        _fail(f"{args.directory} is not a directory; pass a results or sweep directory")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame, parquet, csv = collect(args.directory, args.out)
+        try:
+            frame, parquet, csv = collect(args.directory, args.out)
+        except OSError as exc:  # a read-only or full disk: the tables are not written, nothing half-written
+            where = exc.filename or args.out or args.directory
+            _fail(f"could not write the tables in {where} ({exc.strerror or exc}); pass --out <writable dir>")
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    if parquet is None:
+        _fail(f"no run records (run.json) under {args.directory}; nothing to collect")
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
     if args.reindex:
         print(f"resume index: {rebuild_index(args.directory)} completed jobs marked")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

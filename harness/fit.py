@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.cli import run_command
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError, one_line
 from harness.report import print_summary, write_outputs
 from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference
 from harness.scaling.runs import read_runs
@@ -81,10 +81,10 @@ def check_out(out: Path, *, overwrite: bool) -> None:
 def write(analyses: list[BenchmarkAnalysis], out: Path, *, formats: tuple[str, ...], overwrite: bool) -> None:
     """Write the report into a fresh sibling directory, then rename it into place: never half-written."""
     check_out(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
-    staging.mkdir()  # beside `out`, so that the final rename stays within one filesystem
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()  # beside `out`, so that the final rename stays within one filesystem
         write_outputs(analyses, staging, formats=formats)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{secrets.token_hex(3)}")
@@ -93,6 +93,10 @@ def write(analyses: list[BenchmarkAnalysis], out: Path, *, formats: tuple[str, .
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, out)
+    except OSError as exc:  # a read-only or full disk: one line, and nothing half-written is left
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = exc.strerror or one_line(exc)
+        raise HarnessError(f"out={out} could not be written ({reason}); choose a writable directory") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@ directory is one line and exit code 2, and Hydra has not yet created any directo
 
 from __future__ import annotations
 
+import difflib
 import sys
 import tempfile
 from importlib.resources import files
@@ -12,7 +13,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.cli import CONFIG_MODULE
@@ -51,11 +52,13 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
         return  # Hydra reports its own parse errors, with a pointer to the bad character
-    single, groups, values_of = [], [], {}
+    single, groups, values_of, appended = [], [], {}, []
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete():
             continue
+        if (override.is_add() or override.is_force_add()) and group_options(key) is None:
+            appended.append(key)
         values = list(override.sweep_iterator()) if override.is_sweep_override() else None
         options = group_options(key)
         if options is not None:
@@ -69,8 +72,12 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         if options is None:
             values_of[key] = values or [override.value()]
     cfg = _compose(config_name, single)
-    if values_of:  # the defaults (after the group choices) are composed only when there is a value to check
-        _check_kinds(_compose(config_name, groups), values_of)
+    # The defaults (after the group choices) are composed only when there is something to check against.
+    defaults = _compose(config_name, groups) if values_of or appended else None
+    if appended:
+        _check_appended(defaults, appended)
+    if values_of:
+        _check_kinds(defaults, values_of)
     if results_dir_key is not None:
         _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
 
@@ -111,6 +118,46 @@ def _check_kinds(defaults, values_of: dict[str, list]) -> None:
             if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
                 hint = f"or null ({key}=null)" if default is None else f"like the default, {key}={default}"
                 _fail(f"{key}={value} is not a number; give a number {hint}")
+
+
+# Where a key of one's own is legal: user labels (kept in the record, not in config_hash), and a model's
+# arguments (passed to its constructor, which refuses the ones it does not take).
+OPEN_NODES = ("tags", "model")
+
+
+def _check_appended(defaults, keys: list[str]) -> None:
+    """`+a.b=v` adds a key no config has. Refused unless something reads it: without this, `+trainer.lr=1e6`
+    trains at the default learning rate and still lands in the record and its config_hash."""
+    known = _leaf_keys(OmegaConf.to_container(defaults, resolve=False))
+    for key in keys:
+        *parents, _ = key.split(".")
+        if parents and parents[0] in OPEN_NODES:
+            continue
+        parent = OmegaConf.select(defaults, ".".join(parents), default=None) if parents else defaults
+        if isinstance(parent, DictConfig) and "_target_" in parent:
+            continue  # an instantiated object (an optimizer): its keys are its constructor's arguments
+        hint = _nearest(key, known)
+        _fail(
+            f"+{key}: no setting of that name is read, so it would change nothing"
+            + (f"; did you mean {hint}=...?" if hint else "")
+            + f" (labels of your own: +tags.{key.split('.')[-1]}=<value>)"
+        )
+
+
+def _leaf_keys(node, prefix: str = "") -> list[str]:
+    """Every dotted key of a (nested dict) config that holds a value."""
+    if not isinstance(node, dict) or not node:
+        return [prefix] if prefix else []
+    return [key for name, child in node.items() for key in _leaf_keys(child, f"{prefix}.{name}".lstrip("."))]
+
+
+def _nearest(key: str, known: list[str]) -> str | None:
+    """The real key `key` most likely meant: one with the same last name (trainer.lr -> trainer.optimizer.lr)
+    if any, else the closest spelling."""
+    leaf = key.split(".")[-1]
+    candidates = [k for k in known if k.split(".")[-1] == leaf] or known
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.0 if candidates is not known else 0.6)
+    return close[0] if close else None
 
 
 def _check_writable(directory: Path, key: str) -> None:

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,8 +34,10 @@ from harness.errors import ConfigError, HarnessError
 from harness.interrupts import interrupt_on_signals
 from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
+from harness.results.claims import Holder, acquire
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
+from harness.results.store import RECORD_NAME
 from harness.sweep import assign_device, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
@@ -136,7 +139,7 @@ def run_all(
     base.model_width = cfg.model.get("width")
     base.model_depth = cfg.model.get("depth")
     base.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    base.data = data.name
+    base.data, base.data_source = data.name, data.source
     base.data_fraction = cfg.data.get("fraction")
     base.n_train, base.n_train_full, base.n_test = data.n_train, data.n_train_full, len(data.y_test)
     base.input_shape, base.num_classes = list(data.input_shape), data.num_classes
@@ -309,6 +312,14 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
     )
 
 
+def _already_completed(results_dir: Path, digest: str, output_dir: Path) -> bool:
+    done = find_completed(results_dir, digest)
+    if done is not None:
+        log.info("skipped: this config already completed in %s (resume=true)", done)
+        _discard_unused_run_dir(output_dir, results_dir)
+    return done is not None
+
+
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="train")
 def hydra_main(cfg: DictConfig) -> None:
     """One job: a single run, or one point of a sweep (where failures are recorded and the sweep goes on
@@ -317,16 +328,25 @@ def hydra_main(cfg: DictConfig) -> None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
     results_dir = Path(cfg.paths.results_dir)
-    if cfg.resume:
-        done = find_completed(results_dir, config_hash(OmegaConf.to_container(cfg, resolve=True)))
-        if done is not None:
-            log.info("skipped: this config already completed in %s (resume=true)", done)
-            _discard_unused_run_dir(output_dir, results_dir)
-            return
+    digest = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.resume and _already_completed(results_dir, digest, output_dir):
+        return
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
-        with interrupt_on_signals() as interruption:
+        with interrupt_on_signals() as interruption, ExitStack() as held:
+            if cfg.resume:
+                claim = acquire(
+                    results_dir, digest, stale_s=float(cfg.claim_stale_s), wait=bool(cfg.claim_wait)
+                )
+                if isinstance(claim, Holder):
+                    log.info("skipped: claimed by %s (resume=true; claim_wait=true waits)", claim)
+                    _discard_unused_run_dir(output_dir, results_dir)
+                    return
+                held.enter_context(claim)  # released when the job ends, after its record and marker
+                # Looked at again under the claim: another launcher may have completed it since.
+                if _already_completed(results_dir, digest, output_dir):
+                    return
             progress = progress_for(interactive_run=not sweeping)
             jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
             records = run_all(cfg, output_dir, progress=progress, jobs=jobs)
@@ -338,12 +358,13 @@ def hydra_main(cfg: DictConfig) -> None:
         _discard_unused_run_dir(output_dir, results_dir)
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt as exc:  # a signal before training started (after it, the loop records it)
+    except KeyboardInterrupt as exc:  # before training started (the loop records one during training)
         _discard_unused_run_dir(output_dir, results_dir)
-        print(
-            f"error: interrupted ({exc or 'SIGINT'}) before training started; nothing was recorded",
-            file=sys.stderr,
-        )
+        written = sorted(output_dir.rglob(RECORD_NAME)) if output_dir.is_dir() else []
+        # After training, between its records and its index marker: the records stand (resume reads them).
+        outcome = f"its records are kept ({written[0]})" if written else "nothing was recorded"
+        when = "while writing its results" if written else "before training started"
+        print(f"error: interrupted ({exc or 'SIGINT'}) {when}; {outcome}", file=sys.stderr)
         sys.exit(interruption.exit_code)
     except Exception:  # a crash during training: run_all() has already written a failed record
         if sweeping and not cfg.fail_fast:

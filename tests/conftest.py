@@ -119,8 +119,9 @@ def quiet_machine(monkeypatch):
     from harness.training.threads import MachineSample
 
     def sample() -> MachineSample:
-        clock = time.perf_counter()
-        return MachineSample(wall_s=clock, machine_busy_s=time.process_time(), own_cpu_s=time.process_time())
+        # One reading for both: two would differ by whatever ran between them, a load of "others".
+        clock, cpu = time.perf_counter(), time.process_time()
+        return MachineSample(wall_s=clock, machine_busy_s=cpu, own_cpu_s=cpu)
 
     monkeypatch.setattr(harness.train, "sample_machine", sample)
 

@@ -223,6 +223,19 @@ def test_idx_sets_load_from_root(tmp_path, name, subdir, compress):
     assert data.y_test.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
 
 
+def test_a_fallback_to_debians_copy_is_announced_and_recorded(tmp_path, monkeypatch, caplog):
+    import harness.data.sources
+
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    _write_fake_idx(debian, compress=True)
+    monkeypatch.setattr(harness.data.sources, "DEBIAN_FASHION_MNIST", debian)
+    data = load_dataset({"name": "fashion_mnist", "root": str(tmp_path / "nonexistent")})
+    assert Path(data.source) == debian, "the record's data_source names the directory actually read"
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "harness.data.sources"]
+    root = tmp_path / "nonexistent"
+    assert message == f"fashion_mnist: no IDX files in data.root={root}; using Debian's copy, {debian}"
+
+
 def test_idx_normalization_uses_training_statistics(tmp_path):
     _write_fake_idx(tmp_path, compress=False)
     data = load_dataset({"name": "mnist", "root": str(tmp_path)})

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 import harness.fit as fit_app
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.results import RunRecord, write_record
 
 
@@ -155,9 +155,16 @@ def test_a_failure_while_writing_leaves_no_half_written_out(compose_fit, tmp_pat
         raise OSError("disk full")
 
     monkeypatch.setattr(fit_app, "write_outputs", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(HarnessError, match=r"out=.*/out could not be written \(disk full\)"):
         fit_app.write(analyses, tmp_path / "out", formats=(), overwrite=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_out_is_one_line(fit_main, tmp_path):
+    code, _, err = fit_main("reference=conll", "out=/proc/harness-fit-out", "plots=[]")
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: out=/proc/harness-fit-out could not be written (")
 
 
 def test_several_x_and_both_point_sets_from_a_collected_table(fit_main, records, tmp_path):

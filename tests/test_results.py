@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,34 @@ def test_load_reads_a_collected_table(tmp_path):
     shipped.mkdir()
     parquet.rename(shipped / "runs.parquet")
     assert sorted(load(shipped)["model_width"]) == [8, 16], "a folder with only its table"
+
+
+def test_load_skips_a_record_that_is_not_an_object_with_a_warning(tmp_path):
+    write_record(tmp_path / "good", RunRecord(run_id="good", status="completed"))
+    for name, text in (("null", "null"), ("list", "[1, 2]")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(text)
+    with pytest.warns(UserWarning) as caught:
+        frame = load(tmp_path)
+    assert list(frame["run_id"]) == ["good"]
+    warned = " ".join(str(w.message) for w in caught)
+    assert "null/run.json" in warned and "list/run.json" in warned and "not NoneType" in warned
+
+
+def test_load_reads_a_folder_that_holds_only_a_csv_table(tmp_path):
+    write_record(tmp_path / "runs" / "a", RunRecord(run_id="a", status="completed", seed=3))
+    load(tmp_path / "runs").to_csv(tmp_path / "runs.csv", index=False)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (tmp_path / "runs.csv").rename(shipped / "runs.csv")
+    frame = load(shipped)
+    assert list(frame["run_id"]) == ["a"] and list(frame["seed"]) == [3]
+
+
+def test_records_are_written_with_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = write_record(tmp_path / "a", RunRecord(run_id="a"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -252,6 +252,11 @@ def test_fail_fast_stops_at_the_first_failure(harness_cli, tmp_path):
         (("-m", "data=digits,nope"), "unknown data 'nope'"),
         (("paths.results_dir=/proc/harness-test",), "paths.results_dir=/proc/harness-test is not writable"),
         (("model.nope=3",), "Could not override 'model.nope'"),
+        (
+            ("+trainer.lr=1e6",),
+            "+trainer.lr: no setting of that name is read, so it would change nothing; "
+            "did you mean trainer.optimizer.lr=...? (labels of your own: +tags.lr=<value>)",
+        ),
     ],
 )
 def test_bad_command_lines_are_one_line(harness_cli, tmp_path, args, message):
@@ -272,3 +277,24 @@ def test_collect_command_skips_corrupt_records(harness_cli, tmp_path):
     assert "broken/run.json" in proc.stderr and "2 runs" in proc.stdout
     assert len(pd.read_parquet(tmp_path / "tables" / "runs.parquet")) == 2
     assert harness_cli("collect", "nowhere").returncode == 2
+
+
+def test_tags_are_kept_in_the_record_but_not_in_its_hash(harness_cli, tmp_path):
+    assert harness_cli("train", "+tags.note=first", *FAST).returncode == 0
+    (record,) = _records(tmp_path)
+    assert record["config"]["tags"] == {"note": "first"}
+    again = harness_cli("train", "+tags.note=second", *FAST)
+    assert again.returncode == 0 and "skipped: this config already completed" in again.stdout
+
+
+def test_collect_refuses_an_unwritable_out_and_a_folder_without_runs(harness_cli, tmp_path):
+    write_record(tmp_path / "runs" / "a", RunRecord(run_id="a", status="completed"))
+    proc = harness_cli("collect", "runs", "--out", "/proc/harness-tables")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: could not write the tables in /proc/harness-tables")
+    (tmp_path / "empty").mkdir()
+    proc = harness_cli("collect", "empty")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: no run records (run.json) under empty; nothing to collect"
+    assert not any((tmp_path / "empty").iterdir()), "no 0-row table"

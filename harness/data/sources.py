@@ -7,6 +7,7 @@ importing harness.data stays cheap and works without them.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ IDX_STEMS = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -166,9 +168,15 @@ def _load_idx_set(opts: DataOptions, folder: str) -> RawSplits:
             f"{opts.name}: IDX files (train/t10k-*-ubyte[.gz]) not found in {where}; "
             f"{debian}put the files in data.root, or set data.download=true"
         )
+    found_in = files[IDX_STEMS[0]].parent
+    if opts.root is not None and found_in == DEBIAN_FASHION_MNIST:
+        # The record names this directory (data_source); say so now too, since data.root was not used.
+        log.warning(
+            "%s: no IDX files in data.root=%s; using Debian's copy, %s", opts.name, opts.root, found_in
+        )
     x_train, y_train = _read_idx_pair(files[IDX_STEMS[0]], files[IDX_STEMS[1]])
     x_test, y_test = _read_idx_pair(files[IDX_STEMS[2]], files[IDX_STEMS[3]])
-    return RawSplits(x_train, y_train, x_test, y_test, 10, str(files[IDX_STEMS[0]].parent))
+    return RawSplits(x_train, y_train, x_test, y_test, 10, str(found_in))
 
 
 def load_mnist(opts: DataOptions) -> RawSplits:

@@ -7,10 +7,10 @@ everything between them, whatever the sampling rate. It refreshes only about eve
 with t - u(t) < T (T = refresh period).
 
 Many windows. The training loop opens a window per evaluation interval and closes it before each
-evaluation, so a run has one window per interval, separated by evaluations. The meter reads the counter at every
-begin() and end() (device synchronized first, so queued kernels are inside the window they belong to)
-and sums the deltas. With E(a, b) the true energy between a and b, P_max an upper bound on power, and
-windows [b_i, e_i], the sum's error is
+evaluation, so a run has one window per interval, separated by evaluations. The meter reads the counter
+at every begin() and end() (device synchronized first, so queued kernels are inside the window they
+belong to) and sums the deltas. With E(a, b) the true energy between a and b, P_max an upper bound on
+power, and windows [b_i, e_i], the sum's error is
 
     sum_i [ E(u(b_i), b_i) - E(u(e_i), e_i) ]
 

@@ -23,15 +23,21 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def collect(directory: str | Path, out: str | Path | None = None) -> tuple[pd.DataFrame, Path, Path]:
+def collect(
+    directory: str | Path, out: str | Path | None = None
+) -> tuple[pd.DataFrame, Path | None, Path | None]:
     """Write `<out>/runs.parquet` and `<out>/runs.csv` (out defaults to `directory`), one row per run_id.
 
     A run found twice (copied trees) is kept once, the last record by path order. Both files are
     written atomically, so a reader never sees half a table, and concurrent collectors cannot interleave.
+    Without any run nothing is written (an empty table would read as a sweep that ran nothing): the paths
+    are then None.
     """
     directory = Path(directory)
     out = Path(out) if out is not None else directory
     frame = load(directory)
+    if frame.empty:
+        return frame, None, None
     frame = frame.drop_duplicates("run_id", keep="last").reset_index(drop=True)
     parquet, csv = out / f"{TABLE_NAME}.parquet", out / f"{TABLE_NAME}.csv"
     with atomic_path(parquet) as tmp:

@@ -21,8 +21,17 @@ from harness.results.schema import RunRecord
 from harness.results.store import RECORD_NAME, atomic_write_text, find_records, read_record
 
 INDEX_DIR = ".index"
-# Where outputs go, how a launch behaves, and how many CPU threads do the work: none changes what is trained.
-NOT_RESULT_RELEVANT = ("paths", "resume", "fail_fast", "trainer.cpu_threads")
+# Where outputs go, how a launch behaves, how many CPU threads do the work, and the user's own labels
+# (`+tags.<name>=<value>`): none changes what is trained.
+NOT_RESULT_RELEVANT = (
+    "paths",
+    "resume",
+    "fail_fast",
+    "claim_wait",
+    "claim_stale_s",
+    "trainer.cpu_threads",
+    "tags",
+)
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -38,6 +38,10 @@ class RunRecord:
     model_depth: int | None = _f("model.depth")
     params: int | None = _f("trainable parameters", unit="count")
     data: str | None = _f("dataset name")
+    data_source: str | None = _f(
+        "where the data was actually read (a directory: data.root's, or a fallback such as Debian's copy) "
+        "or the call that generated it"
+    )
     data_fraction: float | None = _f("data.fraction requested")
     n_train: int | None = _f("training samples actually used", unit="samples")
     n_train_full: int | None = _f("training-set size before subsampling", unit="samples")
@@ -197,6 +201,8 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         """Build from a stored record; keys of a newer schema are ignored, missing ones are null."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a run record is a JSON object, not {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -33,12 +33,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600; a record or table is for whoever may read the user's other files.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux's /proc); elsewhere set and put back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -106,7 +121,7 @@ TABLE_SUFFIXES = (".parquet", ".csv")
 def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per run found at or below `path` (a run dir, a run.json, a sweep dir or a whole tree), or
     the rows of a table of runs that `harness collect` wrote (runs.parquet or runs.csv, or a folder that
-    holds a runs.parquet and no run records, such as a committed study).
+    holds one of them and no run records, such as a committed study).
 
     Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
     and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
@@ -119,14 +134,16 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     if path.is_file() and path.suffix in TABLE_SUFFIXES:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         return (frame if columns is None else frame[list(columns)]).reset_index(drop=True)
-    shipped = path / "runs.parquet"
-    if path.is_dir() and shipped.is_file() and next(find_records(path), None) is None:
-        return load(shipped, columns=columns)  # a folder that ships only its table (results/study/...)
+    if path.is_dir() and next(find_records(path), None) is None:
+        # A folder that ships only its table (results/study/...): the Parquet one, else the CSV one.
+        for shipped in (path / f"runs{suffix}" for suffix in TABLE_SUFFIXES):
+            if shipped.is_file():
+                return load(shipped, columns=columns)
     rows = []
     for file in find_records(path):
         try:
             record = RunRecord.from_dict(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:  # truncated, not JSON, or not a record (null, a list)
             warnings.warn(f"skipping unreadable run record {file}: {exc}", stacklevel=2)
             continue
         row = _flat(record.to_dict())

@@ -35,6 +35,7 @@ from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
+from harness.results.summary import note_resumed
 from harness.sweep import assign_device, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
@@ -322,6 +323,8 @@ def hydra_main(cfg: DictConfig) -> None:
         if done is not None:
             log.info("skipped: this config already completed in %s (resume=true)", done)
             _discard_unused_run_dir(output_dir, results_dir)
+            if sweeping:
+                note_resumed(Path(hydra_cfg.sweep.dir), hydra_cfg.job.num, done)
             return
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)

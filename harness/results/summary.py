@@ -91,19 +91,22 @@ def _energy_method(row: pd.Series) -> str | None:
 
 def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The table a sweep ends with: one row per run, the swept keys, then what it cost; sorted by them."""
-    frame = frame.assign(energy_method=frame.apply(_energy_method, axis=1) if len(frame) else None)
     keys = swept_keys(frame)
     if "seed" in frame.columns and "config.seed" not in keys and frame["seed"].nunique() > 1:
         keys.append("seed")  # ensemble members differ by seed only
-    table = frame[keys].rename(columns=short_label)
-    if "n_train" in frame.columns and frame["n_train"].nunique() > 1 and "n_train" not in table.columns:
-        table["n_train"] = frame["n_train"]  # data.fraction's meaning in samples
+    if "n_train" in frame.columns and frame["n_train"].nunique() > 1:
+        keys.append("n_train")  # what data.fraction means, in samples
+    columns = {}  # built whole, then framed once: the records' frame is wide, inserting into it is slow
     if frame.get("resumed", pd.Series(False, index=frame.index)).any():
-        table.insert(0, "run", frame["resumed"].map({True: "resumed", False: "new"}))
-    table["status"] = frame["status"]
+        columns["run"] = frame["resumed"].map({True: "resumed", False: "new"})
+    columns.update({short_label(key): frame[key] for key in keys})
+    columns["status"] = frame["status"]
     for column in COST_COLUMNS:
-        table[short_label(column)] = frame[column] if column in frame.columns else None
-    order = [c for c in table.columns[: len(keys) + 1] if c not in ("run", "status")]
+        columns[short_label(column)] = frame[column] if column in frame.columns else None
+    if len(frame):
+        columns[short_label("energy_method")] = frame.apply(_energy_method, axis=1)
+    table = pd.DataFrame(columns, index=frame.index)
+    order = [short_label(key) for key in keys]
     return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
 
 

@@ -116,8 +116,8 @@ def quiet_machine(monkeypatch):
     from harness.training.threads import MachineSample
 
     def sample() -> MachineSample:
-        clock = time.perf_counter()
-        return MachineSample(wall_s=clock, machine_busy_s=time.process_time(), own_cpu_s=time.process_time())
+        clock, cpu = time.perf_counter(), time.process_time()  # one reading: two would differ by the gap
+        return MachineSample(wall_s=clock, machine_busy_s=cpu, own_cpu_s=cpu)
 
     monkeypatch.setattr(harness.train, "sample_machine", sample)
 

@@ -1,4 +1,5 @@
-"""`harness collect DIR`: one table (runs.parquet + runs.csv) of every run under DIR."""
+"""`harness collect DIR`: one table (runs.parquet + runs.csv) of every run under DIR, and its summary (what
+each run cost, printed and as summary.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from harness.results.collect import collect
 from harness.results.index import rebuild_index
+from harness.results.store import atomic_write_text
+from harness.results.summary import SUMMARY_NAME, summary_markdown, summary_table, sweep_frame
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     if parquet is None:
         _fail(f"no run records (run.json) under {args.directory}; nothing to collect")
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    if len(frame):
+        everything = sweep_frame(args.directory, frame)  # with the runs a resumed sweep skipped
+        print(summary_table(everything))
+        summary = parquet.parent / SUMMARY_NAME
+        atomic_write_text(summary, summary_markdown(everything))
+        csv = f"{csv}, {summary}"
     print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
     if args.reindex:
         print(f"resume index: {rebuild_index(args.directory)} completed jobs marked")

@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -117,13 +118,30 @@ def hydra_main(cfg: DictConfig) -> None:
         formats = _formats(cfg)
         if out is not None:
             check_out(out, overwrite=bool(cfg.overwrite))
-        analyses = fit(cfg)
-        if out is not None:
-            write(analyses, out, formats=formats, overwrite=bool(cfg.overwrite))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            analyses = fit(cfg)
+            if out is not None:
+                write(analyses, out, formats=formats, overwrite=bool(cfg.overwrite))
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print_summary(analyses, out)
+    for line in warning_lines(caught):
+        print(line, file=sys.stderr)
+
+
+def warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
+    """numpy's, pandas' and statsmodels' warnings as one line each, once, naming where they came from: what
+    they say about a fit the report already shows (an unbounded interval, a dropped point); a raw
+    traceback-like warning on the console would only hide that."""
+    lines = []
+    for warning in caught:
+        origin = Path(warning.filename).stem
+        line = f"warning: {str(warning.message).splitlines()[0]} ({warning.category.__name__} in {origin})"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def main() -> None:

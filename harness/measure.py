@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
 from harness.compute.flops import FlopReport, count_flops, declared_batch_dim, torch_forward_flops
+from harness.console import table_console
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.training.clock import Stopwatch
@@ -243,11 +244,9 @@ def _si(value: float) -> str:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    # Piped or redirected output is for reading whole, not for an 80-column terminal: never wrap it there.
-    console = Console() if sys.stdout.isatty() else Console(width=1_000)
+    console = table_console()
     table = Table(title=f"{result['model']}  input {result['input_shape']}", title_justify="left")
     for column in ("module", "type", "params", "MACs", "FLOPs", "share"):
         table.add_column(column, justify="left" if column in ("module", "type") else "right")

@@ -38,6 +38,7 @@ from harness.results.claims import Holder, acquire
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
 from harness.results.store import RECORD_NAME
+from harness.results.summary import note_resumed
 from harness.sweep import assign_device, release_job_state
 from harness.training.device import device_name, resolve_device, resolve_precision
 from harness.training.ensemble import check_ensemble, share_energy
@@ -312,11 +313,17 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
     )
 
 
-def _already_completed(results_dir: Path, digest: str, output_dir: Path) -> bool:
+def _already_completed(
+    results_dir: Path, digest: str, output_dir: Path, sweep_job: tuple[Path, int] | None
+) -> bool:
+    """Whether this config has a completed run; if so, say so, leave nothing behind, and note it in the
+    sweep (`sweep_job`: the sweep directory and job number) so its summary lists the resumed run."""
     done = find_completed(results_dir, digest)
     if done is not None:
         log.info("skipped: this config already completed in %s (resume=true)", done)
         _discard_unused_run_dir(output_dir, results_dir)
+        if sweep_job is not None:
+            note_resumed(*sweep_job, done)
     return done is not None
 
 
@@ -329,7 +336,8 @@ def hydra_main(cfg: DictConfig) -> None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     results_dir = Path(cfg.paths.results_dir)
     digest = config_hash(OmegaConf.to_container(cfg, resolve=True))
-    if cfg.resume and _already_completed(results_dir, digest, output_dir):
+    sweep_job = (Path(hydra_cfg.sweep.dir), hydra_cfg.job.num) if sweeping else None
+    if cfg.resume and _already_completed(results_dir, digest, output_dir, sweep_job):
         return
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
@@ -345,7 +353,7 @@ def hydra_main(cfg: DictConfig) -> None:
                     return
                 held.enter_context(claim)  # released when the job ends, after its record and marker
                 # Looked at again under the claim: another launcher may have completed it since.
-                if _already_completed(results_dir, digest, output_dir):
+                if _already_completed(results_dir, digest, output_dir, sweep_job):
                     return
             progress = progress_for(interactive_run=not sweeping)
             jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1

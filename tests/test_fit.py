@@ -1,5 +1,7 @@
 """`harness fit`: the Hydra app end to end, its config, and its promise to write all of `out` or nothing."""
 
+import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -36,13 +38,14 @@ def fit_main(harness_cli):
 
 @pytest.fixture
 def records(tmp_path):
-    """A results directory: run.json files for 2 models × 3 widths × 3 data sizes × 2 seeds, no energy."""
+    """A results directory: run.json files for 2 models × 4 widths × 4 data sizes × 2 seeds, no energy (16
+    configurations per model: enough for L(N, D), at least 3 points per parameter)."""
     rng = np.random.default_rng(0)
     root = tmp_path / "runs"
     index = 0
     for model, factor in (("mlp", 1.0), ("cnn", 0.6)):
-        for width in (8, 16, 32):
-            for n_train in (300, 900, 2700):
+        for width in (8, 16, 32, 64):
+            for n_train in (300, 900, 2700, 8100):
                 for seed in (0, 1):
                     params = int(factor * 100 * width**2)
                     error = (0.03 + 8 / params**0.5 + 2 / n_train**0.5) * np.exp(rng.normal(0, 0.02))
@@ -106,11 +109,23 @@ def test_our_runs_end_to_end(fit_main, records, tmp_path):
     assert "L(N, D) on digits" in out
 
 
+def test_too_few_points_for_the_law_are_said_not_fitted_and_no_raw_warning_shows(harness_process, records):
+    for record in records.glob("*/run.json"):  # 3 widths × 3 sizes left: 9 points per model
+        fields = json.loads(record.read_text())
+        if fields["model_width"] == 64 or fields["n_train"] == 8100:
+            shutil.rmtree(record.parent)
+    proc = harness_process("fit", f"results={records}", "parametric.bootstrap=50")
+    assert proc.returncode == 0, proc.stderr
+    assert "L(N, D) for cnn not fitted: 9 points for its 5 parameters, at least 15 needed" in proc.stdout
+    assert "L(N, D) on digits" not in proc.stdout, "no table of parameters without trustworthy CIs"
+    assert all(line.startswith("warning: ") for line in proc.stderr.splitlines()), proc.stderr
+
+
 def test_missing_energy_on_the_command_line_is_one_line_and_writes_nothing(harness_cli, records, tmp_path):
     proc = harness_cli("fit", f"results={records}", "out=never", "x=energy_total_j")
     assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
-    assert line == "error: x=energy_total_j: column energy_total_j has no values in any of 36 runs " + (
+    assert line == "error: x=energy_total_j: column energy_total_j has no values in any of 64 runs " + (
         "(these runs recorded no energy; choose another x)"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -79,3 +79,19 @@ def test_number_formatting():
         "1 [unbounded]"
     )
     assert bounds(1, 2) == "[1, 2]"
+
+
+def test_bands_run_over_the_whole_data_range_and_labels_have_units(squad):
+    import numpy as np
+
+    from harness.labels import label, model_colours
+    from harness.report.plots import _curve, _drawable
+
+    # The exp fit's band falls through zero inside the data: held at the floor, below the axis, not cut.
+    assert list(_drawable(np.array([0.2, 0.0, -0.1, -np.inf, np.inf]), 0.01)[:4]) == [0.2, 0.01, 0.01, 0.01]
+    for fit in squad.fits:
+        points = fit.data["u"]
+        line, band = _curve(fit, np.linspace(points.min(), points.max(), 50), 0.95, floor=1e-4)
+        assert np.isfinite(line).all() and all(np.isfinite(end).all() for end in band)
+    assert label("test_error") == "test error (fraction)" and label("energy_total_j") == "training energy (J)"
+    assert model_colours(["mlp", "zeta", "cnn"]) == {**model_colours(["cnn", "mlp"]), "zeta": "C3"}

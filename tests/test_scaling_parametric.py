@@ -83,12 +83,19 @@ def test_the_batched_solver_agrees_with_scipy():
     [
         (_grid_runs().assign(n_train=1000.0), "n_train takes one value only"),
         (_grid_runs().drop(columns="params"), "no params values"),
-        (_grid_runs().iloc[::7].head(5), "5 points, at least 6 needed"),
+        (_grid_runs().iloc[::7].head(5), "5 points for its 5 parameters, at least 6 needed"),
         (_grid_runs().assign(error=lambda f: f["error"].where(f.index > 0, 0.0)), "1 points have error <= 0"),
     ],
 )
 def test_why_not_parametric(frame, reason):
     assert reason in parametric.why_not_parametric(frame)
+
+
+def test_too_few_points_per_parameter_are_not_fitted_and_the_notes_say_why():
+    runs = _grid_runs().iloc[::2].head(parametric.RELIABLE_POINTS - 1)
+    reason = parametric.why_not_parametric(runs, min_points=parametric.RELIABLE_POINTS)
+    assert "14 points for its 5 parameters, at least 15 needed (about 3 per parameter" in reason
+    assert parametric.why_not_parametric(_grid_runs(), min_points=parametric.RELIABLE_POINTS) is None
 
 
 def test_out_of_sample_check_on_exact_data_is_near_zero():

@@ -155,12 +155,12 @@ def test_analyse_runs_end_to_end():
 
 
 def _grid(energy=True) -> pd.DataFrame:
-    """Two models × 4 widths × 3 data sizes × 2 seeds: error falls with params and n_train, compute grows."""
+    """Two models × 4 widths × 4 data sizes × 2 seeds: error falls with params and n_train, compute grows."""
     rng = np.random.default_rng(1)
     rows = []
     for model, factor in (("mlp", 1.0), ("cnn", 0.7)):
         for width in (8, 16, 32, 64):
-            for n_train in (500, 1000, 2000):
+            for n_train in (500, 1000, 2000, 4000):
                 for seed in (0, 1):
                     params = 50 * width**2
                     error = factor * (0.02 + 3 / params**0.4 + 2 / n_train**0.5) * np.exp(rng.normal(0, 0.02))
@@ -196,15 +196,15 @@ def test_several_compute_columns_on_all_points_and_the_frontier():
     keys = [(f.row["x"], f.row["points"]) for f in analysis.fits]
     assert keys == [(x, p) for x in settings.xs for p in ("all", "frontier")]
     for fit in analysis.fits:
-        assert fit.row["n"] == (24 if fit.row["points"] == "all" else len(fit.data)) and fit.row["k"] > 0
+        assert fit.row["n"] == (32 if fit.row["points"] == "all" else len(fit.data)) and fit.row["k"] > 0
     assert set(analysis.background) == set(settings.xs)
     frontier = next(f for f in analysis.fits if f.row["points"] == "frontier")
-    assert len(frontier.data) + len(analysis.background["network_operations"]) == 24
+    assert len(frontier.data) + len(analysis.background["network_operations"]) == 32
     table = fits_table([analysis])
     assert list(table.columns[:4]) == ["benchmark", "source", "spec", "points"]
     grid = [r for r in analysis.holdout if r["scale"] == GRID_SCALE]
     assert {r["model"] for r in grid} >= {"poly: log10(error) ~ log10(network_operations)"}
-    assert all(r["n_fit"] == 12 for r in grid if r["model"].startswith("poly"))  # 3 widths × 2 sizes × 2
+    assert all(r["n_fit"] == 18 for r in grid if r["model"].startswith("poly"))  # 3 widths × 3 sizes × 2
 
 
 def test_parametric_is_fitted_per_model():
@@ -212,7 +212,7 @@ def test_parametric_is_fitted_per_model():
     (analysis,) = analyse_runs(_grid(energy=False), settings)
     table = analysis.parametric
     assert list(table.columns[:2]) == ["benchmark", "model"] and set(table["model"]) == {"cnn", "mlp"}
-    assert len(table) == 10 and (table["n"] == 12).all()
+    assert len(table) == 10 and (table["n"] == 16).all()
     labels = {r["model"] for r in analysis.holdout if r["scale"] == GRID_SCALE}
     assert {
         "parametric: E + A/N^alpha + B/D^beta (cnn)",
@@ -221,7 +221,7 @@ def test_parametric_is_fitted_per_model():
     pooled = analyse_runs(
         _grid(energy=False), Settings(**{**settings.__dict__, "parametric_by_model": False})
     )
-    assert set(pooled[0].parametric["model"]) == {"all"} and (pooled[0].parametric["n"] == 24).all()
+    assert set(pooled[0].parametric["model"]) == {"all"} and (pooled[0].parametric["n"] == 32).all()
     holdout = holdout_table([analysis])
     assert "corner" in holdout.columns and holdout["corner"].fillna(False).astype(bool).sum() >= 2
 

@@ -16,7 +16,8 @@ from conftest import ONE_THREAD
 from harness.interrupts import INTERRUPT_SIGNALS, interrupt_on_signals
 from harness.results import RunRecord, load, load_curves, write_record
 from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
-from harness.sweep import assign_device
+from harness.results.summary import summary_frame, summary_table
+from harness.sweep import SweepProgress, assign_device
 from harness.training.threads import usable_cores
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
@@ -71,10 +72,59 @@ def test_resume_skips_completed_and_reruns_the_rest(harness_cli, tmp_path):
     again = harness_cli("train", "-m", "model.width=4,8,12", *FAST)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped: this config already completed") == 2
+    assert "sweep: 3/3 jobs done, 0 failed, 2 resumed (skipped)" in again.stdout
+    sweep_dir = max((tmp_path / "results" / "runs" / "multirun").iterdir())
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "3 runs (2 completed earlier, skipped by resume)" in summary, "resumed runs are listed too"
+    assert summary.count("| resumed |") == 2 and summary.count("| new |") == 1
+    assert "| model.width |" in summary and "network ops (FLOP)" in summary, "swept keys and costs"
     widths = sorted(r["model_width"] for r in _records(tmp_path / "results"))
     assert widths == [4, 8, 12], "finished runs were not re-run"
     forced = harness_cli("train", "model.width=4", "resume=false", *FAST)
     assert forced.returncode == 0 and len(_records(tmp_path / "results")) == 4
+
+
+def test_sweep_progress_counts_records_and_estimates_what_is_left(tmp_path):
+    for job, status in enumerate(["completed", "failed"]):
+        write_record(tmp_path / f"{job}_mlp_digits", RunRecord(run_id=f"r{job}", status=status))
+    (tmp_path / ".resumed").mkdir()
+    (tmp_path / ".resumed" / "2.json").write_text("{}")
+    progress = SweepProgress(tmp_path, total=6)
+    progress.started -= 20.0  # two trained jobs in 20 s: three left take 30 s
+    counts = progress.counts()
+    assert counts == {"done": 3, "failed": 1, "resumed": 1}
+    assert progress.line(counts) == (
+        "sweep: 3/6 jobs done, 1 failed, 1 resumed (skipped), 20 s elapsed, ETA 30 s"
+    )
+    assert "ETA" not in SweepProgress(tmp_path, total=None).line(counts), "no total, no estimate"
+
+
+def test_summary_shows_swept_keys_and_costs_sorted_and_plain_in_a_pipe():
+    rows = [
+        {
+            "run_id": str(w),
+            "status": "completed",
+            "seed": 0,
+            "config.model.width": w,
+            "config.seed": 0,
+            "config.paths.results_dir": f"r{w}",
+            "test_error": 1 / w,
+            "flops_forward": 10.0 * w,
+            "network_operations": 3e9 * w,
+            "hardware_burden": 1e12,
+            "energy_total_j": 2.0,
+            "energy_method_gpu": "nvml_counter",
+            "energy_method_cpu": "rapl:package",
+            "train_time_s": 1.0,
+        }
+        for w in (64, 8, 16)
+    ]
+    table = summary_frame(pd.DataFrame(rows))
+    assert list(table["model.width"]) == [8, 16, 64], "the swept key, sorted; paths left out"
+    assert "paths.results_dir" not in table.columns and "seed" not in table.columns
+    assert set(table["energy method"]) == {"nvml_counter+rapl"}
+    text = summary_table(pd.DataFrame(rows * 20), terminal=False)
+    assert "┃" not in text and max(map(len, text.splitlines())) > 80, "no box drawing, no wrap at 80"
 
 
 def test_records_are_the_truth_when_a_marker_is_missing(tmp_path):
@@ -117,6 +167,10 @@ def test_a_tree_copied_without_its_index_resumes(harness_cli, tmp_path):
     again = harness_cli("train", "-m", "model.width=4,8", *FAST, f"paths.results_dir={tmp_path / 'copy'}")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipped: this config already completed") == 2
+    assert "sweep: 2/2 jobs done, 0 failed, 2 resumed (skipped)" in again.stdout
+    (sweep_dir,) = (tmp_path / "copy" / "multirun").iterdir()
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "2 runs (2 completed earlier, skipped by resume)" in summary, "a sweep that trained nothing"
     assert len(_records(tmp_path / "copy")) == 2, "nothing re-run"
 
 
@@ -149,6 +203,7 @@ def test_joblib_two_workers_share_the_cores(harness_process, tmp_path):
     for record in records:
         assert "/ 2 job(s) at once" in record["cpu_threads_policy"]
         assert record["cpu_threads"] <= max(1, usable_cores() // 2)
+    assert "sweep: 3/3 jobs done, 0 failed" in proc.stdout, "progress seen from the launching process"
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.labels import label
 from harness.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from harness.report.formatting import bounds, frontier_label, holdout_frame, interval, number
-from harness.report.plots import X_LABELS, plot_name, plot_scaling
+from harness.report.plots import plot_name, plot_scaling
 from harness.scaling.analysis import (
     ALL_POINTS,
     FRONTIER,
@@ -63,7 +64,7 @@ def _plots(analysis: BenchmarkAnalysis, directory: Path, formats: Sequence[str])
             fits = [f for f in fits if f.row.get("points") != FRONTIER or f.plan.spec == "poly"]
         files = plot_scaling(
             fits,
-            title=f"{analysis.label}: {analysis.error_label} vs {X_LABELS.get(x, x)}",
+            title=f"{analysis.label}: {label(analysis.error_label)} vs {label(x)}",
             error_label=analysis.error_label,
             colour=analysis.colour,
             path_stem=directory / plot_name(analysis.name, x),

@@ -15,22 +15,14 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
+from harness.labels import label, model_colours
 from harness.report.formatting import frontier_label, interval, number
 from harness.scaling.imputation import CONSOLIDATED, IMPUTED
 from harness.scaling.regressions import FitResult, design
 
-X_LABELS = MappingProxyType(
-    {
-        "ops_forward_pass": "operations per forward pass (FLOP)",
-        "network_operations": "network operations (FLOP)",
-        "hardware_burden": "hardware burden (FLOP)",
-        "hardware_burden_consolidated": "hardware burden, measured or imputed (FLOP)",
-        "flops_forward": "forward FLOPs per sample",
-        "flops_train_measured": "measured training FLOPs",
-        "energy_total_j": "training energy (J)",
-    }
-)
 _LINE_STYLES = MappingProxyType({"poly": "-", "exp": "--"})
+# Fit lines after the first (black): named colours outside the cycle that models take (harness.labels).
+_FIT_COLOURS = ("firebrick", "dimgray", "darkgoldenrod", "teal")
 
 
 def plot_name(benchmark: str, x: str) -> str:
@@ -46,8 +38,12 @@ def _fit_label(fit: FitResult) -> str:
     return f"{text}, R² {number(row['r2'], 2)}, N {row['n']}"
 
 
-def _curve(fit: FitResult, u: np.ndarray, level: float):
-    """The fitted line over `u` = log10(x), in error units, with its confidence band (None for quantiles)."""
+def _curve(fit: FitResult, u: np.ndarray, level: float, floor: float):
+    """The fitted line over `u` = log10(x), in error units, with its confidence band (None for quantiles).
+
+    On a log axis an error at or below zero (the `exp` fit's line and band fall through zero) cannot be
+    drawn: it is held at `floor`, below the axis, so the band runs on to the axis' edge instead of ending
+    in a vertical cut inside the data."""
     response = fit.plan.response
     exog = design(u)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -56,9 +52,15 @@ def _curve(fit: FitResult, u: np.ndarray, level: float):
         if fit.plan.quantile is None:
             low, high = np.asarray(fit.model.get_prediction(exog).conf_int(alpha=1.0 - level)).T
             ends = np.sort(np.vstack([response.inverse(low), response.inverse(high)]), axis=0)
-            band = tuple(np.where(np.isfinite(e) & (e > 0), e, np.nan) for e in ends)
-        line = np.where(np.isfinite(line) & (line > 0), line, np.nan)
+            band = tuple(_drawable(e, floor) for e in ends)
+        line = _drawable(line, floor)
     return line, band
+
+
+def _drawable(values: np.ndarray, floor: float) -> np.ndarray:
+    """Errors for a log axis: non-positive ones (and −inf) at `floor`, +inf and NaN left out."""
+    values = np.where(np.isneginf(values) | (values <= floor), floor, values)
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 def _scatter(ax, points: pd.DataFrame, x: str, colour: str | None, figure) -> None:
@@ -82,8 +84,9 @@ def _scatter(ax, points: pd.DataFrame, x: str, colour: str | None, figure) -> No
             )
         figure.colorbar(mappable, ax=ax, label="year")
     elif colour == "model" and "model" in points.columns:
-        for index, (model, group) in enumerate(points.groupby("model", sort=True)):
-            ax.scatter(group[x], group["error"], s=28, color=f"C{index % 10}", label=str(model))
+        colours = model_colours(points["model"].dropna().unique())  # the same per model in every figure
+        for model, group in points.groupby("model", sort=True):
+            ax.scatter(group[x], group["error"], s=28, color=colours[str(model)], label=str(model))
     else:
         ax.scatter(points[x], points["error"], s=28, color="C0", label="runs")
 
@@ -118,7 +121,7 @@ def plot_scaling(
 
     x = fits[0].plan.x
     points = max(fits, key=lambda f: len(f.data)).data
-    figure = Figure(figsize=(8.5, 5.5), layout="constrained")
+    figure = Figure(figsize=(8.5, 7.0), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     if background is not None and len(background):
@@ -135,22 +138,25 @@ def plot_scaling(
             linewidths=1.0,
             label="compute-efficient frontier",
         )
-    u = np.linspace(points["u"].min() - 0.1, points["u"].max() + 0.1, 200)
+    errors = points["error"].astype(float)
+    low, high = errors.min() / 1.4, errors.max() * 1.4
+    u = np.linspace(points["u"].min(), points["u"].max(), 200)  # over the data: no line beyond it
     for index, fit in enumerate(f for f in fits if f.plan.year_base is None):
-        line, band = _curve(fit, u, level)
+        line, band = _curve(fit, u, level, floor=low / 10.0)
         style = ":" if fit.plan.quantile is not None else _LINE_STYLES.get(fit.plan.spec, "-.")
-        colour_line = "black" if index == 0 else f"C{(index + 3) % 10}"
+        colour_line = "black" if index == 0 else _FIT_COLOURS[(index - 1) % len(_FIT_COLOURS)]
         ax.plot(10.0**u, line, style, color=colour_line, linewidth=1.6, label=_fit_label(fit))
         if band is not None:
             ax.fill_between(10.0**u, *band, color=colour_line, alpha=0.12, linewidth=0)
-    errors = points["error"].astype(float)
-    ax.set(xscale="log", yscale="log", ylim=(errors.min() / 1.4, errors.max() * 1.4))
-    _error_ticks(ax, errors.min() / 1.4, errors.max() * 1.4)
-    ax.set_xlabel(X_LABELS.get(x, x))
-    ax.set_ylabel(f"{error_label} (log scale)")
+    ax.set(xscale="log", yscale="log", ylim=(low, high))
+    _error_ticks(ax, low, high)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(f"{label(error_label)}, log scale")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
-    ax.legend(fontsize=7, loc="best")
+    # Below the axes, never over the points: constrained layout makes room for it.
+    handles, labels = ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=1, fontsize=7, frameon=False)
     written = []
     for fmt in formats:
         path = path_stem.with_suffix(f".{fmt}")

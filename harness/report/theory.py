@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.labels import label, model_colours
 from harness.results import load
 
 # The arms of the experiment (model names in the records), in plotting order, and their labels.
@@ -31,8 +32,8 @@ ARMS = MappingProxyType(
         "mlp_ntk": "deep flexible (MLP, width = n, SGD)",
     }
 )
-# x columns fitted, with their axis labels.
-X_AXES = MappingProxyType({"n_train": "training samples n", "network_operations": "training compute (FLOP)"})
+# x columns fitted (their axis labels: harness.labels).
+X_AXES = ("n_train", "network_operations")
 GROWING = ("mlp_ntk",)  # arms whose size grows with n: compute ∝ n², theory's k = 4
 
 
@@ -96,34 +97,38 @@ def figure(runs: pd.DataFrame, table: pd.DataFrame, out: Path, formats: tuple[st
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    fig = Figure(figsize=(11, 5.6), layout="constrained")
     FigureCanvasAgg(fig)  # an Agg canvas of its own: no display and no pyplot state
     axes = fig.subplots(1, len(X_AXES), sharey=True)
     done = runs[runs["status"] == "completed"]
-    for colour, (model, label) in enumerate(ARMS.items()):
+    colours = model_colours(ARMS)  # each arm its colour in every figure (harness.labels)
+    for model, arm_label in ARMS.items():
+        colour = colours[model]
         arm = done[done["model"] == model]
         if arm.empty:
             continue
         for ax, x in zip(axes, X_AXES, strict=True):
-            ax.scatter(arm[x], arm["test_error"], s=8, alpha=0.35, color=f"C{colour}")
+            ax.scatter(arm[x], arm["test_error"], s=8, alpha=0.35, color=colour)
             # Mean over seeds per training size (x may itself be n_train, hence the copy under a new name).
             points = pd.DataFrame({"n_train": arm["n_train"], "at": arm[x], "test_error": arm["test_error"]})
             mean = points.groupby("n_train")[["at", "test_error"]].mean().sort_values("at")
             fit = table[(table["model"] == model) & (table["x"] == x)]
-            name = label
+            name = arm_label
             if not fit.empty:
                 k, lo, hi = fit.iloc[0][["k", "k_ci_low", "k_ci_high"]]
-                name = f"{label}: k = {k:.1f} [{lo:.1f}, {hi:.1f}]"
+                name = f"{arm_label}: k = {k:.1f} [{lo:.1f}, {hi:.1f}]"
                 slope, intercept = fit.iloc[0][["slope", "intercept"]]
                 grid = np.geomspace(mean["at"].min(), mean["at"].max(), 50)
-                ax.plot(grid, 10**intercept * grid**slope, "--", color=f"C{colour}", lw=1)
-            ax.plot(mean["at"], mean["test_error"], "o-", color=f"C{colour}", ms=4, label=name)
+                ax.plot(grid, 10**intercept * grid**slope, "--", color=colour, lw=1)
+            ax.plot(mean["at"], mean["test_error"], "o-", color=colour, ms=4, label=name)
     for ax, x in zip(axes, X_AXES, strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(X_AXES[x])
+        ax.set_xlabel(label(x))
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(
+        ax.legend(  # below its panel, never over the points (constrained layout makes the room)
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
             fontsize=7,
             title=f"x ∝ error^−k, theory k = {'2' if x == 'n_train' else '2 (fixed size), 4 (growing)'}",
             title_fontsize=7,

@@ -33,7 +33,7 @@ from harness.scaling.holdout import (
     holdout_parametric_grid,
 )
 from harness.scaling.imputation import IMPUTED, consolidate_burden
-from harness.scaling.parametric import bootstrap, fit_parametric, why_not_parametric
+from harness.scaling.parametric import RELIABLE_POINTS, bootstrap, fit_parametric, why_not_parametric
 from harness.scaling.regressions import (
     ERROR,
     FITS_COLUMNS,
@@ -311,9 +311,9 @@ def _parametric(analysis: BenchmarkAnalysis, points: pd.DataFrame, settings: Set
     tables = []
     for model, group in _parametric_groups(points, settings):
         frame = group.dropna(subset=[c for c in ("params", "n_train", "error") if c in group.columns])
-        reason = why_not_parametric(frame)
+        reason = why_not_parametric(frame, min_points=RELIABLE_POINTS)
         if reason is not None:
-            analysis.notes.append(f"parametric fit L(N, D) for {model} skipped: {reason}")
+            analysis.notes.append(f"L(N, D) for {model} not fitted: {reason}")
             continue
         delta = settings.huber_delta
         best = fit_parametric(frame["params"], frame["n_train"], frame["error"], delta=delta)

@@ -19,6 +19,9 @@ from harness.scaling.lbfgs import minimize_batch
 
 PARAMETERS = ("E", "A", "alpha", "B", "beta")
 MIN_POINTS = 6  # five parameters, and at least one degree of freedom
+# Fewer than about three points per parameter, and the bootstrap refits swing over many decades (6 points:
+# CIs out to 1e+189 on the quickstart sweep): the law is then not fitted, and the report says why.
+RELIABLE_POINTS = 3 * len(PARAMETERS)
 # Starting grid in (a, b, e, α, β); e is placed below the log of the smallest observed error.
 _GRID_AB = (0.0, 2.5, 5.0, 7.5)
 _GRID_EXPONENT = (0.2, 0.5, 1.0)
@@ -43,7 +46,8 @@ class ParametricFit:
 def _natural(theta: np.ndarray) -> np.ndarray:
     """(a, b, e, α, β) rows -> (E, A, α, B, β) rows, the order of PARAMETERS."""
     a, b, e, alpha, beta = theta.T
-    return np.column_stack([np.exp(e), np.exp(a), alpha, np.exp(b), beta])
+    with np.errstate(over="ignore"):  # a refit that ran off to e^710 and beyond is an unbounded CI: inf
+        return np.column_stack([np.exp(e), np.exp(a), alpha, np.exp(b), beta])
 
 
 def _terms(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
@@ -114,8 +118,9 @@ def fit_parametric(n_params, n_train, error, *, delta: float = 0.1) -> Parametri
     return ParametricFit(theta[best], float(loss[best]), len(log_l))
 
 
-def why_not_parametric(frame: pd.DataFrame) -> str | None:
-    """Why `frame` cannot support the five-parameter fit (N and D must both vary), or None when it can."""
+def why_not_parametric(frame: pd.DataFrame, min_points: int = MIN_POINTS) -> str | None:
+    """Why `frame` cannot support the five-parameter fit (N and D must both vary, at least `min_points`
+    points), or None when it can."""
     for column in ("params", "n_train", "error"):
         if column not in frame.columns or frame[column].isna().all():
             return f"the runs have no {column} values"
@@ -125,8 +130,12 @@ def why_not_parametric(frame: pd.DataFrame) -> str | None:
     for column in ("params", "n_train"):
         if frame[column].nunique() < 2:
             return f"{column} takes one value only; it needs at least two"
-    if len(frame) < MIN_POINTS:
-        return f"{len(frame)} points, at least {MIN_POINTS} needed"
+    if len(frame) < min_points:
+        return f"{len(frame)} points for its {len(PARAMETERS)} parameters, at least {min_points} needed" + (
+            " (about 3 per parameter; fewer leave its confidence intervals unbounded)"
+            if min_points >= RELIABLE_POINTS
+            else ""
+        )
     return None
 
 

@@ -1,0 +1,161 @@
+"""The table that answers "what did this sweep cost?": every run (those that resume skipped included, marked),
+the config keys that vary across them, then test error, FLOPs, network operations, hardware burden, energy
+and time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.labels import short_label
+from harness.results.store import RECORD_NAME, atomic_write_text, load
+
+RESUMED_DIR = ".resumed"  # <sweep dir>/.resumed/<job num>.json: a job skipped by resume, and its record
+SUMMARY_NAME = "summary.md"
+# What every run cost, after the keys the sweep varies: the figures this tool exists for.
+COST_COLUMNS = (
+    "test_error",
+    "flops_forward",
+    "network_operations",
+    "hardware_burden",
+    "energy_total_j",
+    "energy_method",
+    "train_time_s",
+)
+# Config keys that vary without being part of the question (where runs were written, how they were run).
+NOT_SWEPT = (
+    "config.paths.",
+    "config.resume",
+    "config.fail_fast",
+    "config.data.root",
+    "config.trainer.device",
+)
+
+
+def note_resumed(sweep_dir: Path, job_num: int, run_dir: Path) -> None:
+    """A job skipped by resume leaves no record in the sweep: note where its completed run is, so that the
+    sweep's progress counts it and its table lists it (one file per job: workers never share a file)."""
+    marker = {"job": int(job_num), "run_dir": str(Path(run_dir).resolve())}
+    atomic_write_text(Path(sweep_dir) / RESUMED_DIR / f"{int(job_num)}.json", json.dumps(marker) + "\n")
+
+
+def _resumed_dirs(sweep_dir: Path) -> list[Path]:
+    dirs = []
+    for marker in sorted((Path(sweep_dir) / RESUMED_DIR).glob("*.json")):
+        try:
+            dirs.append(Path(json.loads(marker.read_text())["run_dir"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a marker being written or damaged: the record it names is not ours to guess
+    return dirs
+
+
+def sweep_frame(directory: Path, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every run of a sweep: the records under `directory` (`frame`, when already loaded) and the
+    completed runs that resume skipped (from their notes), the latter with `resumed` true."""
+    frame = load(directory) if frame is None else frame
+    frame = frame.assign(resumed=False)
+    resumed = [d for d in _resumed_dirs(directory) if (d / RECORD_NAME).is_file()]
+    if resumed:
+        earlier = pd.concat([load(d) for d in resumed], ignore_index=True).assign(resumed=True)
+        frame = pd.concat([frame, earlier], ignore_index=True).drop_duplicates("run_id", keep="first")
+    return frame.reset_index(drop=True)
+
+
+def swept_keys(frame: pd.DataFrame) -> list[str]:
+    """The config keys that vary across the runs (what the sweep asks about), in config order."""
+    keys = []
+    for column in frame.columns:
+        if not column.startswith("config.") or column.startswith(NOT_SWEPT):
+            continue
+        values = frame[column].map(lambda v: json.dumps(v, default=str) if isinstance(v, list | dict) else v)
+        if values.nunique(dropna=False) > 1:
+            keys.append(column)
+    return keys
+
+
+def _energy_method(row: pd.Series) -> str | None:
+    """The methods behind a run's energy, without their details ("estimate", "nvml_counter+rapl")."""
+    methods = []
+    for part in ("gpu", "cpu", "ram"):
+        method = row.get(f"energy_method_{part}")
+        if isinstance(method, str) and method and method != "not_used":
+            head = method.split(":")[0]
+            if head not in methods:
+                methods.append(head)
+    return "+".join(methods) or None
+
+
+def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table a sweep ends with: one row per run, the swept keys, then what it cost; sorted by them."""
+    keys = swept_keys(frame)
+    if "seed" in frame.columns and "config.seed" not in keys and frame["seed"].nunique() > 1:
+        keys.append("seed")  # ensemble members differ by seed only
+    if "n_train" in frame.columns and frame["n_train"].nunique() > 1:
+        keys.append("n_train")  # what data.fraction means, in samples
+    columns = {}  # built whole, then framed once: the records' frame is wide, inserting into it is slow
+    if frame.get("resumed", pd.Series(False, index=frame.index)).any():
+        columns["run"] = frame["resumed"].map({True: "resumed", False: "new"})
+    columns.update({short_label(key): frame[key] for key in keys})
+    columns["status"] = frame["status"]
+    for column in COST_COLUMNS:
+        columns[short_label(column)] = frame[column] if column in frame.columns else None
+    if len(frame):
+        columns[short_label("energy_method")] = frame.apply(_energy_method, axis=1)
+    table = pd.DataFrame(columns, index=frame.index)
+    order = [short_label(key) for key in keys]
+    return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
+
+
+def summary_table(frame: pd.DataFrame, *, terminal: bool | None = None) -> str:
+    """The sweep's summary as a text table: rich box-drawing on a terminal (its width), plain aligned
+    columns of the full width otherwise, so a pipe or a log never wraps a row."""
+    table = summary_frame(frame)
+    title = _title(frame)
+    terminal = sys.stdout.isatty() if terminal is None else terminal
+    if not terminal:
+        cells = table.apply(lambda column: column.map(_cell))
+        return f"{title}\n{cells.to_string(index=False)}"
+    from rich.console import Console
+    from rich.table import Table
+
+    rich_table = Table(title=title)
+    for column in table.columns:
+        numeric = pd.api.types.is_numeric_dtype(table[column])
+        rich_table.add_column(column, justify="right" if numeric else "left")
+    for row in table.itertuples(index=False):
+        rich_table.add_row(*(_cell(value) for value in row))
+    console = Console(record=True)
+    with console.capture() as capture:
+        console.print(rich_table)
+    return capture.get()
+
+
+def summary_markdown(frame: pd.DataFrame) -> str:
+    table = summary_frame(frame)
+    cells = table.apply(lambda column: column.map(_cell)) if len(table) else table
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join(
+        "---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns
+    )
+    rows = ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join([f"# {_title(frame)}", "", head, rule + " |", *rows]) + "\n"
+
+
+def _title(frame: pd.DataFrame) -> str:
+    resumed = int(frame["resumed"].sum()) if "resumed" in frame.columns else 0
+    text = f"{len(frame)} runs"
+    return text + f" ({resumed} completed earlier, skipped by resume)" if resumed else text
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -14,6 +14,7 @@ import pytest
 from conftest import ONE_THREAD
 
 from harness.results.claims import CLAIMS_DIR, Claim, Holder, claim_path, try_claim
+from harness.results.index import find_completed
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
@@ -218,4 +219,6 @@ def test_one_sweep_launched_several_times_at_once_trains_each_config_once(tmp_pa
     records = _records(tmp_path)
     assert sorted(r["model_width"] for r in records) == [4, 5, 6, 7], "exactly one record per config"
     assert all(r["status"] == "completed" for r in records)
-    assert not (tmp_path / "results" / "runs" / CLAIMS_DIR).exists(), "every claim released"
+    results = tmp_path / "results" / "runs"
+    assert all(find_completed(results, r["config_hash"]) is not None for r in records), "every marker written"
+    assert not (results / CLAIMS_DIR).exists(), "every claim released"

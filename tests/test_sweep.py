@@ -14,7 +14,7 @@ import pytest
 from conftest import ONE_THREAD
 
 from harness.interrupts import INTERRUPT_SIGNALS, interrupt_on_signals
-from harness.results import RunRecord, load, load_curves, write_record
+from harness.results import RunRecord, load_curves, write_record
 from harness.results.index import config_hash, find_completed, mark_completed, rebuild_index
 from harness.results.summary import summary_frame, summary_table
 from harness.sweep import SweepProgress, assign_device
@@ -211,18 +211,6 @@ def test_submitit_local_two_jobs(harness_process, tmp_path):
     proc = harness_process("train", "-m", "hydra/launcher=submitit_local", "model.width=4,8", *FAST)
     assert proc.returncode == 0, proc.stderr
     assert sorted(r["model_width"] for r in _records(tmp_path)) == [4, 8]
-
-
-def test_four_processes_write_into_one_results_dir(tmp_path):
-    procs = [
-        _start(tmp_path, "train", f"seed={s}", *FAST, f"paths.results_dir={tmp_path / 'shared'}")
-        for s in range(4)
-    ]
-    for proc in procs:
-        assert proc.wait(timeout=240) == 0, proc.stderr.read()
-    frame = load(tmp_path / "shared")
-    assert sorted(frame["seed"]) == [0, 1, 2, 3] and frame["run_id"].is_unique
-    assert all(find_completed(tmp_path / "shared", h) is not None for h in frame["config_hash"])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])

@@ -1,0 +1,66 @@
+"""The paper's ImageNet specifications on a second survey: torchvision's model zoo, FLOPs counted by us.
+
+Both surveys are fitted on operations per forward pass, the one compute column they share: the zoo's is
+our count (2 × MACs at the weights' evaluation crop), the paper's its `flops` (else 2 × `multiadds`) as
+each paper reported it. The paper's table has no network operations for the zoo's models (no epochs or
+training-set sizes), so the paper's other ImageNet specs (exp, year, quantile on network operations) are
+refitted here on forward FLOPs for both surveys, like against like. The zoo is fitted with and without the
+weights pretrained on extra data (SWAG).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pandas as pd
+
+from harness.scaling import paper, reference
+from harness.scaling.regressions import ERROR, LOG_ERROR, Plan
+
+X = "ops_forward_pass"
+# The analyses `harness fit reference=torchvision` returns, in the order they are printed.
+PAPER, ZOO, ZOO_IMAGENET_ONLY = "imagenet_forward", "torchvision", "torchvision_imagenet1k"
+
+
+def plans(*, quantile: float = 0.1, year_base: int = 2012) -> tuple[Plan, ...]:
+    """The paper's ImageNet specs that apply to a table of forward FLOPs, all on forward FLOPs."""
+    return (
+        Plan("poly", LOG_ERROR, X),
+        Plan("exp", ERROR, X),
+        Plan("poly_year", LOG_ERROR, X, year_base=year_base),
+        Plan(paper.quantile_spec(quantile), LOG_ERROR, X, quantile=quantile),
+    )
+
+
+def surveys() -> tuple[tuple[str, str, pd.DataFrame], ...]:
+    """(name, label, table): the paper's ImageNet survey, the zoo, the zoo without extra data."""
+    zoo = reference.load_torchvision()
+    imagenet_only = reference.load_torchvision(extra_data=False)
+    return (
+        (
+            PAPER,
+            "the paper's ImageNet survey (top-1), forward FLOPs as published",
+            reference.load("imagenet"),
+        ),
+        (ZOO, f"torchvision zoo, all {len(zoo)} weights (top-1), our forward FLOPs", zoo),
+        (
+            ZOO_IMAGENET_ONLY,
+            f"torchvision zoo, ImageNet-1K only: {len(imagenet_only)} weights, no SWAG (top-1)",
+            imagenet_only,
+        ),
+    )
+
+
+# What each survey's rows are, for the report.
+NOTES = MappingProxyType(
+    {
+        PAPER: "The paper's ImageNet table (reference/SOURCE.md): forward-pass FLOPs as each paper "
+        "reported them (`flops`, else 2 × `multiadds`); rows without them are dropped (N dropped). "
+        "Year = publication year.",
+        ZOO: "Every trained weights of torchvision's classifiers (reference/torchvision.csv, built by "
+        "scripts/build_torchvision_reference.py): top-1 error from the weights' metadata, forward FLOPs "
+        "counted by harness at the weights' evaluation crop; year = the architecture's arXiv paper. "
+        "Includes the SWAG weights, pretrained on 3.6 billion Instagram images.",
+        ZOO_IMAGENET_ONLY: "The same zoo without the SWAG weights: trained on ImageNet-1K alone.",
+    }
+)

@@ -180,6 +180,7 @@ def plot_surveys(
                 points["extra_data"].astype(bool) if "extra_data" in points.columns else points["u"] < -np.inf
             )
             ax.scatter(points[~extra][x], points[~extra]["error"], s=22, color=colour, alpha=0.7, label=label)
+            # the pretrained weights are hollow: the reader sees how much of the zoo's reach they make
             if extra.any():
                 ax.scatter(
                     points[extra][x],
@@ -191,9 +192,10 @@ def plot_surveys(
                 )
         u = np.linspace(points["u"].min(), points["u"].max(), 200)
         line, band = _curve(fit, u, level)
-        ax.plot(
-            10.0**u, line, "-" if with_points else "--", color=colour, linewidth=1.8, label=_fit_label(fit)
-        )
+        row = fit.row
+        text = f"{label}: slope {interval(row['slope'], row['slope_ci_low'], row['slope_ci_high'])}"
+        text += f", k {number(row['k'])}, N {row['n']}"
+        ax.plot(10.0**u, line, "-" if with_points else "--", color=colour, linewidth=1.8, label=text)
         if band is not None:
             ax.fill_between(10.0**u, *band, color=colour, alpha=0.15, linewidth=0)
     errors = pd.concat([fit.data["error"].astype(float) for _, fit, _ in surveys])
@@ -204,7 +206,9 @@ def plot_surveys(
     ax.set_ylabel(f"{error_label} (log scale)")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(
+        fontsize=6.5, loc="upper right"
+    )  # the corner of costly, inaccurate models: empty in both surveys
     return _save(figure, path_stem, formats)
 
 

@@ -18,8 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from harness.cli import run_command
 from harness.errors import ConfigError, HarnessError
 from harness.report import print_summary, write_outputs
-from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference, zoo
-from harness.scaling.analysis import analyse_torchvision
+from harness.scaling import (
+    BenchmarkAnalysis,
+    Settings,
+    analyse_reference,
+    analyse_runs,
+    analyse_torchvision,
+    reference,
+    zoo,
+)
 from harness.scaling.runs import read_runs
 
 

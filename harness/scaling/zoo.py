@@ -2,10 +2,10 @@
 
 Both surveys are fitted on operations per forward pass, the one compute column they share: the zoo's is
 our count (2 × MACs at the weights' evaluation crop), the paper's its `flops` (else 2 × `multiadds`) as
-each paper reported it. The paper's table has no network operations for the zoo's models (no epochs or
-training-set sizes), so the paper's other ImageNet specs (exp, year, quantile on network operations) are
-refitted here on forward FLOPs for both surveys, like against like. The zoo is fitted with and without the
-weights pretrained on extra data (SWAG).
+each paper reported it. The zoo's metadata has no epochs or training-set sizes, hence no network
+operations, so the paper's other ImageNet specs (exp, year, quantile, fitted on network operations in the
+paper) are refitted here on forward FLOPs for both surveys, like against like. The zoo is fitted with and
+without the weights pretrained on extra data (SWAG).
 """
 
 from __future__ import annotations

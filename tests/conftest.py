@@ -116,8 +116,9 @@ def quiet_machine(monkeypatch):
     from harness.training.threads import MachineSample
 
     def sample() -> MachineSample:
-        clock = time.perf_counter()
-        return MachineSample(wall_s=clock, machine_busy_s=time.process_time(), own_cpu_s=time.process_time())
+        # one reading for both: two calls differ by the CPU time spent between them, a phantom "other" load
+        clock, cpu = time.perf_counter(), time.process_time()
+        return MachineSample(wall_s=clock, machine_busy_s=cpu, own_cpu_s=cpu)
 
     monkeypatch.setattr(harness.train, "sample_machine", sample)
 

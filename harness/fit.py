@@ -19,7 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from harness.cli import run_command
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.report import print_summary, write_outputs
-from harness.scaling import BenchmarkAnalysis, Settings, analyse_reference, analyse_runs, reference
+from harness.scaling import (
+    BenchmarkAnalysis,
+    Settings,
+    analyse_reference,
+    analyse_runs,
+    analyse_torchvision,
+    reference,
+    zoo,
+)
 from harness.scaling.runs import read_runs
 
 
@@ -65,6 +73,8 @@ def fit(cfg: DictConfig) -> list[BenchmarkAnalysis]:
             "give one of reference=<benchmark|all> (the paper's data) or results=<dir|file> (ours)"
         )
     settings = settings_from_config(cfg)
+    if cfg.reference == zoo.ZOO:
+        return analyse_torchvision(settings)
     if cfg.reference is not None:
         names = reference.NAMES if cfg.reference == "all" else (reference.benchmark(str(cfg.reference)).name,)
         return [analyse_reference(name, settings) for name in names]

@@ -168,6 +168,12 @@ def inference_energy(
 
 def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Everything `harness measure` reports, as a JSON-ready dict; `progress` hears what it is doing."""
+    error = cfg.get("error")
+    if error is not None:  # checked before the model is built: a bad value costs nothing
+        # imported here: the fits (statsmodels) are loaded only when a placement is asked for
+        from harness.scaling import placement
+
+        placement.check(error, list(cfg.place_on or ()))
     shape = _input_shape(cfg)
     declared = _batch_dim(cfg, shape)
     device = resolve_device(cfg.trainer.device)
@@ -226,6 +232,9 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
             if window is not None:
                 row |= inference_energy(model, batched, int(b), device, dtype, window)
             result["latency"].append(row)
+    if error is not None:
+        progress(f"placing {result['model']} at error {error} against {', '.join(cfg.place_on)}")
+        result["placement"] = placement.place(result["flops_per_sample"], float(error), list(cfg.place_on))
     return result
 
 
@@ -283,6 +292,14 @@ def print_table(result: dict[str, Any]) -> None:
             )
         elif "energy_method" in row:
             console.print(f"  energy: {row['energy_method']}")
+    for row in result.get("placement", ()):
+        console.print(
+            f"against {row['reference']} (slope {row['slope']:.4f}, N {row['n']}): at error {row['error']:g} "
+            f"the trend spends {_si(row['trend_flops'])}FLOP per forward pass "
+            f"[{_si(row['trend_flops_ci_low'])}, {_si(row['trend_flops_ci_high'])}], "
+            f"{row['efficiency']:.3g}× this model's [{row['efficiency_ci_low']:.3g}, "
+            f"{row['efficiency_ci_high']:.3g}] (> 1: more efficient than the field)"
+        )
 
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")

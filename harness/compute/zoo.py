@@ -10,11 +10,14 @@ with attention as plain products (`math_attention`), which it then sees.
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 from typing import Any
 
+import pandas as pd
 import torch
 
 from harness.compute.flops import count_flops, torch_forward_flops
+from harness.errors import ConfigError
 
 # torch's counter and torchvision's _ops count these; norms, pools and resampling they leave out.
 WORK = ("matmul", "convolution", "attention")
@@ -27,11 +30,12 @@ def torchvision_classifiers() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def count_torchvision(name: str, *, forward: bool = False) -> dict[str, Any]:
-    """One row of the zoo table for torchvision model `name` (see results/measure/README.md)."""
+def count_torchvision(name: str, *, weights: str | None = None, forward: bool = False) -> dict[str, Any]:
+    """One row of the zoo table for torchvision model `name` (see results/measure/README.md), at the crop of
+    its `weights` (a member of its weights enum, e.g. "IMAGENET1K_SWAG_E2E_V1"; default: DEFAULT)."""
     import torchvision
 
-    weights = torchvision.models.get_model_weights(name).DEFAULT
+    weights = torchvision.models.get_model_weights(name)[weights or "DEFAULT"]
     resolution = int(weights.transforms().crop_size[0])
     # A ViT's size is set by its weights (vit_h_14's default weights are at 518); built without them,
     # it is given the same image size, as torchvision's builder would.
@@ -61,3 +65,81 @@ def count_torchvision(name: str, *, forward: bool = False) -> dict[str, Any]:
             model(x)
             row["forward_s"] = time.perf_counter() - start
     return row
+
+
+# The SWAG weights were pretrained on Instagram's 3.6-billion-image set (arXiv 2201.08371) before ImageNet-1K.
+_EXTRA_DATA = MappingProxyType({"SWAG": "IG-3.6B (SWAG, arXiv 2201.08371)"})
+REFERENCE_COLUMNS = (
+    "model",
+    "weights",
+    "resolution",
+    "top1_error",
+    "top5_error",
+    "params",
+    "flops_forward",
+    "macs_forward",
+    "torchvision_ops_gmacs",
+    "year",
+    "month",
+    "arxiv",
+    "extra_data",
+    "pretraining",
+    "torchvision",
+)
+
+
+def torchvision_weights() -> list[tuple[str, str]]:
+    """(model, weights name) for every trained weights of every torchvision classifier."""
+    import torchvision
+
+    return [
+        (name, weights.name)
+        for name in torchvision_classifiers()
+        for weights in torchvision.models.get_model_weights(name)
+    ]
+
+
+def paper_of(model: str, papers: pd.DataFrame) -> dict[str, Any]:
+    """The architecture's paper (year, month, arXiv id): the longest prefix of `model` in `papers`."""
+    matches = papers[[model.startswith(p) for p in papers["prefix"]]]
+    if matches.empty:
+        raise ConfigError(f"{model}: no architecture paper in torchvision_papers.csv starts its name")
+    row = matches.loc[matches["prefix"].str.len().idxmax()]
+    return {"year": int(row["year"]), "month": int(row["month"]), "arxiv": str(row["arxiv"])}
+
+
+def reference_row(
+    model: str, weights_name: str, papers: pd.DataFrame, counted: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """One row of the torchvision reference table: the weights' metadata and our forward MACs at its crop.
+
+    MACs are taken from `counted` (rows of the zoo table, by model and resolution) when it has this
+    architecture at this crop, since counting is deterministic; otherwise the model is counted here.
+    """
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(model)[weights_name]
+    resolution = int(weights.transforms().crop_size[0])
+    hit = (
+        counted[(counted["model"] == model) & (counted["resolution"] == resolution)]
+        if counted is not None
+        else pd.DataFrame()
+    )
+    macs = int(hit["macs"].iloc[0]) if len(hit) else count_torchvision(model, weights=weights_name)["macs"]
+    metrics = weights.meta["_metrics"]["ImageNet-1K"]
+    pretraining = next((what for key, what in _EXTRA_DATA.items() if key in weights_name), "")
+    return {
+        "model": model,
+        "weights": weights_name,
+        "resolution": resolution,
+        "top1_error": round(1.0 - metrics["acc@1"] / 100.0, 5),
+        "top5_error": round(1.0 - metrics["acc@5"] / 100.0, 5),
+        "params": int(weights.meta["num_params"]),
+        "flops_forward": 2 * macs,
+        "macs_forward": macs,
+        "torchvision_ops_gmacs": float(weights.meta["_ops"]),
+        **paper_of(model, papers),
+        "extra_data": bool(pretraining),
+        "pretraining": pretraining,
+        "torchvision": torchvision.__version__,
+    }

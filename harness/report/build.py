@@ -15,6 +15,7 @@ from harness.labels import label
 from harness.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from harness.report.formatting import bounds, frontier_label, holdout_frame, interval, number
 from harness.report.plots import plot_name, plot_scaling
+from harness.report.surveys import survey_blocks, survey_plot, surveys_of
 from harness.scaling.analysis import (
     ALL_POINTS,
     FRONTIER,
@@ -244,7 +245,10 @@ def _summary_blocks(analyses: Sequence[BenchmarkAnalysis]) -> list[Block]:
 
 
 def build_blocks(
-    analyses: Sequence[BenchmarkAnalysis], images: dict[str, list[Path]], files: list[str]
+    analyses: Sequence[BenchmarkAnalysis],
+    images: dict[str, list[Path]],
+    files: list[str],
+    survey_images: Sequence[Path] = (),
 ) -> list[Block]:
     sources = sorted({a.source for a in analyses})
     blocks: list[Block] = [
@@ -256,6 +260,7 @@ def build_blocks(
             + "."
         ),
         *_summary_blocks(analyses),
+        *survey_blocks(surveys_of(analyses), list(survey_images)),
     ]
     for analysis in analyses:
         blocks += [Heading(2, analysis.label)]
@@ -273,7 +278,9 @@ def write_outputs(
     directory = Path(directory)
     files = _write_tables(analyses, directory)
     images = {a.name: _plots(a, directory, formats) for a in analyses}
+    surveys = surveys_of(analyses)
+    survey_images = survey_plot(surveys, directory, formats)[:1] if surveys and formats else []
     files += ["report.md", "report.html"]
-    blocks = build_blocks(analyses, images, files)
+    blocks = build_blocks(analyses, images, files, survey_images)
     (directory / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     (directory / "report.html").write_text(to_html(blocks, TITLE), encoding="utf-8")

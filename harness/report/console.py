@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report.formatting import frontier_label, holdout_frame, interval, number
+from harness.report.surveys import side_by_side, surveys_of
 from harness.scaling.analysis import BenchmarkAnalysis
 
 
@@ -44,6 +45,11 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         for r in a.extrapolation
     ]
     parts = ["fits", _table(fits), "", "extrapolation", _table(extrapolation)]
+    surveys = surveys_of(analyses)
+    if surveys:
+        columns, rows = side_by_side(surveys)
+        table = pd.DataFrame(rows, columns=columns).to_string(index=False)
+        parts[2:2] = ["", "the same specs side by side (slope [95% CI], k, N)", table]
     for a in analyses:
         if a.parametric is not None:
             rows = [

@@ -154,9 +154,73 @@ def plot_scaling(
     ax.set_ylabel(f"{label(error_label)}, log scale")
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
-    # Below the axes, never over the points: constrained layout makes room for it.
+    _legend_below(ax, figure)
+    return _save(figure, path_stem, formats)
+
+
+def plot_surveys(
+    surveys: Sequence[tuple[str, FitResult, bool]],
+    *,
+    title: str,
+    error_label: str,
+    path_stem: Path,
+    formats: Sequence[str],
+    level: float = 0.95,
+) -> list[Path]:
+    """Several surveys on one pair of axes: (label, fit, whether to draw its points) each, in its own colour,
+    with its fitted line and band over its own range (a survey that is a subset of another draws its line
+    only). Points with `extra_data` set are drawn hollow. Returns the files written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8.5, 5.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    x = surveys[0][1].plan.x
+    errors = pd.concat([fit.data["error"].astype(float) for _, fit, _ in surveys])
+    low, high = errors.min() / 1.3, errors.max() * 1.3
+    for index, (name, fit, with_points) in enumerate(surveys):
+        colour, points = f"C{index}", fit.data
+        if with_points:
+            extra = (
+                points["extra_data"].astype(bool) if "extra_data" in points.columns else points["u"] < -np.inf
+            )
+            ax.scatter(points[~extra][x], points[~extra]["error"], s=22, color=colour, alpha=0.7, label=name)
+            # the pretrained weights are hollow: the reader sees how much of the zoo's reach they make
+            if extra.any():
+                ax.scatter(
+                    points[extra][x],
+                    points[extra]["error"],
+                    s=40,
+                    facecolors="none",
+                    edgecolors=colour,
+                    label=f"{name}: pretrained on extra data",
+                )
+        u = np.linspace(points["u"].min(), points["u"].max(), 200)
+        line, band = _curve(fit, u, level, floor=low / 10.0)
+        row = fit.row
+        text = f"{name}: slope {interval(row['slope'], row['slope_ci_low'], row['slope_ci_high'])}"
+        text += f", k {number(row['k'])}, N {row['n']}"
+        ax.plot(10.0**u, line, "-" if with_points else "--", color=colour, linewidth=1.8, label=text)
+        if band is not None:
+            ax.fill_between(10.0**u, *band, color=colour, alpha=0.15, linewidth=0)
+    ax.set(xscale="log", yscale="log", ylim=(low, high))
+    _error_ticks(ax, low, high)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(f"{label(error_label)}, log scale")
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
+    _legend_below(ax, figure)
+    return _save(figure, path_stem, formats)
+
+
+def _legend_below(ax, figure) -> None:
+    """The legend below the axes, never over the points: constrained layout makes room for it."""
     handles, labels = ax.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=1, fontsize=7, frameon=False)
+
+
+def _save(figure, path_stem: Path, formats: Sequence[str]) -> list[Path]:
     written = []
     for fmt in formats:
         path = path_stem.with_suffix(f".{fmt}")

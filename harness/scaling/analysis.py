@@ -15,7 +15,7 @@ from types import MappingProxyType
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.scaling import paper, reference
+from harness.scaling import paper, reference, zoo
 from harness.scaling.extrapolate import (
     EXTRAPOLATION_COLUMNS,
     Conversion,
@@ -186,6 +186,24 @@ def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkA
     )
     _finish(analysis, settings, settings.paper_rates, settings.targets_for(name))
     return analysis
+
+
+def analyse_torchvision(settings: Settings | None = None) -> list[BenchmarkAnalysis]:
+    """The paper's ImageNet specs on forward FLOPs (zoo.plans) for the paper's survey and torchvision's zoo,
+    with and without the weights pretrained on extra data: three analyses, to be read side by side."""
+    settings = settings or Settings()
+    chosen = zoo.plans(quantile=settings.quantile, year_base=settings.year_base)
+    analyses = []
+    for name, label, table in zoo.surveys():
+        keep = (*_REFERENCE_KEPT, "extra_data")
+        fits = [fit_plan(table, plan, benchmark=name, level=settings.level, keep=keep) for plan in chosen]
+        analysis = BenchmarkAnalysis(
+            name, "reference", label, "top-1 error", "year", fits, level=settings.level
+        )
+        analysis.notes.append(zoo.NOTES[name])
+        _finish(analysis, settings, settings.paper_rates, settings.targets_for("imagenet"))
+        analyses.append(analysis)
+    return analyses
 
 
 def run_plans(settings: Settings, x: str) -> list[Plan]:

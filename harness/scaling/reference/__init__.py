@@ -55,7 +55,7 @@ def benchmark(name: str) -> Benchmark:
     for entry in BENCHMARKS:
         if entry.name == name:
             return entry
-    raise ConfigError(f"reference={name} is unknown; choose one of {', '.join(NAMES)} or all")
+    raise ConfigError(f"reference={name} is unknown; choose one of {', '.join(NAMES)}, all or torchvision")
 
 
 def _score_name(header: str) -> str:
@@ -77,3 +77,31 @@ def load(name: str) -> pd.DataFrame:
     table["score"] = table[entry.score]
     table["error"] = 1.0 - table["score"]
     return table
+
+
+# torchvision's model zoo, a second survey of ImageNet built by scripts/build_torchvision_reference.py.
+TORCHVISION = Benchmark(
+    "torchvision", "torchvision.csv", "top1_error", "torchvision zoo, ImageNet-1K (top-1)", "top-1 error"
+)
+
+
+def _package_csv(file: str) -> pd.DataFrame:
+    with (files(__name__) / file).open("rb") as fh:
+        return pd.read_csv(fh)
+
+
+def torchvision_papers() -> pd.DataFrame:
+    """The architectures' papers (model-name prefix, arXiv id, year, month), for the zoo table's year."""
+    return _package_csv("torchvision_papers.csv")
+
+
+def load_torchvision(*, extra_data: bool = True) -> pd.DataFrame:
+    """The zoo table, in the names the fits use: `error` (top-1), `ops_forward_pass` (our forward FLOPs),
+    `name`; without `extra_data`, only the weights trained on ImageNet-1K alone."""
+    table = _package_csv(TORCHVISION.file)
+    table = table.assign(
+        name=table["model"] + "." + table["weights"],
+        error=table["top1_error"],
+        ops_forward_pass=table["flops_forward"].astype(float),
+    )
+    return table if extra_data else table[~table["extra_data"]].reset_index(drop=True)

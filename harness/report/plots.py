@@ -148,14 +148,8 @@ def plot_scaling(
         ax.plot(10.0**u, line, style, color=colour_line, linewidth=1.6, label=_fit_label(fit))
         if band is not None:
             ax.fill_between(10.0**u, *band, color=colour_line, alpha=0.12, linewidth=0)
-    ax.set(xscale="log", yscale="log", ylim=(low, high))
-    _error_ticks(ax, low, high)
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(f"{label(error_label)}, log scale")
-    ax.set_title(title, fontsize=11)
-    ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
-    _legend_below(ax, figure)
-    return _save(figure, path_stem, formats)
+    labels = {"x": x, "error_label": error_label, "title": title}
+    return _finish(ax, figure, (low, high), labels, path_stem, formats)
 
 
 def plot_surveys(
@@ -204,11 +198,19 @@ def plot_surveys(
         ax.plot(10.0**u, line, "-" if with_points else "--", color=colour, linewidth=1.8, label=text)
         if band is not None:
             ax.fill_between(10.0**u, *band, color=colour, alpha=0.15, linewidth=0)
+    labels = {"x": x, "error_label": error_label, "title": title}
+    return _finish(ax, figure, (low, high), labels, path_stem, formats)
+
+
+def _finish(ax, figure, error_range, labels: dict[str, str], path_stem: Path, formats) -> list[Path]:
+    """Log axes over `error_range`, labels with units (`labels`: x, error_label, title), grid and the legend
+    below the axes; then the files, written."""
+    low, high = error_range
     ax.set(xscale="log", yscale="log", ylim=(low, high))
     _error_ticks(ax, low, high)
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(f"{label(error_label)}, log scale")
-    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(label(labels["x"]))
+    ax.set_ylabel(f"{label(labels['error_label'])}, log scale")
+    ax.set_title(labels["title"], fontsize=11)
     ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
     _legend_below(ax, figure)
     return _save(figure, path_stem, formats)

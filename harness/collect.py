@@ -8,10 +8,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from harness.errors import exit_with_error
 from harness.results.collect import collect
 from harness.results.index import rebuild_index
-from harness.results.store import atomic_write_text
-from harness.results.summary import SUMMARY_NAME, summary_markdown, summary_table, sweep_frame
+from harness.results.summary import SUMMARY_NAME, publish_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,33 +26,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not args.directory.is_dir():
-        _fail(f"{args.directory} is not a directory; pass a results or sweep directory")
+        exit_with_error(f"{args.directory} is not a directory; pass a results or sweep directory")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             frame, parquet, csv = collect(args.directory, args.out)
         except OSError as exc:  # a read-only or full disk: the tables are not written, nothing half-written
             where = exc.filename or args.out or args.directory
-            _fail(f"could not write the tables in {where} ({exc.strerror or exc}); pass --out <writable dir>")
+            exit_with_error(
+                f"could not write the tables in {where} ({exc.strerror or exc}); pass --out <writable dir>"
+            )
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     if parquet is None:
-        _fail(f"no run records (run.json) under {args.directory}; nothing to collect")
+        exit_with_error(f"no run records (run.json) under {args.directory}; nothing to collect")
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     if len(frame):
-        everything = sweep_frame(args.directory, frame)  # with the runs a resumed sweep skipped
-        print(summary_table(everything))
-        summary = parquet.parent / SUMMARY_NAME
-        atomic_write_text(summary, summary_markdown(everything))
-        csv = f"{csv}, {summary}"
+        publish_summary(args.directory, frame, parquet.parent)  # with the runs a resumed sweep skipped
+        csv = f"{csv}, {parquet.parent / SUMMARY_NAME}"
     print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
     if args.reindex:
         print(f"resume index: {rebuild_index(args.directory)} completed jobs marked")
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

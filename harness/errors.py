@@ -1,5 +1,14 @@
 """Errors a user can fix: the CLI prints their message on one line and exits non-zero."""
 
+import sys
+from typing import NoReturn
+
+
+def exit_with_error(message: str) -> NoReturn:
+    """The one-line end of a command refused for bad input: `error: <message>` on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
 
 def one_line(exc: BaseException, *, keep: int = 1, from_end: bool = False) -> str:
     """An exception's message fit for a one-line error: its first (or, `from_end`, last) `keep` non-empty

@@ -4,7 +4,6 @@ directory is one line and exit code 2, and Hydra has not yet created any directo
 from __future__ import annotations
 
 import difflib
-import sys
 import tempfile
 from importlib.resources import files
 from pathlib import Path
@@ -17,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.cli import CONFIG_MODULE
-from harness.errors import one_line
+from harness.errors import exit_with_error, one_line
 
 # Kinds a key's default cannot tell: null defaults that take a number when set, and a boolean default that
 # also takes a word (None: its reader checks it).
@@ -28,11 +27,6 @@ DECLARED_KINDS = {
     "trainer.grad_clip_norm": "number",
     "frontier": None,  # harness fit: false, true or both
 }
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def group_options(group: str) -> list[str] | None:
@@ -57,14 +51,14 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete():
             continue
-        if (override.is_add() or override.is_force_add()) and group_options(key) is None:
+        options = group_options(key)
+        if (override.is_add() or override.is_force_add()) and options is None:
             appended.append(key)
         values = list(override.sweep_iterator()) if override.is_sweep_override() else None
-        options = group_options(key)
         if options is not None:
             for value in values or [override.value()]:
                 if value is not None and str(value) not in options:
-                    _fail(f"unknown {key} '{value}'; choose one of: {', '.join(options)}")
+                    exit_with_error(f"unknown {key} '{value}'; choose one of: {', '.join(options)}")
         if values is None:
             single.append(override.input_line)
             if options is not None:
@@ -88,7 +82,7 @@ def _compose(config_name: str, overrides: list[str]):
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             return compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        _fail(one_line(exc, keep=2))  # Hydra's first two lines: what failed, how to fix it
+        exit_with_error(one_line(exc, keep=2))  # Hydra's first two lines: what failed, how to fix it
     finally:
         GlobalHydra.instance().clear()
 
@@ -114,10 +108,10 @@ def _check_kinds(defaults, values_of: dict[str, list]) -> None:
             if value is None or (isinstance(value, str) and value.startswith("${")):
                 continue  # null, or an interpolation resolved later
             if kind == "boolean" and not isinstance(value, bool):
-                _fail(f"{key}={value} is not a boolean; write {key}=true or {key}=false")
+                exit_with_error(f"{key}={value} is not a boolean; write {key}=true or {key}=false")
             if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
                 hint = f"or null ({key}=null)" if default is None else f"like the default, {key}={default}"
-                _fail(f"{key}={value} is not a number; give a number {hint}")
+                exit_with_error(f"{key}={value} is not a number; give a number {hint}")
 
 
 # Where a key of one's own is legal: user labels (kept in the record, not in config_hash), and a model's
@@ -137,7 +131,7 @@ def _check_appended(defaults, keys: list[str]) -> None:
         if isinstance(parent, DictConfig) and "_target_" in parent:
             continue  # an instantiated object (an optimizer): its keys are its constructor's arguments
         hint = _nearest(key, known)
-        _fail(
+        exit_with_error(
             f"+{key}: no setting of that name is read, so it would change nothing"
             + (f"; did you mean {hint}=...?" if hint else "")
             + f" (labels of your own: +tags.{key.split('.')[-1]}=<value>)"
@@ -166,4 +160,6 @@ def _check_writable(directory: Path, key: str) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as exc:
-        _fail(f"{key}={directory} is not writable ({exc.strerror}); choose another with {key}=<dir>")
+        exit_with_error(
+            f"{key}={directory} is not writable ({exc.strerror}); choose another with {key}=<dir>"
+        )

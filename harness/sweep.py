@@ -15,8 +15,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from harness.results.collect import collect
-from harness.results.store import atomic_write_text, find_records, read_record
-from harness.results.summary import RESUMED_DIR, SUMMARY_NAME, summary_markdown, summary_table, sweep_frame
+from harness.results.store import find_records, read_record
+from harness.results.summary import RESUMED_DIR, SUMMARY_NAME, publish_summary
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +175,10 @@ class CollectOnSweepEnd(Callback):
         if not sweep_dir.exists():
             return
         frame, parquet, _ = collect(sweep_dir)
-        frame = sweep_frame(sweep_dir, frame)
+        frame = publish_summary(sweep_dir, frame, sweep_dir)
         if frame.empty:
             log.info("sweep finished: no runs in %s", sweep_dir)
             return
-        print(summary_table(frame))
-        atomic_write_text(sweep_dir / SUMMARY_NAME, summary_markdown(frame))
         log.info("sweep table: %s (and .csv); summary: %s", parquet, sweep_dir / SUMMARY_NAME)
         bad = frame[frame["status"].isin(["failed", "interrupted"])]
         if len(bad):

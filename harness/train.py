@@ -337,8 +337,6 @@ def hydra_main(cfg: DictConfig) -> None:
     results_dir = Path(cfg.paths.results_dir)
     digest = config_hash(OmegaConf.to_container(cfg, resolve=True))
     sweep_job = (Path(hydra_cfg.sweep.dir), hydra_cfg.job.num) if sweeping else None
-    if cfg.resume and _already_completed(results_dir, digest, output_dir, sweep_job):
-        return
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
@@ -352,7 +350,8 @@ def hydra_main(cfg: DictConfig) -> None:
                     _discard_unused_run_dir(output_dir, results_dir)
                     return
                 held.enter_context(claim)  # released when the job ends, after its record and marker
-                # Looked at again under the claim: another launcher may have completed it since.
+                # Looked up under the claim, once: a check before it could be outdated by another launcher
+                # finishing the config meanwhile, and a miss scans every record (the records are the truth).
                 if _already_completed(results_dir, digest, output_dir, sweep_job):
                     return
             progress = progress_for(interactive_run=not sweeping)

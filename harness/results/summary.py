@@ -65,6 +65,17 @@ def sweep_frame(directory: Path, frame: pd.DataFrame | None = None) -> pd.DataFr
     return frame.reset_index(drop=True)
 
 
+def publish_summary(directory: Path, frame: pd.DataFrame, where: Path) -> pd.DataFrame:
+    """The end of a sweep and of `harness collect`: every run under `directory` (`frame`, plus the runs
+    resume skipped), its summary printed and written as `where`/summary.md; returns that frame (empty:
+    nothing printed or written)."""
+    everything = sweep_frame(directory, frame)
+    if not everything.empty:
+        print(summary_table(everything))
+        atomic_write_text(Path(where) / SUMMARY_NAME, summary_markdown(everything))
+    return everything
+
+
 def swept_keys(frame: pd.DataFrame) -> list[str]:
     """The config keys that vary across the runs (what the sweep asks about), in config order."""
     keys = []

@@ -122,6 +122,7 @@ def run_all(
     if torch.are_deterministic_algorithms_enabled() != deterministic:
         # Only on a change: the setter imports torch._inductor (over a second of start-up) on every call.
         torch.use_deterministic_algorithms(deterministic)
+    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)  # early: its set-up overlaps data, FLOPs
     data = load_dataset(cfg.data)
     objective = objective_for(data.task)
     mode = cfg.trainer.get("mode", "eager")
@@ -172,8 +173,8 @@ def run_all(
             loss_fn=objective.loss,
         )
 
-    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)
     common = {"progress": progress, "energy": meter}
+    meter.wait_ready()  # before anything timed or sampled
     machine_before = sample_machine()
     try:
         if mode in ENSEMBLE_MODES:

@@ -122,7 +122,6 @@ def run_all(
     if torch.are_deterministic_algorithms_enabled() != deterministic:
         # Only on a change: the setter imports torch._inductor (over a second of start-up) on every call.
         torch.use_deterministic_algorithms(deterministic)
-    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)  # early: its set-up overlaps data, FLOPs
     data = load_dataset(cfg.data)
     objective = objective_for(data.task)
     mode = cfg.trainer.get("mode", "eager")
@@ -161,6 +160,7 @@ def run_all(
 
     counted = None
     peak = peak_flops_for(device, cfg.trainer.precision, cfg.hardware.peak_flops)
+    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)  # its set-up runs beside FLOP counting
     if cfg.measure.flops:
         batch = min(int(cfg.trainer.batch_size), data.n_train)
         counted = count_run_compute(

@@ -21,11 +21,11 @@ with null figures, instead of inventing a zero.
 
 Set-up in the background. Constructing the tracker is quick, but its hardware detection takes a second or
 more (most of it a py-cpuinfo subprocess that reads the CPU model). prepare() constructs the tracker and runs
-that detection in a daemon thread while the run loads data and counts FLOPs; start() (or wait_ready()) joins
-the thread, then starts the tracker exactly where it started before: the measured span is start()..stop()
-either way, and codecarbon resets its CPU-load baseline at start(). A failure in the thread is kept and
-becomes this meter's failed reading, as a failure in start() does; stop() joins the thread too, so none
-outlives the meter. Without prepare(), start() does the same work in line.
+that detection in a daemon thread while the run does other untimed work (harness.train: FLOP counting);
+start() (or wait_ready()) joins the thread, then starts the tracker exactly where it started before: the
+measured span is start()..stop() either way, and codecarbon resets its CPU-load baseline at start(). A
+failure in the thread is kept and becomes this meter's failed reading, as a failure in start() does; stop()
+joins the thread too, so none outlives the meter. Without prepare(), start() does the same work in line.
 
 Quiet. From prepare() (or start()) to stop(), codecarbon's logger (which it configures itself,
 process-wide) is pointed at an in-memory capture instead of stderr; its previous state is restored at stop().

@@ -4,7 +4,7 @@ Lifecycle, matching the loop (see harness/energy/__init__.py for the integration
 
     meter = EnergyMeter.from_config(cfg.energy, device, run_dir)   # validates; ConfigError before training;
                                            # on a CPU device codecarbon's set-up begins, in a thread
-    ...                                    # data, model, FLOP counting: the set-up runs beside them
+    ...                                    # untimed work (FLOP counting): the set-up runs beside it
     meter.wait_ready()                     # before the timed phase: the set-up has ended
     meter.start()                          # after warm-up: NVML, power sampler, codecarbon (untimed)
     with watch.segment("train"), meter.window():    # every training chunk; evaluation stays outside

@@ -42,9 +42,9 @@ from hydra.core.global_hydra import GlobalHydra
 from harness.compute.hardware import peak_flops_for
 from harness.compute.training import measure_train_step
 from harness.data import Dataset
+from harness.device import device_name
 from harness.energy import EnergyMeter
 from harness.models import build_model
-from harness.training.device import device_name
 from harness.training.ensemble import train_ensemble
 from harness.training.modes import trainer_for
 

@@ -50,7 +50,7 @@ def fit(site: Path, args: list[str], out: Path, cwd: Path) -> str:
 
 def _svg_masked(text: str) -> str:
     text = re.sub(r"<dc:date>.*?</dc:date>", "", text)
-    return re.sub(r"\b[0-9a-f]{10}\b", "ID", text)  # matplotlib's hashed element ids
+    return re.sub(r"[0-9a-f]{10}\b", "ID", text)  # matplotlib's hashed element ids (C0_0_1a713ce879)
 
 
 def differing(a: Path, b: Path, svg_loose: bool) -> list[str]:

@@ -50,6 +50,7 @@ from harness.training.objective import objective_for
 from harness.training.progress import LogProgress, Progress, progress_for
 from harness.training.spec import TrainingJob, TrainResult
 from harness.training.threads import (
+    MachineSample,
     apply_cpu_threads,
     contention_fields,
     jobs_at_once,
@@ -120,19 +121,11 @@ def run_all(
     except Exception as exc:
         done.write_failed(share_energy(job.energy.finish(), len(records)), exc)
         raise
-    machine_after = sample_machine()
-    measured = _Measured(settings, job, counted, peak, share_energy(job.energy.finish(), len(records)))
+    machine = (machine_before, sample_machine())
+    energy = share_energy(job.energy.finish(), len(records))
+    measured = _Measured(settings, job, counted, peak, energy, machine, threads[0])
     for record, result in zip(records, results, strict=True):
         _finish_record(record, result, measured)
-        contention = contention_fields(
-            machine_before,
-            machine_after,
-            threads=threads[0],
-            train_time_s=result.train_time_s,
-            train_cpu_s=result.train_cpu_s,
-            gpu_shared=record.energy_gpu_shared,
-        )
-        _set_fields(record, contention)
     done.write(results if settings.measure.learning_curve else None)
     if all(record.status == "completed" for record in records):
         mark_completed(Path(settings.results_dir), records[0], dirs[0])
@@ -293,10 +286,12 @@ class _Measured:
     counted: ForwardCompute | None
     peak: PeakFlops
     energy: dict[str, Any]
+    machine: tuple[MachineSample, MachineSample]  # before and after training
+    threads: int
 
 
 def _finish_record(record: RunRecord, result: TrainResult, measured: _Measured) -> None:
-    """Fill `record` from what training measured: outcome, times, compute, energy, cost."""
+    """Fill `record` from what training measured: outcome, times, compute, energy, cost, contention."""
     record.status, record.error = result.status, result.error
     record.trainer_mode = result.mode or record.trainer_mode
     record.trainer_fallback, record.cuda_graph = result.fallback, result.cuda_graph
@@ -336,6 +331,14 @@ def _finish_record(record: RunRecord, result: TrainResult, measured: _Measured) 
             settings=measured.settings.energy,
         ),
     )
+    contention = contention_fields(
+        *measured.machine,
+        threads=measured.threads,
+        train_time_s=result.train_time_s,
+        train_cpu_s=result.train_cpu_s,
+        gpu_shared=record.energy_gpu_shared,
+    )
+    _set_fields(record, contention)
 
 
 def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:

@@ -49,7 +49,7 @@ def fit(site: Path, args: list[str], out: Path, cwd: Path) -> str:
 
 
 def _svg_masked(text: str) -> str:
-    text = re.sub(r"<dc:date>.*?</dc:date>", "", text)
+    text = re.sub(r"\s*<dc:date>.*?</dc:date>", "", text)  # the element and its line
     return re.sub(r"[0-9a-f]{10}\b", "ID", text)  # matplotlib's hashed element ids (C0_0_1a713ce879)
 
 

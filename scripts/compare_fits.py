@@ -4,7 +4,7 @@
     python scripts/compare_fits.py --base HEAD --head HEAD   # the same revision twice: reproducible?
 
 Each revision is installed as `bench_revisions.py` installs it; every fit runs as a fresh `harness fit`
-process into its own folder: the scaling studies (results/study/*-cpu), the theory experiment's sixteen
+process into its own folder: the scaling studies (results/study/*-cpu), the theory experiment's eight
 fits (results/theory), torchvision's zoo and all six of the paper's benchmarks. Every file written is
 compared byte for byte, and so is what the command printed (with the output folder's name masked).
 SVGs drawn before figures were made reproducible carry a date and random element ids; `--svg-loose` masks

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError, one_line
 from harness.models import available_models, build_model
+from harness.settings import plain
 
 
-def model_label(cfg_model: DictConfig) -> str:
+def model_label(cfg_model: Mapping[str, Any]) -> str:
     return cfg_model.get("_target_") or cfg_model.get("name") or "?"
 
 
 def build_model_from_config(
-    cfg_model: DictConfig, input_shape: tuple[int, ...], num_classes: int
+    cfg_model: Mapping[str, Any] | None, input_shape: tuple[int, ...], num_classes: int
 ) -> torch.nn.Module:
     """`model._target_` (any importable class or factory, kwargs beside it) wins over `model.name`.
 
     Registered models get the per-sample `input_shape` and `num_classes`; a `_target_` model gets only
     its own kwargs. Construction errors become one-line ConfigErrors naming the model.
     """
-    kwargs = OmegaConf.to_container(cfg_model, resolve=True) if cfg_model is not None else {}
+    kwargs = dict(plain(cfg_model) or {})  # a DictConfig (harness measure) or the settings' plain mapping
     target = kwargs.pop("_target_", None)
     name = kwargs.pop("name", None)
     if target:

@@ -11,6 +11,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
+from harness.conf import CONFIG_MODULE
 from harness.interrupts import interrupt_on_signals
 
 USAGE = """usage: harness <command> [hydra overrides...]
@@ -27,7 +28,7 @@ commands:
 
 Run `harness <command> --help` for the command's configuration."""
 
-CONFIG_MODULE = "harness.conf"
+
 # Hydra's flags that only show something (help, the composed config, info, shell completion): no job runs.
 SHOW_ONLY_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
 

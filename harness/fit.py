@@ -14,14 +14,13 @@ import warnings
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.cli import run_command
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.report import print_summary, write_outputs
 from harness.scaling import (
     BenchmarkAnalysis,
-    Settings,
     analyse_reference,
     analyse_runs,
     analyse_torchvision,
@@ -29,41 +28,7 @@ from harness.scaling import (
     zoo,
 )
 from harness.scaling.runs import read_runs
-
-
-def _plain(value):
-    """A config node as plain Python (lists and dicts), None staying None."""
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def settings_from_config(cfg: DictConfig) -> Settings:
-    """The analysis settings that conf/fit.yaml describes."""
-    x = _plain(cfg.x)
-    return Settings(
-        level=float(cfg.level),
-        quantile=float(cfg.quantile),
-        year_base=int(cfg.year_base),
-        targets=_plain(cfg.extrapolation.targets) or {},
-        imputation=_plain(cfg.imputation) or {},
-        flop_per_usd=float(cfg.extrapolation.flop_per_usd),
-        flop_per_lb_co2=float(cfg.extrapolation.flop_per_lb_co2),
-        holdout_fraction=float(cfg.holdout_fraction),
-        holdout_grid=bool(cfg.holdout_grid),
-        x=[str(v) for v in x] if isinstance(x, list) else str(x),
-        error=str(cfg.error),
-        specs=tuple(_plain(cfg.specs) or ()),
-        models=_plain(cfg.filter.model),
-        datasets=_plain(cfg.filter.data),
-        seeds=str(cfg.seeds),
-        group_by=tuple(_plain(cfg.group_by) or ()),
-        frontier=cfg.frontier,  # false, true or both: Settings refuses anything else
-        contended=str(cfg.contended),
-        parametric=bool(cfg.parametric.enabled),
-        parametric_by_model=bool(cfg.parametric.by_model),
-        bootstrap=int(cfg.parametric.bootstrap),
-        bootstrap_seed=int(cfg.parametric.seed),
-        huber_delta=float(cfg.parametric.huber_delta),
-    )
+from harness.settings import FitSettings, plain
 
 
 def fit(cfg: DictConfig) -> list[BenchmarkAnalysis]:
@@ -72,7 +37,7 @@ def fit(cfg: DictConfig) -> list[BenchmarkAnalysis]:
         raise ConfigError(
             "give one of reference=<benchmark|all> (the paper's data) or results=<dir|file> (ours)"
         )
-    settings = settings_from_config(cfg)
+    settings = FitSettings.from_config(cfg)
     if cfg.reference == zoo.ZOO:
         return analyse_torchvision(settings)
     if cfg.reference is not None:
@@ -114,7 +79,7 @@ def write(analyses: list[BenchmarkAnalysis], out: Path, *, formats: tuple[str, .
 
 
 def _formats(cfg: DictConfig) -> tuple[str, ...]:
-    formats = tuple(_plain(cfg.plots) or ())
+    formats = tuple(plain(cfg.plots) or ())
     unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
     if unknown:
         raise ConfigError(f"plots={list(formats)}: {unknown} unknown; use png, svg or pdf")

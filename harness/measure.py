@@ -22,10 +22,10 @@ from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
 from harness.compute.flops import FlopReport, count_flops, declared_batch_dim, torch_forward_flops
 from harness.console import table_console
+from harness.device import autocast, device_name, resolve_device, resolve_precision
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.training.clock import Stopwatch
-from harness.training.device import autocast, device_name, resolve_device, resolve_precision
 
 
 def _input_shape(cfg: DictConfig) -> tuple[int, ...]:

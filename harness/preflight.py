@@ -15,18 +15,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.cli import CONFIG_MODULE
+from harness.conf import CONFIG_MODULE
 from harness.errors import exit_with_error, one_line
-
-# Kinds a key's default cannot tell: null defaults that take a number when set, and a boolean default that
-# also takes a word (None: its reader checks it).
-DECLARED_KINDS = {
-    "trainer.max_steps": "number",
-    "trainer.eval_every_steps": "number",
-    "trainer.target_error": "number",
-    "trainer.grad_clip_norm": "number",
-    "frontier": None,  # harness fit: false, true or both
-}
+from harness.settings import ROOTS, field_type, kind
 
 
 def group_options(group: str) -> list[str] | None:
@@ -71,7 +62,7 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
     if appended:
         _check_appended(defaults, appended)
     if values_of:
-        _check_kinds(defaults, values_of)
+        _check_kinds(defaults, values_of, ROOTS.get(config_name))
     if results_dir_key is not None:
         _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
 
@@ -87,10 +78,12 @@ def _compose(config_name: str, overrides: list[str]):
         GlobalHydra.instance().clear()
 
 
-def _kind(default, key: str) -> str | None:
-    """'boolean' or 'number' when the key takes one (DECLARED_KINDS, else its default's), else None."""
-    if key in DECLARED_KINDS:
-        return DECLARED_KINDS[key]
+def _kind(default, key: str, settings: type | None) -> str | None:
+    """'boolean' or 'number' when the key takes one, else None: as the type of its field in harness.settings
+    says, or, for a key no settings class reads (harness measure's), as its default's."""
+    hint = field_type(settings, key) if settings is not None else None
+    if hint is not None:
+        return kind(hint)
     if isinstance(default, bool):
         return "boolean"
     if isinstance(default, int | float):
@@ -98,18 +91,18 @@ def _kind(default, key: str) -> str | None:
     return None  # text and nested defaults: their readers check what they get
 
 
-def _check_kinds(defaults, values_of: dict[str, list]) -> None:
+def _check_kinds(defaults, values_of: dict[str, list], settings: type | None) -> None:
     """A value must be of its key's kind: a number for a number, true/false for a boolean. Without this,
     `trainer.epochs=abc` would pass Hydra and fail deep inside training with a traceback."""
     for key, values in values_of.items():
         default = OmegaConf.select(defaults, key, default=None, throw_on_missing=False)
-        kind = _kind(default, key)
-        for value in values if kind else []:
+        wanted = _kind(default, key, settings)
+        for value in values if wanted else []:
             if value is None or (isinstance(value, str) and value.startswith("${")):
                 continue  # null, or an interpolation resolved later
-            if kind == "boolean" and not isinstance(value, bool):
+            if wanted == "boolean" and not isinstance(value, bool):
                 exit_with_error(f"{key}={value} is not a boolean; write {key}=true or {key}=false")
-            if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if wanted == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
                 hint = f"or null ({key}=null)" if default is None else f"like the default, {key}={default}"
                 exit_with_error(f"{key}={value} is not a number; give a number {hint}")
 

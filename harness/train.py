@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 import secrets
@@ -13,39 +14,43 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
-from harness.compute.accounting import compute_fields, count_run_compute
-from harness.compute.hardware import peak_flops_for
+from harness.compute.accounting import ForwardCompute, compute_fields, count_run_compute
+from harness.compute.hardware import PeakFlops, peak_flops_for
 from harness.data import load_dataset
+from harness.device import device_name, resolve_device, resolve_precision
 from harness.energy import EnergyMeter, cost_fields
 from harness.errors import ConfigError, HarnessError
 from harness.interrupts import interrupt_on_signals
-from harness.progress import Progress, progress_for
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.claims import Holder, acquire
 from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
 from harness.results.store import RECORD_NAME
 from harness.results.summary import note_resumed
+from harness.settings import RunSettings, TrainerSettings
 from harness.sweep import assign_device, release_job_state
-from harness.training.device import device_name, resolve_device, resolve_precision
-from harness.training.ensemble import check_ensemble, share_energy
-from harness.training.loop import plan_steps
-from harness.training.modes import ENSEMBLE_MODES, ensemble_size, trainer_for
+from harness.training.ensemble import share_energy
+from harness.training.loop import optimizer_factory
+from harness.training.modes import check_job, trainer_for
 from harness.training.objective import objective_for
+from harness.training.progress import LogProgress, Progress, progress_for
+from harness.training.spec import TrainingJob, TrainResult
 from harness.training.threads import (
+    MachineSample,
     apply_cpu_threads,
     contention_fields,
     jobs_at_once,
@@ -80,7 +85,7 @@ def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> 
     outcome (completed, diverged, interrupted, or a crash) leaves a record of what was measured.
     An ensemble (trainer.mode=ensemble) trains several models: use `run_all`, which returns every record.
     """
-    if ensemble_size(cfg.trainer) > 1:
+    if TrainerSettings.from_config(cfg.trainer).members > 1:
         raise ConfigError("trainer.mode=ensemble writes one record per member; call harness.train.run_all")
     return run_all(cfg, output_dir, progress)[0]
 
@@ -97,189 +102,244 @@ def run_all(
     each in `member_dir`; otherwise the one run in `output_dir`). Errors as `run`. `jobs`: how many jobs
     run at once on this machine (a parallel launcher's), for trainer.cpu_threads=auto."""
     wall_start = time.perf_counter()
-    threads, threads_policy = resolve_cpu_threads(cfg.trainer.cpu_threads, jobs)
-    apply_cpu_threads(threads)  # before any work: data loading and model building use the pools too
+    settings = RunSettings.from_config(cfg)
+    threads = resolve_cpu_threads(settings.trainer.cpu_threads, jobs)
+    apply_cpu_threads(threads[0])  # before any work: data loading and model building use the pools too
     output_dir = Path(output_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    job = _training_job(settings, output_dir, progress)
+    check_job(job)
+    records = _member_records(
+        _describe(OmegaConf.to_container(cfg, resolve=True), settings, job, threads), settings
+    )
+    dirs = [member_dir(output_dir, len(records), record.seed) for record in records]
+    counted = _count_compute(settings, job)
+    peak = peak_flops_for(job.device, settings.trainer.precision, settings.hardware.peak_flops)
+    done = _Done(records, dirs, wall_start)
+    job.energy.wait_ready()  # codecarbon's set-up (begun with the meter) ends before anything timed
+    machine_before = sample_machine()
+    try:
+        results = trainer_for(settings.trainer.mode)(job)
+    except Exception as exc:
+        done.write_failed(share_energy(job.energy.finish(), len(records)), exc)
+        raise
+    machine = (machine_before, sample_machine())
+    energy = share_energy(job.energy.finish(), len(records))
+    measured = _Measured(settings, job, counted, peak, energy, machine, threads[0])
+    for record, result in zip(records, results, strict=True):
+        _finish_record(record, result, measured)
+    done.write(results if settings.measure.learning_curve else None)
+    if all(record.status == "completed" for record in records):
+        mark_completed(Path(settings.results_dir), records[0], dirs[0])
+    return records
+
+
+def _training_job(settings: RunSettings, output_dir: Path, progress: Progress | None) -> TrainingJob:
+    """Device, precision, data and freshly initialised models (one per member seed) for this run."""
+    trainer = settings.trainer
+    device = resolve_device(trainer.device)
+    dtype = resolve_precision(trainer.precision, device)
+    if torch.are_deterministic_algorithms_enabled() != trainer.deterministic:
+        # Only on a change: the setter imports torch._inductor (over a second of start-up) on every call.
+        torch.use_deterministic_algorithms(trainer.deterministic)
+    data = load_dataset(settings.data)
+    seeds = [settings.seed + i for i in range(trainer.members)]
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(build_model_from_config(settings.model, data.input_shape, data.num_classes))
+    return TrainingJob(
+        models=models,
+        seeds=seeds,
+        data=data,
+        settings=trainer,
+        device=device,
+        dtype=dtype,
+        progress=progress or LogProgress(logging.DEBUG),
+        energy=EnergyMeter(settings.energy, device, output_dir),
+    )
+
+
+def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tuple[int, str]) -> RunRecord:
+    """The record every model of this job starts from (`config`: the composed config, as plain Python):
+    what was asked, on what, with which code."""
     commit, dirty = git_state()
-    base = RunRecord(
+    data, trainer = job.data, settings.trainer
+    return RunRecord(
         run_id=new_run_id(),
         status="failed",
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=config,
         config_hash=config_hash(config),
-        seed=int(cfg.seed),
+        seed=settings.seed,
         versions=versions(),
         git_commit=commit,
         git_dirty=dirty,
         **slurm_job(),
+        model=model_label(settings.model),
+        model_width=settings.model.get("width"),
+        model_depth=settings.model.get("depth"),
+        params=sum(p.numel() for p in job.models[0].parameters() if p.requires_grad),
+        data=data.name,
+        data_source=data.source,
+        data_fraction=settings.data.fraction,
+        n_train=data.n_train,
+        n_train_full=data.n_train_full,
+        n_test=len(data.y_test),
+        input_shape=list(data.input_shape),
+        num_classes=data.num_classes,
+        task=data.task,
+        error_metric=objective_for(data.task).error_metric,
+        trainer_mode=trainer.mode,
+        seeds=_seeds(config["data"], settings),
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        precision=trainer.precision,
+        device=str(job.device),
+        device_name=device_name(job.device),
+        device_count=1,
+        cpu_threads=threads[0],
+        cpu_threads_policy=threads[1],
+        target_error=trainer.target_error,
     )
 
-    members = ensemble_size(cfg.trainer)
-    device = resolve_device(cfg.trainer.device)
-    dtype = resolve_precision(cfg.trainer.precision, device)
-    deterministic = bool(cfg.trainer.deterministic)
-    if torch.are_deterministic_algorithms_enabled() != deterministic:
-        # Only on a change: the setter imports torch._inductor (over a second of start-up) on every call.
-        torch.use_deterministic_algorithms(deterministic)
-    data = load_dataset(cfg.data)
-    objective = objective_for(data.task)
-    mode = cfg.trainer.get("mode", "eager")
-    train = trainer_for(mode)
-    if mode in ENSEMBLE_MODES:
-        check_ensemble(cfg.trainer, dtype)
-    plan_steps(data.n_train, int(cfg.trainer.batch_size), float(cfg.trainer.epochs), cfg.trainer.max_steps)
-    seeds = [int(cfg.seed) + i for i in range(members)]
-    models = []
-    for seed in seeds:
-        seed_everything(seed)
-        models.append(build_model_from_config(cfg.model, data.input_shape, data.num_classes))
-    model = models[0]
 
-    base.model = model_label(cfg.model)
-    base.model_width = cfg.model.get("width")
-    base.model_depth = cfg.model.get("depth")
-    base.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    base.data, base.data_source = data.name, data.source
-    base.data_fraction = cfg.data.get("fraction")
-    base.n_train, base.n_train_full, base.n_test = data.n_train, data.n_train_full, len(data.y_test)
-    base.input_shape, base.num_classes = list(data.input_shape), data.num_classes
-    base.task, base.error_metric = data.task, objective.error_metric
-    base.trainer_mode = mode
-    base.seeds = {
-        "init_and_order": int(cfg.seed),
-        **{key: int(cfg.data[key]) for key in ("subsample_seed", "generator_seed") if key in cfg.data},
-    }
-    base.epochs, base.batch_size = float(cfg.trainer.epochs), int(cfg.trainer.batch_size)
-    base.precision, base.device = cfg.trainer.precision, str(device)
-    base.device_name, base.device_count = device_name(device), 1
-    base.cpu_threads, base.cpu_threads_policy = threads, threads_policy
-    base.target_error = cfg.trainer.target_error
-    records = [_member_record(base, cfg, i, members) for i in range(members)]
-    dirs = [member_dir(output_dir, members, seed) for seed in seeds]
+def _seeds(data_config: dict, settings: RunSettings) -> dict[str, int]:
+    """Every seed behind the run: init and data order, and the data's own (subsample, generator) where the
+    dataset's config has them."""
+    keys = [key for key in ("subsample_seed", "generator_seed") if key in data_config]
+    data_seeds = {key: getattr(settings.data, key) for key in keys}
+    return {"init_and_order": settings.seed, **data_seeds}
 
-    counted = None
-    peak = peak_flops_for(device, cfg.trainer.precision, cfg.hardware.peak_flops)
-    meter = EnergyMeter.from_config(cfg.energy, device, output_dir)  # its set-up runs beside FLOP counting
-    if cfg.measure.flops:
-        batch = min(int(cfg.trainer.batch_size), data.n_train)
-        counted = count_run_compute(
-            model.to(device),
-            data.x_train[:batch].to(device),
-            data.y_train[:batch].to(device),
-            instantiate(cfg.trainer.optimizer),
-            dtype,
-            strict=bool(cfg.measure.strict_flops),
-            loss_fn=objective.loss,
-        )
 
-    common = {"progress": progress, "energy": meter}
-    meter.wait_ready()  # before anything timed or sampled
-    machine_before = sample_machine()
-    try:
-        if mode in ENSEMBLE_MODES:
-            results = train(models, data, cfg.trainer, device, dtype, seeds=seeds, **common)
+def _member_records(base: RunRecord, settings: RunSettings) -> list[RunRecord]:
+    """One record per trained model: the job's own, or one per ensemble member with its id and seed.
+
+    Members share the job's config and config_hash (one job, one resume marker); `seed` is the member's."""
+    members = settings.trainer.members
+    if members == 1:
+        return [base]
+    records = []
+    for index in range(members):
+        record, seed = copy.deepcopy(base), settings.seed + index
+        record.run_id = f"{base.run_id}-e{index}"
+        record.seed, record.ensemble_size, record.ensemble_index = seed, members, index
+        if settings.trainer.ensemble_data_order == "shared":
+            own = {k: v for k, v in base.seeds.items() if k != "init_and_order"}
+            record.seeds = {**own, "init": seed, "order": settings.seed}
         else:
-            results = [train(model, data, cfg.trainer, device, dtype, seed=seeds[0], **common)]
-    except Exception as exc:
-        energy = _member_energy(meter.finish(), members)
-        for record, where in zip(records, dirs, strict=True):
-            _set_fields(record, energy)
-            record.error = f"{type(exc).__name__}: {exc}"
-            record.wall_time_s = (time.perf_counter() - wall_start) / members
-            write_record(where, record)
-        raise
-
-    machine_after = sample_machine()
-    energy = _member_energy(meter.finish(), members)
-    for record, result, where in zip(records, results, dirs, strict=True):
-        _finish_record(record, result, cfg, data.n_train, counted, device, peak, energy, meter.settings)
-        contention = contention_fields(
-            machine_before,
-            machine_after,
-            threads=threads,
-            train_time_s=result.train_time_s,
-            train_cpu_s=result.train_cpu_s,
-            gpu_shared=record.energy_gpu_shared,
-        )
-        _set_fields(record, contention)
-        if cfg.measure.learning_curve:
-            write_curve(where, result.curve)
-        record.wall_time_s = (time.perf_counter() - wall_start) / members
-        write_record(where, record)
-    if records[0].contended:
-        log.warning(
-            "contended run: %s; its times (and hardware burden, energy) are not of this computation alone",
-            records[0].contended_reason,
-        )
-    if all(record.status == "completed" for record in records):
-        mark_completed(Path(cfg.paths.results_dir), records[0], dirs[0])
+            record.seeds = {**base.seeds, "init_and_order": seed}
+        records.append(record)
     return records
 
 
-def _member_record(base: RunRecord, cfg: DictConfig, index: int, members: int) -> RunRecord:
-    """The record of one trained model: the job's, with its own id and seed when it is an ensemble member.
-
-    Members share the job's config and config_hash (one job, one resume marker); `seed` is the member's."""
-    record = copy.deepcopy(base)
-    if members == 1:
-        return record
-    seed = int(cfg.seed) + index
-    record.run_id = f"{base.run_id}-e{index}"
-    record.seed, record.ensemble_size, record.ensemble_index = seed, members, index
-    if cfg.trainer.get("ensemble_data_order", "own") == "shared":
-        record.seeds = {**{k: v for k, v in base.seeds.items() if k != "init_and_order"}, "init": seed}
-        record.seeds["order"] = int(cfg.seed)
-    else:
-        record.seeds = {**base.seeds, "init_and_order": seed}
-    return record
-
-
-def _member_energy(fields: dict, members: int) -> dict:
-    return fields if members == 1 else share_energy(fields, members)
+def _count_compute(settings: RunSettings, job: TrainingJob) -> ForwardCompute | None:
+    """FLOPs of one forward pass and of one training step, on the first model (measure.flops)."""
+    if not settings.measure.flops:
+        return None
+    data, device = job.data, job.device
+    batch = min(settings.trainer.batch_size, data.n_train)
+    return count_run_compute(
+        job.models[0].to(device),
+        data.x_train[:batch].to(device),
+        data.y_train[:batch].to(device),
+        optimizer_factory(settings.trainer),
+        job.dtype,
+        strict=settings.measure.strict_flops,
+        loss_fn=objective_for(data.task).loss,
+    )
 
 
-def _finish_record(record, result, cfg, n_train, counted, device, peak, energy, energy_settings) -> None:
-    """Fill `record` from what training measured: outcome, times, compute, energy, cost."""
+@dataclass(frozen=True)
+class _Done:
+    """Writes a job's records, one per model, each in its directory with its share of the job's wall time."""
+
+    records: list[RunRecord]
+    dirs: list[Path]
+    wall_start: float
+
+    def write(self, results: list[TrainResult] | None) -> None:
+        """Each record (and, given `results`, its learning curve)."""
+        for i, (record, where) in enumerate(zip(self.records, self.dirs, strict=True)):
+            if results is not None:
+                write_curve(where, [dataclasses.asdict(row) for row in results[i].curve])
+            record.wall_time_s = (time.perf_counter() - self.wall_start) / len(self.records)
+            write_record(where, record)
+        if self.records[0].contended:
+            log.warning(
+                "contended run: %s; its times (and hardware burden, energy) are not this computation's alone",
+                self.records[0].contended_reason,
+            )
+
+    def write_failed(self, energy: dict[str, Any], exc: Exception) -> None:
+        """Training crashed: each record keeps what the meter measured and the error."""
+        for record in self.records:
+            _set_fields(record, energy)
+            record.error = f"{type(exc).__name__}: {exc}"
+        self.write(None)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What every model of the job shares for its record: counted compute, peak speed, energy and prices."""
+
+    settings: RunSettings
+    job: TrainingJob
+    counted: ForwardCompute | None
+    peak: PeakFlops
+    energy: dict[str, Any]
+    machine: tuple[MachineSample, MachineSample]  # before and after training
+    threads: int
+
+
+def _finish_record(record: RunRecord, result: TrainResult, measured: _Measured) -> None:
+    """Fill `record` from what training measured: outcome, times, compute, energy, cost, contention."""
     record.status, record.error = result.status, result.error
     record.trainer_mode = result.mode or record.trainer_mode
     record.trainer_fallback, record.cuda_graph = result.fallback, result.cuda_graph
     record.steps, record.samples_seen = result.steps, result.samples_seen
-    record.epochs_completed = result.samples_seen / n_train
+    record.epochs_completed = result.samples_seen / record.n_train
     record.train_time_s, record.eval_time_s = result.train_time_s, result.eval_time_s
     record.warmup_time_s = result.warmup_time_s
     record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
     record.train_loss, record.best_test_error = result.last("train_loss"), result.best_test_error()
     reached = result.first_reaching(record.target_error)
     if reached is not None:
-        record.time_to_target_s, record.steps_to_target = reached["train_time_s"], reached["step"]
-    if counted is not None:
+        record.time_to_target_s, record.steps_to_target = reached.train_time_s, reached.step
+    if measured.counted is not None:
         fields = compute_fields(
-            counted,
+            measured.counted,
             samples_seen=result.samples_seen,
-            n_train=n_train,
-            fp_bp_ratio=float(cfg.measure.fp_bp_ratio),
-            device=device,
-            peak=peak,
+            n_train=record.n_train,
+            fp_bp_ratio=measured.settings.measure.fp_bp_ratio,
+            device=measured.job.device,
+            peak=measured.peak,
             train_time_s=result.train_time_s,
             exact_train_flops=result.flops_train,
         )
         _set_fields(record, fields)
         paper_estimate = "flops_forward × fp_bp_ratio × epochs × n_train"
         record.flops_train_method = result.flops_train_method or paper_estimate
-    _set_fields(record, energy)
+    _set_fields(record, measured.energy)
     _set_fields(
         record,
         cost_fields(
-            energy_total_kwh=energy.get("energy_total_kwh"),
-            carbon_intensity_g_per_kwh=energy.get("carbon_intensity_g_per_kwh"),
+            energy_total_kwh=measured.energy.get("energy_total_kwh"),
+            carbon_intensity_g_per_kwh=measured.energy.get("carbon_intensity_g_per_kwh"),
             hardware_burden=record.hardware_burden,
             device_name=record.device_name,
             device_count=record.device_count,
             train_time_s=record.train_time_s,
-            settings=energy_settings,
+            settings=measured.settings.energy,
         ),
     )
+    contention = contention_fields(
+        *measured.machine,
+        threads=measured.threads,
+        train_time_s=result.train_time_s,
+        train_cpu_s=result.train_cpu_s,
+        gpu_shared=record.energy_gpu_shared,
+    )
+    _set_fields(record, contention)
 
 
 def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
@@ -306,9 +366,9 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
         config=config,
         config_hash=config_hash(config),
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        seed=cfg.get("seed"),
-        model=model_label(cfg.model),
-        data=cfg.data.get("name"),
+        seed=config.get("seed"),
+        model=model_label(config["model"]),
+        data=config["data"].get("name"),
         versions=versions(),
         **slurm_job(),
     )
@@ -368,11 +428,7 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(2)
     except KeyboardInterrupt as exc:  # before training started (the loop records one during training)
         _discard_unused_run_dir(output_dir, results_dir)
-        written = sorted(output_dir.rglob(RECORD_NAME)) if output_dir.is_dir() else []
-        # After training, between its records and its index marker: the records stand (resume reads them).
-        outcome = f"its records are kept ({written[0]})" if written else "nothing was recorded"
-        when = "while writing its results" if written else "before training started"
-        print(f"error: interrupted ({exc or 'SIGINT'}) {when}; {outcome}", file=sys.stderr)
+        print(f"error: {_interrupted_before_training(exc, output_dir)}", file=sys.stderr)
         sys.exit(interruption.exit_code)
     except Exception:  # a crash during training: run_all() has already written a failed record
         if sweeping and not cfg.fail_fast:
@@ -381,6 +437,23 @@ def hydra_main(cfg: DictConfig) -> None:
         raise
     finally:
         release_job_state()
+    _log_outcome(records, output_dir)
+    if any(record.status == "interrupted" for record in records):
+        sys.exit(interruption.exit_code)
+    if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
+        sys.exit(1)
+
+
+def _interrupted_before_training(exc: KeyboardInterrupt, output_dir: Path) -> str:
+    """What an interrupt outside the training loop left behind, in one line."""
+    written = sorted(output_dir.rglob(RECORD_NAME)) if output_dir.is_dir() else []
+    # After training, between its records and its index marker: the records stand (resume reads them).
+    outcome = f"its records are kept ({written[0]})" if written else "nothing was recorded"
+    when = "while writing its results" if written else "before training started"
+    return f"interrupted ({exc or 'SIGINT'}) {when}; {outcome}"
+
+
+def _log_outcome(records: list[RunRecord], output_dir: Path) -> None:
     for record in records:
         log.info(
             "%s %s: test error %s, %d steps, %.2f s training, record %s",
@@ -389,12 +462,8 @@ def hydra_main(cfg: DictConfig) -> None:
             "n/a" if record.test_error is None else f"{record.test_error:.4f}",
             record.steps or 0,
             record.train_time_s or 0.0,
-            member_dir(output_dir, len(records), record.seed) / "run.json",
+            member_dir(output_dir, len(records), record.seed) / RECORD_NAME,
         )
-    if any(record.status == "interrupted" for record in records):
-        sys.exit(interruption.exit_code)
-    if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
-        sys.exit(1)
 
 
 def main() -> None:

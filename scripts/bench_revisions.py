@@ -14,6 +14,7 @@ Prints every run, the median of each revision and head/base, and writes a CSV wi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -44,18 +45,32 @@ def install(revision: str, root: Path) -> tuple[str, Path]:
     return commit, site
 
 
-def train_once(site: Path, overrides: list[str], results: Path, cwd: Path) -> dict:
-    """One training process; its run record."""
+def train_once(site: Path, overrides: list[str], results: Path, cwd: Path) -> tuple[dict, str]:
+    """One training process: its run record (the job's; an ensemble's members summed) and the fingerprint
+    of what it trained (every evaluation's losses and errors, to the last bit, times left out)."""
     env = {**os.environ, "PYTHONPATH": str(site)}
     command = [sys.executable, "-m", "harness.cli", "train", *overrides, f"paths.results_dir={results}"]
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    records = sorted(results.rglob("run.json"))
-    if done.returncode != 0 or len(records) != 1:
+    paths = sorted(results.rglob("run.json"))
+    if done.returncode != 0 or not paths:
         # Hydra ends with a hint about HYDRA_FULL_ERROR; the line before it names the problem.
         lines = [line for line in (done.stderr or done.stdout).splitlines() if "HYDRA_FULL_ERROR" not in line]
         problem = next((line for line in reversed(lines) if line.strip()), "no output")
         raise RuntimeError(f"training failed (exit {done.returncode}): {problem.strip()}")
-    return json.loads(records[0].read_text())
+    records = [json.loads(path.read_text()) for path in paths]
+    record = {**records[0], **{k: sum(r[k] for r in records) for k in ("samples_seen", "train_time_s")}}
+    return record, "\n".join(_fingerprint(path, r) for path, r in zip(paths, records, strict=True))
+
+
+def _fingerprint(record_path: Path, record: dict) -> str:
+    """A run's outcome as text: its final losses and, from curve.csv, every evaluation but its clock."""
+    final = f"seed={record['seed']} train_loss={record['train_loss']!r} test_loss={record['test_loss']!r}"
+    curve = record_path.with_name("curve.csv")
+    if not curve.exists():
+        return final
+    with curve.open(newline="") as handle:
+        rows = [{k: v for k, v in row.items() if k != "train_time_s"} for row in csv.DictReader(handle)]
+    return "\n".join([final, *(str(row) for row in rows)])
 
 
 def revision_parser(doc: str) -> argparse.ArgumentParser:
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             for label in ("base", "head") if pair % 2 == 0 else ("head", "base"):
                 commit, site = sites[label]
                 try:
-                    record = train_once(site, overrides, root / f"runs-{pair}-{label}", root)
+                    record, fingerprint = train_once(site, overrides, root / f"runs-{pair}-{label}", root)
                 except RuntimeError as exc:
                     print(f"{label} ({commit[:12]}): {exc}", file=sys.stderr)
                     return 2
@@ -114,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         "test_error": record["test_error"],
                         "device_name": record["device_name"],
                         "torch": record["versions"].get("torch"),
+                        "fingerprint": fingerprint,
                     }
                 )
                 print(
@@ -133,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     errors = {label: {r["test_error"] for r in rows if r["revision"] == label} for label in ("base", "head")}
     same = "identical" if errors["base"] == errors["head"] else "DIFFERENT"
     print(f"final test errors: base {sorted(errors['base'])}, head {sorted(errors['head'])} ({same})")
+    # Bit for bit: every evaluation's train loss, test loss and error, at every run of both revisions.
+    prints = {
+        label: {r.pop("fingerprint") for r in rows if r["revision"] == label} for label in ("base", "head")
+    }
+    bitwise = len(prints["base"] | prints["head"]) == 1
+    print(f"learning curves (every evaluation, every run): {'bit-identical' if bitwise else 'DIFFERENT'}")
     if args.out is not None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_rows(args.out, rows, f"{stamp} overrides: {' '.join(overrides)}")

@@ -42,14 +42,16 @@ from hydra.core.global_hydra import GlobalHydra
 from harness.compute.hardware import peak_flops_for
 from harness.compute.training import measure_train_step
 from harness.data import Dataset
+from harness.device import device_name
 from harness.energy import EnergyMeter
 from harness.models import build_model
-from harness.training.device import device_name
+from harness.settings import TrainerSettings
 from harness.training.ensemble import train_ensemble
 from harness.training.modes import trainer_for
 
 N_TRAIN, N_TEST, CLASSES = 50_000, 1024, 10
-SGD = {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+# The trainer's default optimizer's arguments (conf/trainer/default.yaml), for both loops.
+SGD = {k: v for k, v in TrainerSettings().optimizer.items() if not k.startswith("_")}
 
 
 @dataclass(frozen=True)

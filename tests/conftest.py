@@ -33,8 +33,8 @@ def _composer(config_name: str, forced: list[str]):
 @pytest.fixture
 def compose_train(tmp_path):
     """compose_train(*overrides) -> the resolved train config, on the CPU, writing under tmp_path."""
-    # codecarbon's start-up (~2 s per process) is left to the tests that are about energy.
-    forced = ["trainer.device=cpu", f"paths.results_dir={tmp_path / 'runs'}", "energy.codecarbon=false"]
+    # conf/debug/default.yaml: the CPU, and codecarbon's start-up left to the tests that are about energy.
+    forced = ["+debug=default", f"paths.results_dir={tmp_path / 'runs'}"]
     yield _composer("train", forced)
     GlobalHydra.instance().clear()
 

@@ -65,7 +65,7 @@ def test_unknown_subcommand_prints_usage_and_exits_2(harness_cli):
         ("model.width=0", "model.width must be a positive integer"),
         ("data.fraction=1.5", "data.fraction must be in (0, 1]"),
         ("data.fraction=0", "data.fraction must be in (0, 1]"),
-        ("trainer.precision=fp8", "trainer.precision=fp8 is unknown"),
+        ("trainer.precision=fp8", "trainer.precision must be one of fp32, bf16, fp16"),
         ("trainer.epochs=0", "trainer.epochs must be positive"),
     ],
 )

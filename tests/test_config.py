@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from harness.building import build_model_from_config
 from harness.data import load_dataset
 from harness.errors import DataNotFoundError
+from harness.settings import DataSettings
 
 
 def _options(group: str) -> list[str]:
@@ -50,7 +51,7 @@ def test_groups_have_the_expected_options():
 @pytest.mark.parametrize("model", ["cnn", "mlp", "resnet", "transformer"])
 def test_every_model_option_builds_for_digits(compose_train, model):
     cfg = compose_train(f"model={model}")
-    data = load_dataset(cfg.data)
+    data = load_dataset(DataSettings.from_config(cfg.data))
     net = build_model_from_config(cfg.model, data.input_shape, data.num_classes)
     assert net(data.x_test[:2]).shape == (2, data.num_classes)
 
@@ -60,7 +61,7 @@ def test_every_data_option_composes_and_loads_or_says_where_to_get_it(compose_tr
     cfg = compose_train(f"data={option}", f"data.root={tmp_path}")
     assert cfg.data.name == option
     try:
-        data = load_dataset(cfg.data)
+        data = load_dataset(DataSettings.from_config(cfg.data))
     except DataNotFoundError as exc:
         assert option in ("fashion_mnist", "mnist", "cifar10")
         assert str(tmp_path) in str(exc) and "\n" not in str(exc)

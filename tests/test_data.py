@@ -19,8 +19,14 @@ from harness.data.idx import parse_idx, read_idx
 from harness.data.sources import IDX_STEMS, sklearn_digits
 from harness.data.subsample import stratified_order, stratified_subset
 from harness.errors import ConfigError, DataNotFoundError
+from harness.settings import DataSettings
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def load(node):
+    """The dataset a `data` group (a mapping or a DictConfig) describes."""
+    return load_dataset(DataSettings.from_config(node))
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:
@@ -35,7 +41,7 @@ def _assert_one_line(error: pytest.ExceptionInfo) -> None:
 
 
 def test_digits_shapes_dtypes_and_standardization():
-    data = load_dataset({"name": "digits"})
+    data = load({"name": "digits"})
     assert isinstance(data, Dataset)
     assert data.input_shape == (1, 8, 8) and data.num_classes == 10
     assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
@@ -57,40 +63,40 @@ def test_digits_are_read_exactly_as_sklearn_loads_them():
 
 
 def test_digits_without_normalize_is_scaled_to_unit_interval():
-    data = load_dataset({"name": "digits", "normalize": False})
+    data = load({"name": "digits", "normalize": False})
     assert data.x_train.min().item() == 0.0 and data.x_train.max().item() == 1.0
 
 
 def test_test_split_does_not_depend_on_subsample_seed():
-    a = load_dataset({"name": "digits", "fraction": 0.5, "subsample_seed": 0})
-    b = load_dataset({"name": "digits", "fraction": 0.5, "subsample_seed": 7})
+    a = load({"name": "digits", "fraction": 0.5, "subsample_seed": 0})
+    b = load({"name": "digits", "fraction": 0.5, "subsample_seed": 7})
     assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_test, b.y_test)
     assert not torch.equal(a.x_train, b.x_train)  # only the training subsample moves with the seed
 
 
 def test_fraction_size_balance_and_reproducibility():
-    full = load_dataset({"name": "digits"})
-    data = load_dataset({"name": "digits", "fraction": 0.1, "subsample_seed": 3})
+    full = load({"name": "digits"})
+    data = load({"name": "digits", "fraction": 0.1, "subsample_seed": 3})
     assert data.n_train == round(0.1 * full.n_train_full) and data.n_train_full == full.n_train_full
     counts = torch.bincount(data.y_train, minlength=10)
     shares = data.n_train * torch.bincount(full.y_train, minlength=10) / full.n_train
     assert torch.all(counts <= torch.ceil(shares)) and torch.all(counts >= torch.floor(shares) - 1)
-    again = load_dataset({"name": "digits", "fraction": 0.1, "subsample_seed": 3})
+    again = load({"name": "digits", "fraction": 0.1, "subsample_seed": 3})
     assert torch.equal(data.x_train, again.x_train) and torch.equal(data.y_train, again.y_train)
 
 
 def test_subsample_ignores_global_rng_state():
     torch.manual_seed(1)
     np.random.seed(1)
-    a = load_dataset({"name": "digits", "fraction": 0.2})
+    a = load({"name": "digits", "fraction": 0.2})
     torch.manual_seed(2)
     np.random.seed(2)
-    b = load_dataset({"name": "digits", "fraction": 0.2})
+    b = load({"name": "digits", "fraction": 0.2})
     assert torch.equal(a.x_train, b.x_train)
 
 
 def test_smaller_fraction_is_nested_in_larger_and_shares_preprocessing():
-    sizes = [load_dataset({"name": "digits", "fraction": f, "subsample_seed": 5}) for f in (0.05, 0.3, 1.0)]
+    sizes = [load({"name": "digits", "fraction": f, "subsample_seed": 5}) for f in (0.05, 0.3, 1.0)]
     small, medium, full = (_rows(d.x_train) for d in sizes)
     # Standardization uses full-set statistics, so the same sample has identical values at every size.
     assert small <= medium <= full
@@ -98,7 +104,7 @@ def test_smaller_fraction_is_nested_in_larger_and_shares_preprocessing():
 
 
 def test_n_train_overrides_fraction_and_is_balanced():
-    data = load_dataset({"name": "digits", "n_train": 50, "fraction": 0.9})
+    data = load({"name": "digits", "n_train": 50, "fraction": 0.9})
     assert data.n_train == 50
     assert torch.bincount(data.y_train, minlength=10).tolist() == [5] * 10
 
@@ -106,21 +112,21 @@ def test_n_train_overrides_fraction_and_is_balanced():
 @pytest.mark.parametrize("n_train", [5, 2000])
 def test_n_train_out_of_range(n_train):
     with pytest.raises(ConfigError, match=r"data\.n_train must be in \[10, 1438\]") as error:
-        load_dataset({"name": "digits", "n_train": n_train})
+        load({"name": "digits", "n_train": n_train})
     _assert_one_line(error)
 
 
 @pytest.mark.parametrize("fraction", [0, 1.5, -1])
 def test_bad_fraction(fraction):
     with pytest.raises(ConfigError, match=r"data\.fraction must be in \(0, 1\]") as error:
-        load_dataset({"name": "digits", "fraction": fraction})
+        load({"name": "digits", "fraction": fraction})
     assert f"got {float(fraction)}" in str(error.value)
     _assert_one_line(error)
 
 
 def test_unknown_name_lists_choices():
     with pytest.raises(ConfigError, match="imagenet") as error:
-        load_dataset({"name": "imagenet"})
+        load({"name": "imagenet"})
     for choice in ("digits", "mnist1d", "fashion_mnist", "mnist", "cifar10"):
         assert choice in str(error.value)
     _assert_one_line(error)
@@ -129,7 +135,7 @@ def test_unknown_name_lists_choices():
 def test_dictconfig_in_struct_mode_uses_defaults_for_missing_keys():
     cfg = OmegaConf.create({"name": "digits", "root": None, "fraction": 0.5})
     OmegaConf.set_struct(cfg, True)
-    data = load_dataset(cfg)
+    data = load(cfg)
     assert data.n_train == round(0.5 * data.n_train_full)
 
 
@@ -167,7 +173,7 @@ def test_mnist1d_is_generated_offline_without_files_or_rng_side_effects(tmp_path
     np.random.seed(123)
     random.seed(123)
 
-    data = load_dataset({"name": "mnist1d", "num_samples": 500, "generator_seed": 3})
+    data = load({"name": "mnist1d", "num_samples": 500, "generator_seed": 3})
 
     assert (np.random.random(), random.random()) == (expected_np, expected_py)
     assert list(tmp_path.iterdir()) == []
@@ -175,7 +181,7 @@ def test_mnist1d_is_generated_offline_without_files_or_rng_side_effects(tmp_path
     assert data.n_train_full + len(data.y_test) == 500 and data.n_train_full == 400
     assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
     assert "num_samples=500" in data.source and "seed=3" in data.source
-    again = load_dataset({"name": "mnist1d", "num_samples": 500, "generator_seed": 3})
+    again = load({"name": "mnist1d", "num_samples": 500, "generator_seed": 3})
     assert torch.equal(data.x_train, again.x_train)
 
 
@@ -215,7 +221,7 @@ def _write_fake_idx(directory: Path, compress: bool, n_train: int = 30, n_test: 
 )
 def test_idx_sets_load_from_root(tmp_path, name, subdir, compress):
     arrays = _write_fake_idx(tmp_path / subdir, compress)
-    data = load_dataset({"name": name, "root": str(tmp_path), "normalize": False})
+    data = load({"name": name, "root": str(tmp_path), "normalize": False})
     assert Path(data.source) == tmp_path / subdir
     assert data.input_shape == (1, 28, 28) and data.n_train_full == 30 and len(data.y_test) == 10
     expected = torch.from_numpy(arrays["train-images-idx3-ubyte"]).float().unsqueeze(1) / 255
@@ -229,7 +235,7 @@ def test_a_fallback_to_debians_copy_is_announced_and_recorded(tmp_path, monkeypa
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     _write_fake_idx(debian, compress=True)
     monkeypatch.setattr(harness.data.sources, "DEBIAN_FASHION_MNIST", debian)
-    data = load_dataset({"name": "fashion_mnist", "root": str(tmp_path / "nonexistent")})
+    data = load({"name": "fashion_mnist", "root": str(tmp_path / "nonexistent")})
     assert Path(data.source) == debian, "the record's data_source names the directory actually read"
     (message,) = [r.getMessage() for r in caplog.records if r.name == "harness.data.sources"]
     root = tmp_path / "nonexistent"
@@ -238,7 +244,7 @@ def test_a_fallback_to_debians_copy_is_announced_and_recorded(tmp_path, monkeypa
 
 def test_idx_normalization_uses_training_statistics(tmp_path):
     _write_fake_idx(tmp_path, compress=False)
-    data = load_dataset({"name": "mnist", "root": str(tmp_path)})
+    data = load({"name": "mnist", "root": str(tmp_path)})
     assert abs(data.x_train.mean().item()) < 1e-5 and abs(data.x_train.std(correction=0).item() - 1) < 1e-4
     assert abs(data.x_test.mean().item()) > 1e-6  # test set reuses train statistics, so it is not exactly 0
 
@@ -256,7 +262,7 @@ def test_corrupt_idx_names_the_file(tmp_path, corruption):
     bad = tmp_path / "train-images-idx3-ubyte"
     bad.write_bytes(corruption(bad.read_bytes()))
     with pytest.raises(DataNotFoundError, match="not a valid IDX file") as error:
-        load_dataset({"name": "mnist", "root": str(tmp_path)})
+        load({"name": "mnist", "root": str(tmp_path)})
     assert str(bad) in str(error.value)
     _assert_one_line(error)
 
@@ -273,7 +279,7 @@ def test_idx_images_of_wrong_size_are_rejected(tmp_path):
     _write_fake_idx(tmp_path, compress=False)
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(np.zeros((10, 8, 8), np.uint8)))
     with pytest.raises(DataNotFoundError, match=r"t10k-images-idx3-ubyte: expected uint8 images"):
-        load_dataset({"name": "mnist", "root": str(tmp_path)})
+        load({"name": "mnist", "root": str(tmp_path)})
 
 
 def test_parse_idx_decodes_big_endian_values():
@@ -285,19 +291,19 @@ def test_parse_idx_decodes_big_endian_values():
 def test_missing_root_names_the_directory(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataNotFoundError, match="IDX files") as error:
-        load_dataset({"name": "mnist", "root": str(missing)})
+        load({"name": "mnist", "root": str(missing)})
     assert str(missing) in str(error.value) and "data.download=true" in str(error.value)
     _assert_one_line(error)
 
 
 def test_mnist_without_root_says_root_is_unset():
     with pytest.raises(DataNotFoundError, match="data.root is not set"):
-        load_dataset({"name": "mnist", "root": None})
+        load({"name": "mnist", "root": None})
 
 
 def test_cifar10_without_root_explains_how_to_get_it():
     with pytest.raises(DataNotFoundError, match="data.download=true"):
-        load_dataset({"name": "cifar10"})
+        load({"name": "cifar10"})
 
 
 @pytest.mark.skipif(
@@ -305,7 +311,7 @@ def test_cifar10_without_root_explains_how_to_get_it():
     reason="Debian's dataset-fashion-mnist is not installed",
 )
 def test_real_fashion_mnist_from_debian_package():
-    data = load_dataset({"name": "fashion_mnist", "root": None, "fraction": 0.01})
+    data = load({"name": "fashion_mnist", "root": None, "fraction": 0.01})
     assert data.source == str(DEBIAN_FASHION)
     assert data.n_train_full == 60000 and len(data.y_test) == 10000
     assert data.n_train == 600 and torch.bincount(data.y_train).tolist() == [60] * 10

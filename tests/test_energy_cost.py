@@ -161,7 +161,7 @@ def test_country_code_is_normalised():
 
 
 def test_disabled_meter_is_a_silent_no_op(tmp_path):
-    meter = EnergyMeter.from_config({"enabled": False}, "cpu", tmp_path)
+    meter = EnergyMeter(EnergySettings(enabled=False), "cpu", tmp_path)
     meter.start()
     with meter.window():
         pass

@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 import harness.fit as fit_app
 from harness.errors import ConfigError, HarnessError
 from harness.results import RunRecord, write_record
+from harness.settings import FitSettings
 
 
 @pytest.fixture
@@ -71,9 +72,9 @@ def test_config_maps_to_settings(compose_fit):
     cfg = compose_fit(
         "results=somewhere", "x=hardware_burden", "filter.model=[mlp]", "parametric.bootstrap=1200"
     )
-    settings = fit_app.settings_from_config(cfg)
-    assert settings.x == "hardware_burden" and settings.models == ["mlp"] and settings.bootstrap == 1200
-    assert settings.imputation["coco"] == [0.8944, 2.7356] and settings.targets_for("imagenet") == (
+    settings = FitSettings.from_config(cfg)
+    assert settings.x == "hardware_burden" and settings.models == ("mlp",) and settings.bootstrap == 1200
+    assert settings.imputation["coco"] == (0.8944, 2.7356) and settings.targets_for("imagenet") == (
         0.05,
         0.01,
     )
@@ -208,8 +209,8 @@ def test_several_x_and_both_point_sets_from_a_collected_table(fit_main, records,
 
 def test_config_maps_lists_and_frontier_modes(compose_fit):
     cfg = compose_fit("results=somewhere", "x=[network_operations,energy_total_j]", "frontier=both")
-    settings = fit_app.settings_from_config(cfg)
+    settings = FitSettings.from_config(cfg)
     assert settings.xs == ("network_operations", "energy_total_j") and settings.frontier == "both"
     assert settings.holdout_grid and settings.parametric_by_model
-    with pytest.raises(ConfigError, match="frontier=maybe is unknown"):
-        fit_app.settings_from_config(compose_fit("results=somewhere", "frontier=maybe"))
+    with pytest.raises(ConfigError, match="frontier must be true or false or both"):
+        FitSettings.from_config(compose_fit("results=somewhere", "frontier=maybe"))

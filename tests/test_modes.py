@@ -15,9 +15,11 @@ import torch
 from harness.errors import ConfigError
 from harness.results import load, read_record
 from harness.results.index import find_completed
+from harness.settings import DataSettings, TrainerSettings
 from harness.train import run, run_all
 from harness.training.ensemble import ENERGY_SHARE_TAG, share_energy
 from harness.training.loop import plan_steps, shuffled_batches
+from harness.training.spec import TrainingJob
 
 TINY = ("model.width=16", "trainer.epochs=1", "data.n_train=320", "measure.learning_curve=false")
 # Whole batches only (1437 digits training samples do not split into 64s), so eager and ensemble see
@@ -46,7 +48,7 @@ SAME_BATCHES = (
             ("trainer.mode=ensemble", "trainer.ensemble_data_order=mixed"),
             "ensemble_data_order must be one of",
         ),
-        (("trainer.drop_last=sometimes",), "trainer.drop_last must be null, true or false"),
+        (("trainer.drop_last=sometimes",), "trainer.drop_last must be true or false or null"),
         (
             (
                 "trainer.mode=ensemble",
@@ -80,11 +82,9 @@ def test_cli_rejects_ensemble_size_without_ensemble_mode(harness_cli, tmp_path):
 
 
 def test_compile_keeps_shapes_static_unless_told_otherwise():
-    from harness.training.loop import drop_last_for
-
     # A compiled model would recompile on the smaller last batch, inside timed training.
-    assert drop_last_for({"drop_last": None}, static_shapes=True)
-    assert not drop_last_for({"drop_last": False}, static_shapes=True)
+    assert TrainerSettings(drop_last=None).drop_last_for(static_shapes=True)
+    assert not TrainerSettings(drop_last=False).drop_last_for(static_shapes=True)
 
 
 def test_plan_steps_with_drop_last():
@@ -143,18 +143,19 @@ def test_ensemble_trains_the_member_modules_like_eager(compose_train):
     cfg = compose_train(
         "model.width=8", "trainer.drop_last=true", "trainer.epochs=1", "trainer.optimizer.lr=0.1"
     )
-    data = load_dataset(cfg.data)
+    data = load_dataset(DataSettings.from_config(cfg.data))
     cpu = torch.device("cpu")
 
     def build(seed):
         seed_everything(seed)
         return build_model_from_config(cfg.model, data.input_shape, data.num_classes)
 
+    settings = TrainerSettings.from_config(cfg.trainer)
     models = [build(s) for s in (5, 6)]
-    train_ensemble(models, data, cfg.trainer, cpu, torch.float32, seeds=[5, 6])
+    train_ensemble(TrainingJob(models, [5, 6], data, settings, cpu, torch.float32))
     for seed, member in zip((5, 6), models, strict=True):
         alone = build(seed)
-        train(alone, data, cfg.trainer, cpu, torch.float32, seed=seed)
+        train(TrainingJob([alone], [seed], data, settings, cpu, torch.float32))
         for a, b in zip(alone.parameters(), member.parameters(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
@@ -181,7 +182,7 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
     from harness.training.loop import ModuleCore, Plan, run_steps, train
 
     full = compose_train("model=cnn", "model.width=8", *SAME_BATCHES, *optimizer)
-    cfg, data = full.trainer, load_dataset(full.data)
+    cfg, data = TrainerSettings.from_config(full.trainer), load_dataset(DataSettings.from_config(full.data))
     cpu, seeds = torch.device("cpu"), list(range(members))
 
     def build(seed):
@@ -191,7 +192,8 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
     eager = []
     for seed in seeds:
         model = build(seed)
-        eager.append((model, train(model, data, cfg, cpu, torch.float32, seed=seed)))
+        (result,) = train(TrainingJob([model], [seed], data, cfg, cpu, torch.float32))
+        eager.append((model, result))
     models = [build(seed) for seed in seeds]
     plan = Plan.make(data, cfg, cpu, drop_last=True)
     if members == 1:
@@ -206,11 +208,12 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
         idx = torch.arange(plan.batch_size).expand(members, -1).contiguous()
     stepper = GraphStepper(core, cfg, plan.total_steps, cpu, idx, capture=False)
     order = seeds[0] if members == 1 else seeds
-    results = run_steps(stepper, shuffled_batches(plan.n, plan.batch_size, order, cpu, True), plan, cfg, cpu)
+    job = TrainingJob(models, seeds, data, cfg, cpu, torch.float32)
+    results = run_steps(stepper, shuffled_batches(plan.n, plan.batch_size, order, cpu, True), plan, job)
     if members > 1:
         core.write_back()
     for (alone, expected), model, result in zip(eager, models, results, strict=True):
-        assert [r["lr"] for r in result.curve] == pytest.approx([r["lr"] for r in expected.curve])
+        assert [r.lr for r in result.curve] == pytest.approx([r.lr for r in expected.curve])
         assert result.last("test_error") == pytest.approx(expected.last("test_error"))
         assert result.last("train_loss") == pytest.approx(expected.last("train_loss"), rel=1e-4)
         for a, b in zip(alone.parameters(), model.parameters(), strict=True):
@@ -367,7 +370,7 @@ def test_graph_capture_failure_falls_back_to_eager(compose_train, caplog):
             return self.linear(x.flatten(1))
 
     cfg = compose_train(*_cuda("trainer.epochs=1"))
-    data = load_dataset(cfg.data)
+    data = load_dataset(DataSettings.from_config(cfg.data))
     with caplog.at_level(logging.WARNING):
         result = train_graph(HostSync(), data, cfg.trainer, torch.device("cuda"), torch.float32, seed=0)
     assert any("ran as eager: capture failed" in r.getMessage() for r in caplog.records)

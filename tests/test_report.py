@@ -10,13 +10,14 @@ from harness.report import write_outputs
 from harness.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
 from harness.report.formatting import bounds, interval, number
 from harness.report.plots import plot_scaling
-from harness.scaling import Settings, analyse_reference
+from harness.scaling import analyse_reference
 from harness.scaling.regressions import FITS_COLUMNS
+from harness.settings import FitSettings
 
 
 @pytest.fixture(scope="module")
 def squad():
-    return analyse_reference("squad", Settings(targets={"squad": (0.05,)}))
+    return analyse_reference("squad", FitSettings(targets={"squad": (0.05,)}))
 
 
 def test_write_outputs(squad, tmp_path):

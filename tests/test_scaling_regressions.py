@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from harness.errors import ConfigError
-from harness.scaling import Settings, analyse_reference, reference
+from harness.scaling import analyse_reference, reference
 from harness.scaling.extrapolate import inverse_interval
 from harness.scaling.regressions import ERROR, INV_ERROR, LOG_ERROR, LOG_INV_ERROR, Plan, fit_plan, k_interval
+from harness.settings import FitSettings
 
-SETTINGS = Settings(imputation={"coco": (0.8944, 2.7356)})
+SETTINGS = FitSettings(imputation={"coco": (0.8944, 2.7356)})
 
 
 @pytest.fixture(scope="module")

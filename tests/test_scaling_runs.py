@@ -5,11 +5,12 @@ import pandas as pd
 import pytest
 
 from harness.errors import ConfigError
-from harness.scaling import Settings, analyse_runs
+from harness.scaling import analyse_runs
 from harness.scaling.analysis import fits_table, holdout_table
 from harness.scaling.extrapolate import measured_conversions
 from harness.scaling.holdout import GRID_SCALE
 from harness.scaling.runs import prepare_runs, read_runs
+from harness.settings import FitSettings
 
 
 def _runs(seeds=(0, 1, 2), energy=False) -> pd.DataFrame:
@@ -142,7 +143,7 @@ def test_measured_energy_converts_compute_to_joules_and_co2():
 
 
 def test_analyse_runs_end_to_end():
-    settings = Settings(x="network_operations", group_by=KEYS, targets={"runs": (0.01,)}, bootstrap=50)
+    settings = FitSettings(x="network_operations", group_by=KEYS, targets={"runs": (0.01,)}, bootstrap=50)
     (analysis,) = analyse_runs(_runs(energy=True), settings)
     rows = {f.row["spec"]: f.row for f in analysis.fits}
     assert rows["poly"]["slope_ci_low"] < -0.15 < rows["poly"]["slope_ci_high"] and rows["poly"]["n"] == 8
@@ -184,7 +185,7 @@ def _grid(energy=True) -> pd.DataFrame:
 
 
 def test_several_compute_columns_on_all_points_and_the_frontier():
-    settings = Settings(
+    settings = FitSettings(
         x=["network_operations", "hardware_burden", "energy_total_j"],
         frontier="both",
         group_by=KEYS,
@@ -208,7 +209,7 @@ def test_several_compute_columns_on_all_points_and_the_frontier():
 
 
 def test_parametric_is_fitted_per_model():
-    settings = Settings(group_by=KEYS, specs=("poly",), bootstrap=20)
+    settings = FitSettings(group_by=KEYS, specs=("poly",), bootstrap=20)
     (analysis,) = analyse_runs(_grid(energy=False), settings)
     table = analysis.parametric
     assert list(table.columns[:2]) == ["benchmark", "model"] and set(table["model"]) == {"cnn", "mlp"}
@@ -219,7 +220,7 @@ def test_parametric_is_fitted_per_model():
         "parametric: E + A/N^alpha + B/D^beta (mlp)",
     } <= labels
     pooled = analyse_runs(
-        _grid(energy=False), Settings(**{**settings.__dict__, "parametric_by_model": False})
+        _grid(energy=False), FitSettings(**{**settings.__dict__, "parametric_by_model": False})
     )
     assert set(pooled[0].parametric["model"]) == {"all"} and (pooled[0].parametric["n"] == 32).all()
     holdout = holdout_table([analysis])
@@ -235,4 +236,4 @@ def test_parametric_is_fitted_per_model():
 )
 def test_bad_settings_are_one_line(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        Settings(**kwargs)
+        FitSettings(**kwargs)

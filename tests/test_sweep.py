@@ -230,7 +230,7 @@ def test_a_signal_during_set_up_is_one_line_its_exit_code_and_nothing_written(
 ):
     import harness.train
 
-    def load_dataset(cfg):  # the signal comes while the data loads, before training
+    def load_dataset(settings):  # the signal comes while the data loads, before training
         signal.raise_signal(signum)
 
     monkeypatch.setattr(harness.train, "load_dataset", load_dataset)

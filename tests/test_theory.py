@@ -16,23 +16,27 @@ from harness.compute.analytic import lasso_flops, least_squares_flops
 from harness.data import load_dataset
 from harness.errors import ConfigError
 from harness.models import build_model
-from harness.scaling import Settings, analyse_runs
+from harness.scaling import analyse_runs
+from harness.settings import DataSettings, FitSettings, TrainerSettings
 from harness.train import run
 from harness.training.closed_form import fit_closed_form, least_squares
+from harness.training.spec import TrainingJob
 
 CPU = torch.device("cpu")
 
 
 def _data(**overrides):
     cfg = {"name": "sparse_regression", "p": 16, "s": 2, "noise": 0.5, "num_samples": 5120, **overrides}
-    return load_dataset(cfg)
+    return load_dataset(DataSettings.from_config(cfg))
 
 
 def _solve(model_name: str, data, solver: str = "least_squares", **trainer):
     kwargs = {"features": 2} if model_name == "linear_expert" else {}
     model = build_model(model_name, data.input_shape, 1, **kwargs)
-    cfg = OmegaConf.create({"solver": solver, "eval_batch_size": 4096, "alpha": 0.5, **trainer})
-    return model, fit_closed_form(model, data, cfg, CPU, torch.float32, seed=0)
+    trainer = {"alpha": 0.5, **trainer}
+    settings = TrainerSettings(mode="closed_form", solver=solver, eval_batch_size=4096, **trainer)
+    (result,) = fit_closed_form(TrainingJob([model], [0], data, settings, CPU, torch.float32))
+    return model, result
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -75,7 +79,7 @@ def test_classification_variant_has_two_balanced_ish_classes():
         ({"p": 0}, "data.p (candidate features) must be at least 1"),
         ({"noise": -1.0}, "data.noise is a standard deviation"),
         ({"correlation": 1.0}, "data.correlation must be in [0, 1)"),
-        ({"task": "ranking"}, "data.task must be regression or classification"),
+        ({"task": "ranking"}, "data.task must be one of regression, classification"),
     ],
 )
 def test_bad_generator_options_are_one_line_errors(overrides, message):
@@ -164,9 +168,9 @@ def test_closed_form_misuse_is_a_one_line_error(model_name, overrides, message):
     data = _data(n_train=128, **overrides)
     kwargs = {"width": 8, "depth": 1} if model_name == "mlp" else {}
     model = build_model(model_name, data.input_shape, data.num_classes, **kwargs)
-    cfg = OmegaConf.create({"solver": "least_squares", "eval_batch_size": 64})
+    settings = TrainerSettings(mode="closed_form", solver="least_squares", eval_batch_size=64)
     with pytest.raises(ConfigError, match=message) as error:
-        fit_closed_form(model, data, cfg, CPU, torch.float32, seed=0)
+        fit_closed_form(TrainingJob([model], [0], data, settings, CPU, torch.float32))
     assert "\n" not in str(error.value)
 
 
@@ -228,7 +232,8 @@ def test_fit_accepts_n_train_as_x_and_recovers_the_data_exponent():
             "test_error": 2.0 / np.sqrt(n) * np.where(np.arange(10) < 5, 1.01, 0.99),
         }
     )
-    settings = Settings(x="n_train", specs=("poly",), parametric=False, group_by=("model", "data", "n_train"))
+    keys = ("model", "data", "n_train")
+    settings = FitSettings(x="n_train", specs=("poly",), parametric=False, group_by=keys)
     (analysis,) = analyse_runs(runs, settings)
     assert analysis.fits[0].row["slope"] == pytest.approx(-0.5, abs=1e-6)
     assert analysis.fits[0].row["k"] == pytest.approx(2.0, abs=1e-5)

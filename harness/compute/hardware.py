@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
+from harness.device import cpu_model_name, device_name
 from harness.errors import ConfigError
-from harness.training.device import cpu_model_name, device_name
 
 PEAK_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 UNKNOWN = "unknown"

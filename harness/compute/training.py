@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.compute.flops import eager_copy
-from harness.training.device import autocast
+from harness.device import autocast
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from harness.data.options import DataOptions, parse_options
 from harness.data.sources import SOURCES
 from harness.data.subsample import nested_subset, stratified_subset
 from harness.errors import ConfigError
+from harness.settings import DataSettings
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Dataset:
         return len(self.y_train)
 
 
-def _train_size(opts: DataOptions, n_full: int, num_classes: int) -> int:
+def _train_size(opts: DataSettings, n_full: int, num_classes: int) -> int:
     """data.n_train if set, else fraction * n_full rounded half up, raised to one sample per class."""
     if opts.n_train is None:
         return min(n_full, max(num_classes, int(opts.fraction * n_full + 0.5)))
@@ -56,9 +54,11 @@ def _standardize(x_train: torch.Tensor, x_test: torch.Tensor) -> None:
         x.sub_(mean).div_(std)
 
 
-def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Build the dataset described by the `data` config group (DictConfig or dict)."""
-    opts = parse_options(cfg, tuple(SOURCES))
+def load_dataset(opts: DataSettings) -> Dataset:
+    """Build the dataset the `data` settings describe."""
+    if opts.name not in SOURCES:
+        names = ", ".join(SOURCES)
+        raise ConfigError(f"data.name must be one of {names}, got {opts.name!r}; pick one of those")
     raw = SOURCES[opts.name](opts)
     x_train, y_train = torch.from_numpy(raw.x_train), torch.from_numpy(raw.y_train)
     x_test, y_test = torch.from_numpy(raw.x_test), torch.from_numpy(raw.y_test)

@@ -17,9 +17,9 @@ from types import MappingProxyType
 import numpy as np
 
 from harness.data.idx import read_idx
-from harness.data.options import DataOptions
 from harness.data.subsample import stratified_split
 from harness.errors import ConfigError, DataNotFoundError, one_line
+from harness.settings import DataSettings
 
 # The digits test split is fixed so the test set is identical across runs; only the subsample varies.
 SPLIT_SEED = 0
@@ -47,7 +47,7 @@ class RawSplits:
     task: str = "classification"
 
 
-def load_digits(opts: DataOptions) -> RawSplits:
+def load_digits(opts: DataSettings) -> RawSplits:
     """sklearn's bundled 8x8 digits (values 0..16), split into train/test by a fixed stratified draw."""
     images, labels = sklearn_digits()
     x = (images / 16.0).astype(np.float32)[:, None]
@@ -72,7 +72,7 @@ def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
 
 
-def load_mnist1d(opts: DataOptions) -> RawSplits:
+def load_mnist1d(opts: DataSettings) -> RawSplits:
     """Generate MNIST-1D in memory with make_dataset (get_dataset would download and write a pickle)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -102,7 +102,7 @@ def load_mnist1d(opts: DataOptions) -> RawSplits:
     )
 
 
-def _idx_dirs(opts: DataOptions, folder: str) -> list[Path]:
+def _idx_dirs(opts: DataSettings, folder: str) -> list[Path]:
     """Search order: root, root/<name>, torchvision's root/<Folder>/raw, then Debian's Fashion-MNIST."""
     dirs = []
     if opts.root is not None:
@@ -124,7 +124,7 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
     return found
 
 
-def _torchvision_download(opts: DataOptions, class_name: str) -> None:
+def _torchvision_download(opts: DataSettings, class_name: str) -> None:
     """Fetch a torchvision dataset into data.root; network failures become one-line DataNotFoundErrors."""
     if opts.root is None:
         raise ConfigError(f"{opts.name}: data.download=true needs data.root; set it to a writable directory")
@@ -154,7 +154,7 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
     return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
 
 
-def _load_idx_set(opts: DataOptions, folder: str) -> RawSplits:
+def _load_idx_set(opts: DataSettings, folder: str) -> RawSplits:
     """MNIST-style sets from IDX files; downloads with torchvision only if asked and nothing is found."""
     dirs = _idx_dirs(opts, folder)
     files = next((found for found in map(_find_idx_files, dirs) if found is not None), None)
@@ -179,15 +179,15 @@ def _load_idx_set(opts: DataOptions, folder: str) -> RawSplits:
     return RawSplits(x_train, y_train, x_test, y_test, 10, str(found_in))
 
 
-def load_mnist(opts: DataOptions) -> RawSplits:
+def load_mnist(opts: DataSettings) -> RawSplits:
     return _load_idx_set(opts, "MNIST")
 
 
-def load_fashion_mnist(opts: DataOptions) -> RawSplits:
+def load_fashion_mnist(opts: DataSettings) -> RawSplits:
     return _load_idx_set(opts, "FashionMNIST")
 
 
-def load_cifar10(opts: DataOptions) -> RawSplits:
+def load_cifar10(opts: DataSettings) -> RawSplits:
     """CIFAR-10 via torchvision (pickles in root/cifar-10-batches-py); HWC uint8 becomes CHW in [0, 1]."""
     fetch = "check the network" if opts.download else "set data.download=true to fetch it (170 MB)"
     how = f"{fetch}, or extract cifar-10-python.tar.gz into data.root"
@@ -210,7 +210,7 @@ def load_cifar10(opts: DataOptions) -> RawSplits:
     return RawSplits(*to_arrays(train), *to_arrays(test), 10, str(Path(opts.root) / CIFAR10.base_folder))
 
 
-def load_sparse_regression(opts: DataOptions) -> RawSplits:
+def load_sparse_regression(opts: DataSettings) -> RawSplits:
     """The theory experiment's synthetic sparse linear problem (harness/data/sparse_regression.py)."""
     from harness.data.sparse_regression import generate
 
@@ -218,7 +218,7 @@ def load_sparse_regression(opts: DataOptions) -> RawSplits:
 
 
 # Read-only dispatch table: dataset name -> loader.
-SOURCES: MappingProxyType[str, Callable[[DataOptions], RawSplits]] = MappingProxyType(
+SOURCES: MappingProxyType[str, Callable[[DataSettings], RawSplits]] = MappingProxyType(
     {
         "digits": load_digits,
         "mnist1d": load_mnist1d,

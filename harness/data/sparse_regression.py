@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.data.options import DataOptions
 from harness.data.sources import RawSplits
+from harness.settings import DataSettings
 
 
 def coefficients(rng: np.random.Generator, p: int, s: int, correlation: float) -> np.ndarray:
@@ -42,7 +42,7 @@ def features(rng: np.random.Generator, n: int, p: int, correlation: float) -> np
     return np.sqrt(1.0 - correlation) * independent + np.sqrt(correlation) * shared
 
 
-def generate(opts: DataOptions) -> RawSplits:
+def generate(opts: DataSettings) -> RawSplits:
     """Generate the training pool and the test set described by `opts` (see the module doc)."""
     rng = np.random.default_rng(opts.generator_seed)
     n_test = max(1, round(opts.test_fraction * opts.num_samples))

@@ -2,13 +2,13 @@
 
 Rooms: nvml.py (GPU counter windows, power timeline, shared/MIG flags), carbon.py (codecarbon's offline
 tracker for CPU and RAM; grid intensity), cost.py (paper conversion, electricity, cloud prices),
-settings.py (the `energy` config group), meter.py (the facade the training loop calls).
+harness.settings.EnergySettings (the `energy` config group), meter.py (the facade the training loop calls).
 
 Nothing is imported from pynvml or codecarbon until a meter starts, so importing this package is free.
 """
 
 from harness.energy.cost import cost_fields
 from harness.energy.meter import ENERGY_FIELDS, EnergyMeter
-from harness.energy.settings import EnergySettings
+from harness.settings import EnergySettings
 
 __all__ = ["ENERGY_FIELDS", "EnergyMeter", "EnergySettings", "cost_fields"]

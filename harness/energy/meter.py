@@ -2,13 +2,15 @@
 
 Lifecycle, matching the loop (see harness/energy/__init__.py for the integration recipe):
 
-    meter = EnergyMeter.from_config(cfg.energy, device, run_dir)   # validates; ConfigError before training;
+    meter = EnergyMeter(settings.energy, device, run_dir)   # settings validated when the config was read;
                                            # on a CPU device codecarbon's set-up begins, in a thread
     ...                                    # untimed work (FLOP counting): the set-up runs beside it
     meter.wait_ready()                     # before the timed phase: the set-up has ended
     meter.start()                          # after warm-up: NVML, power sampler, codecarbon (untimed)
-    with watch.segment("train"), meter.window():    # every training chunk; evaluation stays outside
+    meter.begin()                          # before training; a no-op while a window is open
+    with watch.segment("train"):           # training chunks (loss checks between them stay inside)
         ...
+    meter.end()                            # before each evaluation: evaluation stays outside the windows
     fields = meter.finish()                # record fields; safe on every exit path, idempotent
 
 The GPU figure is the sum of per-window NVML counter deltas (harness.energy.nvml). CPU and RAM come from
@@ -20,7 +22,7 @@ the same way, is kept as energy_gpu_j_codecarbon: a cross-check, never part of t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ import torch
 
 from harness.energy.carbon import J_PER_KWH, CodeCarbonMeter, CodeCarbonReading, grid_intensity
 from harness.energy.nvml import NOT_USED, GpuEnergyReading, NvmlEnergyMeter
-from harness.energy.settings import EnergySettings
+from harness.settings import EnergySettings
 
 TIMELINE_NAME = "power.csv"
 DISABLED = "disabled"
@@ -127,11 +129,6 @@ class EnergyMeter:
             )
             if self._gpu is None:  # no NVML meter, so start() will pass gpu_ids=None: set up now, aside
                 self._codecarbon.prepare(gpu_ids=None)
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None, device: torch.device | str, run_dir: Path | None):
-        """From the `energy` config node; raises ConfigError for bad settings (before anything runs)."""
-        return cls(EnergySettings.from_config(cfg), device, run_dir)
 
     @classmethod
     def off(cls) -> EnergyMeter:

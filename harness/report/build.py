@@ -17,8 +17,6 @@ from harness.report.formatting import bounds, frontier_label, holdout_frame, int
 from harness.report.plots import plot_name, plot_scaling
 from harness.report.surveys import survey_blocks, survey_plot, surveys_of
 from harness.scaling.analysis import (
-    ALL_POINTS,
-    FRONTIER,
     BenchmarkAnalysis,
     extrapolation_table,
     fits_table,
@@ -27,6 +25,7 @@ from harness.scaling.analysis import (
 )
 from harness.scaling.holdout import GRID_SCALE
 from harness.scaling.regressions import K_THEORY_MIN
+from harness.settings import ALL_POINTS, FRONTIER
 
 TITLE = "Scaling fits: what does accuracy cost?"
 # The converted costs shown in the report, when the extrapolation has them (see extrapolate.py).

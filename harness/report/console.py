@@ -17,7 +17,28 @@ def _table(rows: list[dict]) -> str:
 
 
 def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None) -> str:
-    fits = [
+    parts = ["fits", _table(_fit_rows(analyses)), "", "extrapolation", _table(_extrapolation_rows(analyses))]
+    surveys = surveys_of(analyses)
+    if surveys:
+        columns, rows = side_by_side(surveys)
+        table = pd.DataFrame(rows, columns=columns).to_string(index=False)
+        parts[2:2] = ["", "the same specs side by side (slope [95% CI], k, N)", table]
+    for a in analyses:
+        if a.parametric is not None:
+            parts += ["", f"L(N, D) on {a.name}", _table(_parametric_rows(a))]
+    holdout = _holdout_rows(analyses)
+    if holdout:
+        parts += ["", "out-of-sample check", _table(holdout)]
+    notes = [f"{a.name}: {note}" for a in analyses for note in a.notes]
+    if notes:
+        parts += ["", "notes", *notes]
+    if out is not None:
+        parts += ["", f"wrote {out}/report.md, report.html, fits.csv, extrapolation.csv and plots"]
+    return "\n".join(parts)
+
+
+def _fit_rows(analyses: Sequence[BenchmarkAnalysis]) -> list[dict]:
+    return [
         {
             "benchmark": f.row["benchmark"],
             "spec": frontier_label(f.row["spec"], f.row.get("points")),
@@ -31,7 +52,10 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         for a in analyses
         for f in a.fits
     ]
-    extrapolation = [
+
+
+def _extrapolation_rows(analyses: Sequence[BenchmarkAnalysis]) -> list[dict]:
+    return [
         {
             "benchmark": r["benchmark"],
             "spec": r["spec"],
@@ -44,24 +68,21 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         for a in analyses
         for r in a.extrapolation
     ]
-    parts = ["fits", _table(fits), "", "extrapolation", _table(extrapolation)]
-    surveys = surveys_of(analyses)
-    if surveys:
-        columns, rows = side_by_side(surveys)
-        table = pd.DataFrame(rows, columns=columns).to_string(index=False)
-        parts[2:2] = ["", "the same specs side by side (slope [95% CI], k, N)", table]
-    for a in analyses:
-        if a.parametric is not None:
-            rows = [
-                {
-                    "model": r["model"],
-                    "parameter": r["parameter"],
-                    "value [95% CI]": interval(r["value"], r["ci_low"], r["ci_high"]),
-                }
-                for r in a.parametric.to_dict("records")
-            ]
-            parts += ["", f"L(N, D) on {a.name}", _table(rows)]
-    holdout = [
+
+
+def _parametric_rows(analysis: BenchmarkAnalysis) -> list[dict]:
+    return [
+        {
+            "model": r["model"],
+            "parameter": r["parameter"],
+            "value [95% CI]": interval(r["value"], r["ci_low"], r["ci_high"]),
+        }
+        for r in analysis.parametric.to_dict("records")
+    ]
+
+
+def _holdout_rows(analyses: Sequence[BenchmarkAnalysis]) -> list[dict]:
+    return [
         {
             "benchmark": a.name,
             "model": model,
@@ -74,14 +95,6 @@ def summary_text(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None)
         if a.holdout
         for (model, scale), group in holdout_frame(a.holdout).groupby(["model", "scale"], sort=False)
     ]
-    if holdout:
-        parts += ["", "out-of-sample check", _table(holdout)]
-    notes = [f"{a.name}: {note}" for a in analyses for note in a.notes]
-    if notes:
-        parts += ["", "notes", *notes]
-    if out is not None:
-        parts += ["", f"wrote {out}/report.md, report.html, fits.csv, extrapolation.csv and plots"]
-    return "\n".join(parts)
 
 
 def print_summary(analyses: Sequence[BenchmarkAnalysis], out: Path | None = None) -> None:

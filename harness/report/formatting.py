@@ -7,7 +7,7 @@ import numbers
 
 import pandas as pd
 
-from harness.scaling.analysis import FRONTIER
+from harness.settings import FRONTIER
 
 
 def number(value, digits: int = 3) -> str:

@@ -213,7 +213,7 @@ def _finish(ax, figure, error_range, labels: dict[str, str], path_stem: Path, fo
     ax.set_title(labels["title"], fontsize=11)
     ax.grid(True, which="major", linewidth=0.4, alpha=0.6)
     _legend_below(ax, figure)
-    return _save(figure, path_stem, formats)
+    return save_figure(figure, path_stem, formats)
 
 
 def _legend_below(ax, figure) -> None:
@@ -222,11 +222,20 @@ def _legend_below(ax, figure) -> None:
     figure.legend(handles, labels, loc="outside lower center", ncols=1, fontsize=7, frameon=False)
 
 
-def _save(figure, path_stem: Path, formats: Sequence[str]) -> list[Path]:
+# Without these, every SVG would differ from the last one drawn from the same data, by its date and by its
+# element ids (matplotlib salts their hashes with a fresh uuid), and every PDF by its creation date.
+_NO_DATES = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
+def save_figure(figure, path_stem: Path, formats: Sequence[str]) -> list[Path]:
+    """`figure` as path_stem.<format> for each format, then cleared: the same data, the same bytes."""
+    import matplotlib  # here, like every matplotlib import of this module: only drawing pays for it
+
     written = []
-    for fmt in formats:
-        path = path_stem.with_suffix(f".{fmt}")
-        figure.savefig(path, dpi=150)
-        written.append(path)
+    with matplotlib.rc_context({"svg.hashsalt": "harness"}):
+        for fmt in formats:
+            path = path_stem.with_suffix(f".{fmt}")
+            figure.savefig(path, dpi=150, metadata=_NO_DATES.get(fmt))
+            written.append(path)
     figure.clear()
     return written

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.device import cpu_model_name
 from harness.energy.carbon import J_PER_KWH
 from harness.errors import HarnessError
 from harness.report.formatting import interval, number
 from harness.results import load, load_curves
 from harness.results.collect import collect
 from harness.scaling.holdout import GRID_SCALE
-from harness.training.device import cpu_model_name
 
 TABLE, CURVES, MACHINE = "runs.parquet", "curves.csv", "machine.json"
 # The paper's ImageNet figure the README sets ours beside: log10(error) on log10(network operations).
@@ -194,9 +194,10 @@ def _fit_lines(fit_dir: Path) -> list[str]:
 
 def _paper_line() -> str:
     """The paper's ImageNet slope and k, computed from the shipped reference data (not typed in)."""
-    from harness.scaling import Settings, analyse_reference
+    from harness.scaling import analyse_reference
+    from harness.settings import FitSettings
 
-    analysis = analyse_reference(PAPER_BENCHMARK, Settings())
+    analysis = analyse_reference(PAPER_BENCHMARK, FitSettings())
     fit = next(
         f for f in analysis.fits if f.plan is not None and f.plan.spec == "poly" and f.plan.x == PAPER_X
     )

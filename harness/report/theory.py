@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.labels import label, model_colours
+from harness.report.plots import save_figure
 from harness.results import load
 
 # The arms of the experiment (model names in the records), in plotting order, and their labels.
@@ -135,9 +136,7 @@ def figure(runs: pd.DataFrame, table: pd.DataFrame, out: Path, formats: tuple[st
         )
     axes[0].set_ylabel("test RMSE against the optimal predictor")
     fig.suptitle("Expert vs flexible vs regularized vs deep: error against data and against compute")
-    for fmt in formats:
-        fig.savefig(out.with_suffix(f".{fmt}"), dpi=150)
-    fig.clear()
+    save_figure(fig, out, formats)
 
 
 def main(argv: list[str] | None = None) -> None:

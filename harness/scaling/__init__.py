@@ -9,10 +9,9 @@ records as regression data), `extrapolate` (compute for a target error), `parame
 
 from harness.scaling.analysis import (
     BenchmarkAnalysis,
-    Settings,
     analyse_reference,
     analyse_runs,
     analyse_torchvision,
 )
 
-__all__ = ["BenchmarkAnalysis", "Settings", "analyse_reference", "analyse_runs", "analyse_torchvision"]
+__all__ = ["BenchmarkAnalysis", "analyse_reference", "analyse_runs", "analyse_torchvision"]

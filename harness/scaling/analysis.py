@@ -2,15 +2,15 @@
 
 `analyse_reference(name, settings)` runs the paper's specifications on its own data; `analyse_runs(runs,
 settings)` runs the chosen ones on our run records, one analysis per dataset: every chosen compute column
-(`x`), on all configurations and/or on the compute-efficient frontier (`frontier`). `Settings` carries every
-choice, so that nothing here depends on Hydra.
+(`x`), on all configurations and/or on the compute-efficient frontier (`frontier`). `FitSettings`
+(harness.settings) carries every choice, so that nothing here depends on Hydra.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from functools import partial
 
 import pandas as pd
 
@@ -44,81 +44,15 @@ from harness.scaling.regressions import (
     fit_plan,
 )
 from harness.scaling.runs import PreparedRuns, prepare_runs
+from harness.settings import ALL_POINTS, FRONTIER, FitSettings
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
 _REFERENCE_KEPT = ("year", "name", IMPUTED)
-# Which points a fit of our runs used: every configuration, or the compute-efficient frontier only.
-ALL_POINTS, FRONTIER = "all", "frontier"
-# frontier= values and the point sets each one fits.
-_FRONTIER_MODES = MappingProxyType({False: (ALL_POINTS,), True: (FRONTIER,), "both": (ALL_POINTS, FRONTIER)})
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every choice of an analysis; the defaults are the paper's where it made one."""
-
-    level: float = 0.95
-    quantile: float = 0.1
-    year_base: int = 2012
-    targets: Mapping[str, Sequence[float]] = field(default_factory=lambda: {"default": (0.05, 0.02, 0.01)})
-    imputation: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    flop_per_usd: float = 6.874e16
-    flop_per_lb_co2: float = 3.498e17
-    holdout_fraction: float = 0.1
-    holdout_grid: bool = True  # our runs: also refit without each model's largest width and n_train
-    # our runs
-    x: str | Sequence[str] = "network_operations"  # one compute column, or several (one set of fits each)
-    error: str = "test_error"
-    specs: Sequence[str] = ("poly", "exp", "quantile10")
-    models: Sequence[str] | None = None
-    datasets: Sequence[str] | None = None
-    seeds: str = "mean"
-    group_by: Sequence[str] = ("model", "data", "model_width", "model_depth", "n_train", "epochs")
-    frontier: bool | str = False  # False: all configurations | True: the frontier only | "both"
-    contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
-    parametric: bool = True
-    parametric_by_model: bool = True  # one L(N, D) per model when the runs hold several
-    bootstrap: int = 1000
-    bootstrap_seed: int = 0
-    huber_delta: float = 0.1
-
-    def __post_init__(self) -> None:
-        # Booleans only: 0 and 1 equal False and True, but frontier=0 or frontier=1 is refused.
-        if not (isinstance(self.frontier, bool) or self.frontier == "both"):
-            raise ConfigError(f"frontier={self.frontier} is unknown; use frontier=false, true or both")
-        if not 0.0 < self.level < 1.0:
-            raise ConfigError(f"level={self.level} must lie strictly between 0 and 1")
-        if not 0.0 < self.quantile < 1.0:
-            raise ConfigError(f"quantile={self.quantile} must lie strictly between 0 and 1")
-        for name, values in self.targets.items():
-            bad = [v for v in values if not 0.0 < float(v) < 1.0]
-            if bad:
-                raise ConfigError(f"extrapolation.targets.{name}: {bad} are not errors between 0 and 1")
-        if self.bootstrap < 1:
-            raise ConfigError(f"parametric.bootstrap={self.bootstrap} must be at least 1")
-        if not self.xs:
-            raise ConfigError("x=[] names no compute column; give one, e.g. x=network_operations")
-
-    @property
-    def xs(self) -> tuple[str, ...]:
-        """The compute columns to fit, in order (x= may name one or several)."""
-        return (self.x,) if isinstance(self.x, str) else tuple(self.x)
-
-    @property
-    def point_sets(self) -> tuple[str, ...]:
-        """Which points the fits of our runs use: ("all",), ("frontier",) or both."""
-        return _FRONTIER_MODES[self.frontier]
-
-    def paper_rates(self, x: str) -> list[Conversion]:
-        """The paper's USD and CO2 per FLOP, for a training-compute column `x`."""
-        return paper_conversions(x, flop_per_usd=self.flop_per_usd, flop_per_lb_co2=self.flop_per_lb_co2)
-
-    def targets_for(self, *names: str) -> tuple[float, ...]:
-        """The target errors of the first of `names` that has some, else the default ones."""
-        for name in (*names, "default"):
-            if name in self.targets:
-                return tuple(float(v) for v in self.targets[name])
-        return ()
+def paper_rates(settings: FitSettings, x: str) -> list[Conversion]:
+    """The paper's USD and CO2 per FLOP (at the settings' rates), for a training-compute column `x`."""
+    return paper_conversions(x, flop_per_usd=settings.flop_per_usd, flop_per_lb_co2=settings.flop_per_lb_co2)
 
 
 @dataclass
@@ -142,7 +76,7 @@ class BenchmarkAnalysis:
 
 def _finish(
     analysis: BenchmarkAnalysis,
-    settings: Settings,
+    settings: FitSettings,
     conversions: Callable[[str], list[Conversion]],
     targets: Sequence[float],
     *,
@@ -165,9 +99,9 @@ def _finish(
         analysis.holdout += [{**row, **tag} for row in rows]
 
 
-def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkAnalysis:
+def analyse_reference(name: str, settings: FitSettings | None = None) -> BenchmarkAnalysis:
     """The paper's specifications on its own data for benchmark `name`."""
-    settings = settings or Settings()
+    settings = settings or FitSettings()
     entry = reference.benchmark(name)
     frame = reference.load(name)
     fits: list[FitResult] = []
@@ -184,14 +118,14 @@ def analyse_reference(name: str, settings: Settings | None = None) -> BenchmarkA
         f"{len(frame)} models in the authors' table (reference/SOURCE.md); error = {entry.error_label}, "
         "as a fraction; rows without a fit's compute column are dropped and counted (N dropped)."
     )
-    _finish(analysis, settings, settings.paper_rates, settings.targets_for(name))
+    _finish(analysis, settings, partial(paper_rates, settings), settings.targets_for(name))
     return analysis
 
 
-def analyse_torchvision(settings: Settings | None = None) -> list[BenchmarkAnalysis]:
+def analyse_torchvision(settings: FitSettings | None = None) -> list[BenchmarkAnalysis]:
     """The paper's ImageNet specs on forward FLOPs (zoo.plans) for the paper's survey and torchvision's zoo,
     with and without the weights pretrained on extra data: three analyses, to be read side by side."""
-    settings = settings or Settings()
+    settings = settings or FitSettings()
     chosen = zoo.plans(quantile=settings.quantile, year_base=settings.year_base)
     analyses = []
     for name, label, table in zoo.surveys():
@@ -201,12 +135,12 @@ def analyse_torchvision(settings: Settings | None = None) -> list[BenchmarkAnaly
             name, "reference", label, "top-1 error", "year", fits, level=settings.level
         )
         analysis.notes.append(zoo.NOTES[name])
-        _finish(analysis, settings, settings.paper_rates, settings.targets_for("imagenet"))
+        _finish(analysis, settings, partial(paper_rates, settings), settings.targets_for("imagenet"))
         analyses.append(analysis)
     return analyses
 
 
-def run_plans(settings: Settings, x: str) -> list[Plan]:
+def run_plans(settings: FitSettings, x: str) -> list[Plan]:
     """The specifications `specs=` names, on compute column `x`."""
     available = {
         "poly": Plan("poly", LOG_ERROR, x),
@@ -221,9 +155,9 @@ def run_plans(settings: Settings, x: str) -> list[Plan]:
     return [available[s] for s in settings.specs]
 
 
-def analyse_runs(runs: pd.DataFrame, settings: Settings | None = None) -> list[BenchmarkAnalysis]:
+def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> list[BenchmarkAnalysis]:
     """The chosen specifications on our runs, for every chosen compute column, one analysis per dataset."""
-    settings = settings or Settings()
+    settings = settings or FitSettings()
     plans = {x: run_plans(settings, x) for x in settings.xs}
     prepared = {
         x: prepare_runs(
@@ -251,7 +185,7 @@ def _subset(frame: pd.DataFrame, dataset) -> pd.DataFrame:
 
 
 def _fits_on(
-    everything: pd.DataFrame, plans: list[Plan], settings: Settings, name: str
+    everything: pd.DataFrame, plans: list[Plan], settings: FitSettings, name: str
 ) -> tuple[list[FitResult], list[str]]:
     """Every plan on every point set of one compute column; fits.csv's `points` says which."""
     keep = tuple(c for c in ("model", "params", "n_train", "n_seeds", "seed") if c in everything.columns)
@@ -274,7 +208,7 @@ def _analyse_dataset(
     prepared: Mapping[str, PreparedRuns],
     dataset,
     plans: Mapping[str, list[Plan]],
-    settings: Settings,
+    settings: FitSettings,
     dropped,
 ) -> BenchmarkAnalysis:
     """One dataset of our runs: its fits, extrapolation (with measured energy rates), holdout, L(N, D)."""
@@ -306,7 +240,7 @@ def _analyse_dataset(
     _finish(
         analysis,
         settings,
-        lambda x: settings.paper_rates(x) + measured[x],
+        lambda x: paper_rates(settings, x) + measured[x],
         settings.targets_for(name, "runs"),
         grid=settings.holdout_grid,
     )
@@ -315,7 +249,7 @@ def _analyse_dataset(
     return analysis
 
 
-def _parametric_groups(points: pd.DataFrame, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
+def _parametric_groups(points: pd.DataFrame, settings: FitSettings) -> list[tuple[str, pd.DataFrame]]:
     """(model, its points) for each model when fitting per model and there are several; else one group."""
     models = sorted(points["model"].dropna().unique()) if "model" in points.columns else []
     if settings.parametric_by_model and len(models) > 1:
@@ -323,7 +257,7 @@ def _parametric_groups(points: pd.DataFrame, settings: Settings) -> list[tuple[s
     return [(str(models[0]) if len(models) == 1 else "all", points)]
 
 
-def _parametric(analysis: BenchmarkAnalysis, points: pd.DataFrame, settings: Settings) -> None:
+def _parametric(analysis: BenchmarkAnalysis, points: pd.DataFrame, settings: FitSettings) -> None:
     """L(N, D) with bootstrap CIs and its out-of-sample checks (per model when there are several), or a
     note saying why it was skipped."""
     tables = []

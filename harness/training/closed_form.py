@@ -6,17 +6,18 @@ scikit-learn's coordinate descent on a precomputed Gram matrix. Both run on the 
 precision whose peak prices the hardware burden. The learned coefficients are written into the model's
 `linear` layer, so the model stays a plain torch module that is evaluated like any other.
 
-Timing and energy follow the loop: the meter starts first, the solve is one train segment inside one
-energy window, evaluation is timed apart. The training FLOPs are the solver's operation count
+The solve runs through the loop's own machinery (`run_steps`): it is one step over all n samples, one
+train segment inside one energy window, followed by one evaluation timed apart, with the same progress and
+curve rows as gradient training. The training FLOPs are the solver's operation count
 (harness.compute.analytic), recorded with its formula.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -25,18 +26,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso  # imported here, not in the timed solve
 
 from harness.compute.analytic import lasso_flops, least_squares_flops
-from harness.data import Dataset
-from harness.energy import EnergyMeter
 from harness.errors import ConfigError
-from harness.progress import LogProgress, Progress
-from harness.training.clock import Stopwatch
-from harness.training.loop import TrainResult, evaluate
-from harness.training.objective import objective_for
+from harness.settings import TrainerSettings
+from harness.training.loop import Diverged, ModuleCore, Plan, run_steps
+from harness.training.spec import TrainingJob, TrainResult
 
 log = logging.getLogger(__name__)
-
-SOLVERS = ("least_squares", "lasso")
-ALPHA_RULES = ("fixed", "universal")
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -59,25 +54,20 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return solution[:d], float(solution[d])
 
 
-def lasso_alpha(cfg: Any, n: int, d: int) -> float:
+def lasso_alpha(settings: TrainerSettings, n: int, d: int) -> float:
     """trainer.alpha as given (alpha_rule=fixed), or the universal rate alpha·√(2 ln d / n) (Bickel, Ritov &
     Tsybakov 2009), which with alpha = σ shrinks the penalty as data grows, as the theory requires."""
-    alpha, rule = cfg.get("alpha"), cfg.get("alpha_rule", "universal")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ConfigError(f"trainer.alpha must be a positive number, got {alpha!r}; e.g. trainer.alpha=0.5")
-    if rule not in ALPHA_RULES:
-        raise ConfigError(f"trainer.alpha_rule must be one of {', '.join(ALPHA_RULES)}, got {rule!r}")
-    return float(alpha) if rule == "fixed" else float(alpha) * math.sqrt(2.0 * math.log(max(d, 2)) / n)
+    alpha = settings.alpha
+    if settings.alpha_rule == "fixed":
+        return alpha
+    return alpha * math.sqrt(2.0 * math.log(max(d, 2)) / n)
 
 
-def lasso(x: np.ndarray, y: np.ndarray, alpha: float, cfg: Any) -> tuple[np.ndarray, float, int]:
+def lasso(
+    x: np.ndarray, y: np.ndarray, alpha: float, settings: TrainerSettings
+) -> tuple[np.ndarray, float, int]:
     """(coefficients, intercept, coordinate-descent sweeps) of scikit-learn's Lasso with a Gram matrix."""
-    estimator = Lasso(
-        alpha=alpha,
-        precompute=True,
-        max_iter=int(cfg.get("max_iter", 10000)),
-        tol=float(cfg.get("tol", 1e-4)),
-    )
+    estimator = Lasso(alpha=alpha, precompute=True, max_iter=settings.max_iter, tol=settings.tol)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         estimator.fit(x, y)
@@ -87,14 +77,12 @@ def lasso(x: np.ndarray, y: np.ndarray, alpha: float, cfg: Any) -> tuple[np.ndar
     return estimator.coef_, float(estimator.intercept_), int(estimator.n_iter_)
 
 
-def _check(model: torch.nn.Module, data: Dataset, cfg: Any, device: torch.device, dtype: torch.dtype):
-    """The solver, the model's linear layer and its number of input features; ConfigError on misuse."""
-    solver = cfg.get("solver")
-    if solver not in SOLVERS:
-        raise ConfigError(f"trainer.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    if data.task != "regression":
+def check_closed_form(job: TrainingJob) -> tuple[torch.nn.Module, torch.nn.Linear, int]:
+    """The model, its linear layer and its number of input features; ConfigError on misuse."""
+    model, _ = job.only_model()
+    if job.data.task != "regression":
         raise ConfigError(
-            f"trainer.mode=closed_form solves regression; {data.name} is a {data.task} task: "
+            f"trainer.mode=closed_form solves regression; {job.data.name} is a {job.data.task} task: "
             "use trainer.mode=eager (SGD) for it"
         )
     linear, features = getattr(model, "linear", None), getattr(model, "input_features", None)
@@ -103,94 +91,73 @@ def _check(model: torch.nn.Module, data: Dataset, cfg: Any, device: torch.device
             f"trainer.mode=closed_form fits linear models with one output (linear_expert, linear_flexible, "
             f"linear_lasso), not {type(model).__name__}; use trainer.mode=eager for it"
         )
-    if device.type != "cpu" or dtype is not torch.float32:
+    if job.device.type != "cpu" or job.dtype is not torch.float32:
         raise ConfigError(
             "trainer.mode=closed_form solves on the CPU in float32; "
             "set trainer.device=cpu trainer.precision=fp32"
         )
-    return solver, linear, features
+    return model, linear, features
 
 
-def fit_closed_form(
-    model: torch.nn.Module,
-    data: Dataset,
-    cfg: Any,
-    device: torch.device,
-    dtype: torch.dtype,
-    *,
-    seed: int,
-    progress: Progress | None = None,
-    energy: EnergyMeter | None = None,
-) -> TrainResult:
-    """Solve for `model`'s coefficients on `data` as `cfg` (the trainer config group) says.
+class SolverStepper:
+    """The Stepper of loop.py for a direct solve: its one step solves for the coefficients of the core's
+    model on all samples and writes them into its linear layer."""
 
-    One solve is one step over all n samples (samples_seen = n, one epoch). `seed` is unused: the
-    solvers are deterministic (the Lasso's cyclic coordinate order included).
-    """
-    solver, linear, features = _check(model, data, cfg, device, dtype)
-    objective = objective_for(data.task)
-    x = data.x_train.flatten(1)[:, :features].numpy().astype(np.float32)
-    y = data.y_train.numpy().astype(np.float32)
-    n = len(x)
+    def __init__(self, core: ModuleCore, linear: torch.nn.Linear, features: int, settings: TrainerSettings):
+        self.core, self.linear, self.settings = core, linear, settings
+        self.x = core.x.flatten(1)[:, :features].numpy().astype(np.float32)
+        self.y = core.y.numpy().astype(np.float32)
+        self.coef, self.intercept = None, 0.0
+        self.flops_train: float | None = None
+        self.flops_train_method: str | None = None
 
-    watch = Stopwatch(device)
-    result = TrainResult()  # steps and samples count only once the solve has returned
-    energy = energy or EnergyMeter.off()
-    energy.start()
-    progress = progress or LogProgress(logging.DEBUG)
-    progress.start(1)
-    try:
-        with watch.segment("train"), energy.window():
-            if solver == "least_squares":
-                coef, intercept = least_squares(x, y)
-                result.flops_train, result.flops_train_method = least_squares_flops(n, features)
+    def warmup(self, steps: int) -> None:
+        """Nothing to warm up: a solver has no compilation or lazy state."""
+
+    def step(self, idx: torch.Tensor) -> None:
+        n, features = self.x.shape
+        try:
+            if self.settings.solver == "least_squares":
+                self.coef, self.intercept = least_squares(self.x, self.y)
+                self.flops_train, self.flops_train_method = least_squares_flops(n, features)
             else:
-                alpha = lasso_alpha(cfg, n, features)
-                coef, intercept, sweeps = lasso(x, y, alpha, cfg)
-                result.flops_train, method = lasso_flops(n, features, sweeps)
-                result.flops_train_method = f"{method}; alpha={alpha:.4g}"
-            result.steps, result.samples_seen = 1, n
-    except (np.linalg.LinAlgError, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (a SLURM time limit): keep a record
-            result.status, result.error = "interrupted", f"interrupted during the solve ({exc or 'SIGINT'})"
-        else:
+                alpha = lasso_alpha(self.settings, n, features)
+                self.coef, self.intercept, sweeps = lasso(self.x, self.y, alpha, self.settings)
+                self.flops_train, method = lasso_flops(n, features, sweeps)
+                self.flops_train_method = f"{method}; alpha={alpha:.4g}"
+        except np.linalg.LinAlgError as exc:
             # A singular system is an outcome of this configuration (n close to d): recorded as divergence.
-            result.status, result.error = "diverged", f"least-squares system is numerically singular ({exc})"
-        log.warning(result.error)
-        progress.close()
-        result.train_time_s, result.train_cpu_s = watch.total("train"), watch.cpu_total("train")
-        return result
+            raise Diverged(f"least-squares system is numerically singular ({exc})") from exc
+        with torch.no_grad():
+            weight = torch.as_tensor(np.asarray(self.coef), dtype=self.linear.weight.dtype)
+            self.linear.weight.copy_(weight.reshape(1, -1))
+            self.linear.bias.fill_(self.intercept)
 
-    with torch.no_grad():
-        linear.weight.copy_(torch.as_tensor(np.asarray(coef), dtype=linear.weight.dtype).reshape(1, -1))
-        linear.bias.fill_(intercept)
-    model.to(device)
-    with watch.segment("eval"):
-        residual = y - x @ coef - intercept
-        train_loss = float(np.mean(residual.astype(np.float64) ** 2))
-        test_error, test_loss = evaluate(
-            model,
-            data.x_test.to(device),
-            data.y_test.to(device),
-            int(cfg.eval_batch_size),
-            device,
-            dtype,
-            objective,
-        )
-    row = {
-        "step": 1,
-        "epoch": 1.0,
-        "samples_seen": n,
-        "train_loss": train_loss,
-        "test_loss": test_loss,
-        "test_error": test_error,
-        "train_time_s": watch.total("train"),
-        "lr": None,
-    }
-    result.curve.append(row)
-    progress.advance(1, train_loss)
-    progress.evaluated(row)
-    progress.close()
-    result.train_time_s, result.eval_time_s = watch.total("train"), watch.total("eval")
-    result.train_cpu_s = watch.cpu_total("train")
-    return result
+    @property
+    def loss_sum(self) -> torch.Tensor:
+        """The training MSE of the solution, in float64 (computed when read: after the timed solve)."""
+        if self.coef is None:
+            return torch.zeros(1, dtype=torch.float64)
+        residual = self.y - self.x @ self.coef - self.intercept
+        return torch.tensor([float(np.mean(residual.astype(np.float64) ** 2))], dtype=torch.float64)
+
+    def lr(self) -> None:
+        return None
+
+
+def fit_closed_form(job: TrainingJob) -> list[TrainResult]:
+    """Solve for the job's model's coefficients as its settings say (trainer.solver).
+
+    One solve is one step over all n samples (samples_seen = n, one epoch). The seed is unused: the solvers
+    are deterministic (the Lasso's cyclic coordinate order included).
+    """
+    model, linear, features = check_closed_form(job)
+    n = len(job.data.x_train)
+    one_batch = dataclasses.replace(job.settings, batch_size=n, epochs=1.0, max_steps=None)
+    plan = Plan.make(job.data, one_batch, job.device, drop_last=False)  # one step, then one evaluation
+    core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, job.device, job.dtype)
+    stepper = SolverStepper(core, linear, features, job.settings)
+    results = run_steps(stepper, iter([torch.arange(n)]), plan, job)
+    for result in results:
+        result.flops_train, result.flops_train_method = stepper.flops_train, stepper.flops_train_method
+    return results

@@ -18,37 +18,32 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch.func import functional_call, stack_module_state, vmap
 
-from harness.data import Dataset
-from harness.energy import EnergyMeter
+from harness.device import autocast
 from harness.errors import ConfigError
-from harness.progress import Progress
-from harness.training.device import autocast
 from harness.training.graph import GraphStepper, GraphUnavailable, graph_amp, graph_blocker, warn_fallback
 from harness.training.loop import (
     EagerStepper,
     Plan,
-    TrainResult,
-    drop_last_for,
+    optimizer_factory,
     place,
     run_steps,
     shuffled_batches,
     summed_over_batches,
 )
 from harness.training.objective import Objective
+from harness.training.spec import TrainingJob, TrainResult
 
 log = logging.getLogger(__name__)
 
 # Optimizers that act element by element (no norm over a whole tensor): on stacked parameters they are
 # E independent optimizers.
 ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
-DATA_ORDERS = ("own", "shared")
 ENERGY_SHARE_TAG = "shared_ensemble"
 # Energy quantities (and the meter's own time) that add up over members, split evenly; methods get the
 # tag; power stays whole-device.
@@ -152,19 +147,14 @@ class EnsembleCore:
                     tensor.copy_(stacked[i])
 
 
-def check_ensemble(cfg: Any, dtype: torch.dtype) -> None:
+def check_ensemble(job: TrainingJob) -> None:
     """One-line ConfigErrors for settings an ensemble cannot honour."""
-    if dtype is torch.float16:
+    if job.dtype is torch.float16:
         raise ConfigError(
             "trainer.mode=ensemble cannot use precision=fp16: one gradient scaler would skip every member's "
             "step when one overflows; use trainer.precision=bf16 or fp32"
         )
-    order = cfg.get("ensemble_data_order", "own")
-    if order not in DATA_ORDERS:
-        raise ConfigError(
-            f"trainer.ensemble_data_order must be one of {', '.join(DATA_ORDERS)}, got {order!r}"
-        )
-    name = instantiate(cfg.optimizer)([torch.zeros(1, requires_grad=True)]).__class__.__name__
+    name = optimizer_factory(job.settings)([torch.zeros(1, requires_grad=True)]).__class__.__name__
     if name not in ELEMENTWISE_OPTIMIZERS:
         raise ConfigError(
             f"trainer.mode=ensemble needs an element-wise optimizer ({', '.join(ELEMENTWISE_OPTIMIZERS)}); "
@@ -172,45 +162,33 @@ def check_ensemble(cfg: Any, dtype: torch.dtype) -> None:
         )
 
 
-def train_ensemble(
-    models: Sequence[torch.nn.Module],
-    data: Dataset,
-    cfg: Any,
-    device: torch.device,
-    dtype: torch.dtype,
-    *,
-    seeds: Sequence[int],
-    progress: Progress | None = None,
-    energy: EnergyMeter | None = None,
-) -> list[TrainResult]:
-    """Train `models` (built from `seeds`, one each) together; one TrainResult per member, each charged
-    1/E of the time. The member modules end with their trained weights."""
-    check_ensemble(cfg, dtype)
-    if len(models) != len(seeds) or not models:
-        raise ValueError(f"need one seed per model, got {len(models)} models and {len(seeds)} seeds")
-    shared = cfg.get("ensemble_data_order", "own") == "shared"
-    channels_last = bool(cfg.get("channels_last", False))
-    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
+def train_ensemble(job: TrainingJob) -> list[TrainResult]:
+    """Train the job's models (built from its seeds, one each) together; one TrainResult per member, each
+    charged 1/E of the time. The member modules end with their trained weights."""
+    settings, device, dtype, models = job.settings, job.device, job.dtype, list(job.models)
+    check_ensemble(job)
+    shared = settings.ensemble_data_order == "shared"
+    plan = Plan.make(job.data, settings, device, settings.drop_last_for(static_shapes=True))
     for model in models:
-        place(model, device, channels_last)
-    order_seeds = seeds[0] if shared else list(seeds)
+        place(model, device, settings.channels_last)
+    order_seeds = job.seeds[0] if shared else list(job.seeds)
     warmup_idx = torch.arange(plan.batch_size, device=device)
     if not shared:
         warmup_idx = warmup_idx.expand(len(models), -1).contiguous()
 
     def train_with(stepper) -> list[TrainResult]:
         batches = shuffled_batches(plan.n, plan.batch_size, order_seeds, device, plan.drop_last)
-        results = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)
+        results = run_steps(stepper, batches, plan, job)
         stepper.core.write_back()
         return results
 
-    reason = graph_blocker(cfg, device, dtype, plan.n)
+    reason = graph_blocker(settings, device, dtype, plan.n)
     if reason is None:
         core = EnsembleCore(
             models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared, graph_amp
         )
         try:
-            results = train_with(GraphStepper(core, cfg, plan.total_steps, device, warmup_idx))
+            results = train_with(GraphStepper(core, settings, plan.total_steps, device, warmup_idx))
             for result in results:
                 result.cuda_graph = True
             return results
@@ -220,16 +198,19 @@ def train_ensemble(
     if device.type == "cuda":  # on a CPU, eager vmap is simply how an ensemble runs
         note = warn_fallback("ensemble", "ensemble without a CUDA graph", reason)
     core = EnsembleCore(models, plan.x_train, plan.y_train, plan.objective, device, dtype, shared)
-    optimizer = instantiate(cfg.optimizer)(core.parameters())
-    results = train_with(EagerStepper(core, optimizer, plan.total_steps, cfg, dtype, device, warmup_idx))
+    optimizer = optimizer_factory(settings)(core.parameters())
+    results = train_with(EagerStepper(core, optimizer, plan.total_steps, settings, dtype, device, warmup_idx))
     for result in results:
         result.fallback = note
     return results
 
 
 def share_energy(fields: dict[str, Any], members: int) -> dict[str, Any]:
-    """One member's energy fields: the window's energy split evenly, each measured method tagged."""
+    """One member's energy fields: the window's energy split evenly, each measured method tagged (a job of
+    one model keeps its fields as they are)."""
     shared = dict(fields)
+    if members == 1:
+        return shared
     for key in _SPLIT_ENERGY:
         if shared.get(key) is not None:
             shared[key] = shared[key] / members

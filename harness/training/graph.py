@@ -24,30 +24,27 @@ say why and the caller falls back to eager steps with one warning.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import AbstractContextManager
-from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
-from harness.data import Dataset
-from harness.energy import EnergyMeter
-from harness.progress import Progress
-from harness.training.device import autocast
+from harness.device import autocast
+from harness.settings import TrainerSettings
 from harness.training.loop import (
     Core,
     ModuleCore,
     Plan,
     Snapshot,
-    TrainResult,
-    drop_last_for,
+    optimizer_factory,
     place,
     run_steps,
     shuffled_batches,
 )
 from harness.training.loop import train as train_eager
 from harness.training.schedule import lr_factor
+from harness.training.spec import TrainingJob, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +63,7 @@ def graph_amp(device: torch.device, dtype: torch.dtype) -> AbstractContextManage
     return autocast(device, dtype, cache=False)
 
 
-def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, n_train: int):
+def graph_blocker(settings: TrainerSettings, device: torch.device, dtype: torch.dtype, n_train: int):
     """Why this run's steps cannot be captured in a CUDA graph, or None when they can (probably: an op may
     still fail to capture, which GraphStepper.warmup reports). Needs no data on the device, so a run that
     falls back never holds the graph attempt's copy beside eager's."""
@@ -74,13 +71,13 @@ def graph_blocker(cfg: Any, device: torch.device, dtype: torch.dtype, n_train: i
         return f"CUDA graphs need a CUDA device, and this run trains on {device}"
     if dtype is torch.float16:
         return "fp16's gradient scaler reads its overflow check on the host every step; use bf16"
-    batch = min(int(cfg.batch_size), n_train)  # as Plan.make
-    if not drop_last_for(cfg, static_shapes=True) and n_train % batch:
+    batch = min(settings.batch_size, n_train)  # as Plan.make
+    if not settings.drop_last_for(static_shapes=True) and n_train % batch:
         return (
             f"trainer.drop_last=false leaves a smaller last batch ({n_train} % {batch} samples), "
             "and a graph needs one batch shape; drop it with trainer.drop_last=null or true"
         )
-    optimizer = instantiate(cfg.optimizer)([torch.zeros(1, requires_grad=True)])
+    optimizer = optimizer_factory(settings)([torch.zeros(1, requires_grad=True)])
     if type(optimizer) not in CAPTURABLE_OPTIMIZERS:
         names = ", ".join(f"torch.optim.{c.__name__}" for c in CAPTURABLE_OPTIMIZERS)
         return (
@@ -108,15 +105,21 @@ class GraphStepper:
     """
 
     def __init__(
-        self, core: Core, cfg: Any, total_steps: int, device: torch.device, warmup_idx, capture: bool = True
+        self,
+        core: Core,
+        settings: TrainerSettings,
+        total_steps: int,
+        device: torch.device,
+        warmup_idx,
+        capture: bool = True,
     ):
         self.core, self.device, self.capture = core, device, capture
-        factory = instantiate(cfg.optimizer)
+        factory = optimizer_factory(settings)
         base_lr = float(factory(core.parameters()).param_groups[0]["lr"])
-        factor = lr_factor(cfg.schedule.name, total_steps, float(cfg.schedule.warmup_fraction))
+        factor = lr_factor(settings.schedule.name, total_steps, settings.schedule.warmup_fraction)
         # Long enough for warm-up and capture steps too (they are undone, the counter is reset).
         table = [base_lr * factor(s) for s in range(total_steps + 1)]
-        table += [table[-1]] * (2 * SIDE_STREAM_WARMUP_STEPS + int(cfg.timing_warmup_steps) + 2)
+        table += [table[-1]] * (2 * SIDE_STREAM_WARMUP_STEPS + settings.timing_warmup_steps + 2)
         self.lr_table_host = table
         self.lr_table = torch.tensor(table, device=device)
         self.lr_now = torch.tensor(table[0], device=device)
@@ -124,7 +127,7 @@ class GraphStepper:
             self.optimizer = _device_lr_optimizer(factory, core.parameters(), self.lr_now)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise GraphUnavailable(f"the optimizer cannot take a device-side learning rate ({exc})") from None
-        self.clip = None if cfg.grad_clip_norm is None else float(cfg.grad_clip_norm)
+        self.clip = settings.grad_clip_norm
         self.counter = torch.zeros(1, dtype=torch.long, device=device)
         self.static_idx = warmup_idx.clone()
         self.loss_sum = torch.zeros(core.members, device=device)
@@ -207,40 +210,27 @@ def warn_fallback(requested: str, ran: str, reason: str) -> str:
     return note
 
 
-def train_graph(
-    model: torch.nn.Module,
-    data: Dataset,
-    cfg: Any,
-    device: torch.device,
-    dtype: torch.dtype,
-    *,
-    seed: int,
-    progress: Progress | None = None,
-    energy: EnergyMeter | None = None,
-) -> TrainResult:
+def train_graph(job: TrainingJob) -> list[TrainResult]:
     """trainer.mode=graph: like loop.train, with each step replayed from a CUDA graph; falls back to eager
     (one warning, result.mode='eager', result.fallback says why) where the step cannot be captured."""
-    reason = graph_blocker(cfg, device, dtype, len(data.x_train))
+    reason = graph_blocker(job.settings, job.device, job.dtype, len(job.data.x_train))
     if reason is None:
         try:
-            return _train_captured(model, data, cfg, device, dtype, seed, progress, energy)
+            return _train_captured(job)
         except GraphUnavailable as exc:
             reason = str(exc)
     note = warn_fallback("graph", "eager", reason)
-    result = train_eager(model, data, cfg, device, dtype, seed=seed, progress=progress, energy=energy)
-    result.mode, result.fallback = "eager", note
-    return result
+    return [dataclasses.replace(result, mode="eager", fallback=note) for result in train_eager(job)]
 
 
-def _train_captured(model, data, cfg, device, dtype, seed, progress, energy) -> TrainResult:
+def _train_captured(job: TrainingJob) -> list[TrainResult]:
     """train_graph's captured path; its device copies of the data go with its frame when capture fails."""
-    channels_last = bool(cfg.get("channels_last", False))
-    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=True), channels_last)
-    place(model, device, channels_last)
-    core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, device, dtype, graph_amp)
+    model, seed = job.only_model()
+    settings, device = job.settings, job.device
+    plan = Plan.make(job.data, settings, device, settings.drop_last_for(static_shapes=True))
+    place(model, device, settings.channels_last)
+    core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, device, job.dtype, graph_amp)
     warmup_idx = torch.arange(plan.batch_size, device=device)
-    stepper = GraphStepper(core, cfg, plan.total_steps, device, warmup_idx)
+    stepper = GraphStepper(core, settings, plan.total_steps, device, warmup_idx)
     batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
-    result = run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)[0]
-    result.cuda_graph = True
-    return result
+    return [dataclasses.replace(result, cuda_graph=True) for result in run_steps(stepper, batches, plan, job)]

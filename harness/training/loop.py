@@ -18,56 +18,22 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 from hydra.utils import instantiate
 
 from harness.data import Dataset
-from harness.energy import EnergyMeter
+from harness.device import autocast
 from harness.errors import ConfigError
-from harness.progress import LogProgress, Progress
+from harness.settings import TrainerSettings
 from harness.training.clock import Stopwatch
-from harness.training.device import autocast
 from harness.training.objective import Objective, objective_for
 from harness.training.schedule import lr_factor
+from harness.training.spec import CurveRow, TrainingJob, TrainResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    status: str = "completed"  # completed | diverged | interrupted
-    error: str | None = None
-    steps: int = 0
-    samples_seen: int = 0
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    train_time_s: float = 0.0
-    train_cpu_s: float = 0.0  # this process's CPU time over the training segments (all threads)
-    eval_time_s: float = 0.0
-    warmup_time_s: float = 0.0
-    # Training FLOPs when the trainer knows them exactly (closed-form solvers: a formula in
-    # harness/compute); None means they are counted from the model's measured step, as for SGD.
-    flops_train: float | None = None
-    flops_train_method: str | None = None
-    # What actually ran, when it differs from trainer.mode (a graph run that fell back to eager), and why.
-    mode: str | None = None
-    fallback: str | None = None
-    cuda_graph: bool = False  # the steps were replayed from a captured CUDA graph
-
-    def last(self, key: str) -> float | None:
-        return self.curve[-1][key] if self.curve else None
-
-    def best_test_error(self) -> float | None:
-        errors = [row["test_error"] for row in self.curve if row["test_error"] is not None]
-        return min(errors) if errors else None
-
-    def first_reaching(self, target: float | None) -> dict[str, Any] | None:
-        """The first evaluation whose test error is at or below `target` (time-to-target)."""
-        if target is None:
-            return None
-        return next((row for row in self.curve if row["test_error"] <= target), None)
 
 
 def plan_steps(
@@ -228,13 +194,16 @@ class Snapshot:
 class EagerStepper:
     """Plain PyTorch steps: any optimizer, LambdaLR schedule, fp16 gradient scaler, optional clipping."""
 
-    def __init__(self, core: Core, optimizer, total_steps: int, cfg: Any, dtype, device, warmup_idx):
+    def __init__(
+        self, core: Core, optimizer, total_steps: int, settings: TrainerSettings, dtype, device, warmup_idx
+    ):
         self.core, self.optimizer, self.device, self.warmup_idx = core, optimizer, device, warmup_idx
+        schedule = settings.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_factor(cfg.schedule.name, total_steps, float(cfg.schedule.warmup_fraction))
+            optimizer, lr_factor(schedule.name, total_steps, schedule.warmup_fraction)
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-        self.clip = None if cfg.grad_clip_norm is None else float(cfg.grad_clip_norm)
+        self.clip = settings.grad_clip_norm
         self.loss_sum = torch.zeros(core.members, device=device)
 
     def step(self, idx: torch.Tensor) -> None:
@@ -265,6 +234,11 @@ class EagerStepper:
         self.loss_sum.zero_()
 
 
+def optimizer_factory(settings: TrainerSettings) -> Callable[..., torch.optim.Optimizer]:
+    """The configured torch.optim class as a partial: call it with the parameters it updates."""
+    return instantiate(dict(settings.optimizer))
+
+
 # ------------------------------------------------------------------------------------ the outer loop
 
 
@@ -287,16 +261,14 @@ class Plan:
         return len(self.x_train)
 
     @classmethod
-    def make(
-        cls, data: Dataset, cfg: Any, device: torch.device, drop_last: bool, channels_last: bool = False
-    ):
+    def make(cls, data: Dataset, settings: TrainerSettings, device: torch.device, drop_last: bool):
         x_train, x_test = data.x_train.to(device), data.x_test.to(device)
-        if channels_last and x_train.ndim == 4:
+        if settings.channels_last and x_train.ndim == 4:
             x_train = x_train.contiguous(memory_format=torch.channels_last)
             x_test = x_test.contiguous(memory_format=torch.channels_last)
         n = len(x_train)
         steps_per_epoch, total = plan_steps(
-            n, int(cfg.batch_size), float(cfg.epochs), cfg.max_steps, drop_last
+            n, settings.batch_size, settings.epochs, settings.max_steps, drop_last
         )
         return cls(
             x_train,
@@ -304,7 +276,7 @@ class Plan:
             x_test,
             data.y_test.to(device),
             objective_for(data.task),
-            min(int(cfg.batch_size), n),
+            min(settings.batch_size, n),
             steps_per_epoch,
             total,
             drop_last,
@@ -319,141 +291,156 @@ def place(model: torch.nn.Module, device: torch.device, channels_last: bool) -> 
     return model
 
 
-def drop_last_for(cfg: Any, static_shapes: bool) -> bool:
-    """trainer.drop_last, where null means: drop the smaller last batch only where shapes must be static."""
-    value = cfg.get("drop_last")
-    return static_shapes if value is None else bool(value)
+class Diverged(Exception):
+    """Raised by a stepper whose step cannot produce a model (a singular system): every member stops as
+    diverged, with this message as the record's error."""
+
+
+class _Run:
+    """The state of one run_steps call: its clock, the members still training, one result per member."""
+
+    def __init__(self, stepper: Stepper, plan: Plan, job: TrainingJob):
+        self.stepper, self.plan, self.settings = stepper, plan, job.settings
+        self.members = stepper.core.members
+        self.watch = Stopwatch(job.device)
+        self.progress, self.energy = job.progress, job.energy
+        self.results = [TrainResult() for _ in range(self.members)]
+        self.running = list(range(self.members))
+        self.steps = self.samples = self.losses = 0
+        self.eval_every = self.settings.eval_every_steps or plan.steps_per_epoch
+        self.check_every = max(self.settings.log_every_steps, 1)
+
+    def stop(self, i: int, status: str | None = None, error: str | None = None) -> None:
+        """Member `i` stops here: its counters and its share (1/members) of every time bucket."""
+        result = self.results[i]
+        if status is not None:
+            result.status, result.error = status, error
+        result.steps, result.samples_seen = self.steps, self.samples
+        result.train_time_s = self.watch.total("train") / self.members
+        result.train_cpu_s = self.watch.cpu_total("train") / self.members
+        result.eval_time_s = self.watch.total("eval") / self.members
+        result.warmup_time_s = self.watch.total("warmup") / self.members
+
+    def stop_running(self, status: str, error: str) -> None:
+        log.warning(error)
+        for i in self.running:
+            self.stop(i, status, error)
+        self.running = []
+
+    def next_pause(self) -> int:
+        """The step at which training next pauses: a loss check or an evaluation, whichever comes first."""
+        steps = self.steps
+        next_eval = (steps // self.eval_every + 1) * self.eval_every
+        return min(self.plan.total_steps, next_eval, (steps // self.check_every + 1) * self.check_every)
+
+    def train_until(self, end: int, batches: Iterator[torch.Tensor]) -> None:
+        # One energy window per evaluation interval, not per chunk: each window edge costs NVML counter
+        # reads (milliseconds each; on an H100, windows per 50-step chunk slowed a small MLP's training by
+        # 14%). The loss check between chunks falls inside the window; evaluation does not.
+        self.energy.begin()  # no-op while the window is open
+        with self.watch.segment("train"):
+            while self.steps < end:
+                idx = next(batches)
+                self.stepper.step(idx)
+                self.steps += 1
+                self.samples += idx.shape[-1]
+                self.losses += 1
+
+    def check_losses(self) -> list[float]:
+        """Each member's mean training loss since the last evaluation; a non-finite one stops its member."""
+        mean_loss = (self.stepper.loss_sum / self.losses).tolist()
+        for i in [i for i in self.running if not math.isfinite(mean_loss[i])]:
+            error = f"training loss became non-finite by step {self.steps}"
+            log.warning(error if self.members == 1 else f"ensemble member {i}: {error}")
+            self.stop(i, "diverged", error)
+            self.running.remove(i)
+        if self.running:
+            self.progress.advance(self.steps, sum(mean_loss[i] for i in self.running) / len(self.running))
+        return mean_loss
+
+    def evaluation_due(self) -> bool:
+        return self.steps % self.eval_every == 0 or self.steps == self.plan.total_steps
+
+    def evaluate(self, mean_loss: list[float]) -> None:
+        """Score the running members on the test set (outside the energy window and the train clock)."""
+        self.energy.end()
+        with self.watch.segment("eval"):
+            scores = self.stepper.core.evaluate(
+                self.plan.x_test, self.plan.y_test, self.settings.eval_batch_size
+            )
+        rows = [
+            CurveRow(
+                step=self.steps,
+                epoch=self.samples / self.plan.n,
+                samples_seen=self.samples,
+                train_loss=mean_loss[i],
+                test_loss=scores[i][1],
+                test_error=scores[i][0],
+                train_time_s=self.watch.total("train") / self.members,
+                lr=self.stepper.lr(),
+            )
+            for i in self.running
+        ]
+        for i, row in zip(self.running, rows, strict=True):
+            self.results[i].curve.append(row)
+        self.progress.evaluated(_mean_row(rows))
+        self.stepper.loss_sum.zero_()
+        self.losses = 0
 
 
 def run_steps(
-    stepper: Stepper,
-    batches: Iterator[torch.Tensor],
-    plan: Plan,
-    cfg: Any,
-    device: torch.device,
-    *,
-    progress: Progress | None = None,
-    energy: EnergyMeter | None = None,
+    stepper: Stepper, batches: Iterator[torch.Tensor], plan: Plan, job: TrainingJob
 ) -> list[TrainResult]:
     """Warm up, then train until the plan's steps are done, evaluating at intervals: one TrainResult per
     member. Members share the device, so each is charged its share (1/members) of every time bucket; a
     member whose loss turns non-finite stops (status diverged) while the others go on."""
-    members = stepper.core.members
-    eval_every = int(cfg.eval_every_steps or plan.steps_per_epoch)
-    check_every = max(int(cfg.log_every_steps), 1)
-    total_steps = plan.total_steps
-    watch = Stopwatch(device)
-    with watch.segment("warmup"):
-        stepper.warmup(int(cfg.timing_warmup_steps))
-
-    energy = energy or EnergyMeter.off()
-    energy.start()  # after the warm-up: its start-up (codecarbon reads the hardware) is not training
-    progress = progress or LogProgress(logging.DEBUG)
-    progress.start(total_steps)
-    results = [TrainResult() for _ in range(members)]
-    running = list(range(members))
-    steps = samples = losses = 0
-
-    def stop(i: int, status: str | None = None, error: str | None = None) -> None:
-        result = results[i]
-        if status is not None:
-            result.status, result.error = status, error
-        result.steps, result.samples_seen = steps, samples
-        result.train_time_s = watch.total("train") / members
-        result.train_cpu_s = watch.cpu_total("train") / members
-        result.eval_time_s = watch.total("eval") / members
-        result.warmup_time_s = watch.total("warmup") / members
-
+    run = _Run(stepper, plan, job)
+    with run.watch.segment("warmup"):
+        stepper.warmup(job.settings.timing_warmup_steps)
+    job.energy.start()  # after the warm-up: its start-up (codecarbon reads the hardware) is not training
+    job.progress.start(plan.total_steps)
     try:
-        while steps < total_steps:
-            next_eval = (steps // eval_every + 1) * eval_every
-            chunk_end = min(total_steps, next_eval, (steps // check_every + 1) * check_every)
-            # One energy window per evaluation interval, not per chunk: each window edge costs NVML
-            # counter reads (milliseconds each; on an H100, windows per 50-step chunk slowed a small MLP's
-            # training by 14%). The loss check between chunks falls inside the window; evaluation does not.
-            energy.begin()  # no-op while the window is open
-            with watch.segment("train"):
-                while steps < chunk_end:
-                    idx = next(batches)
-                    stepper.step(idx)
-                    steps += 1
-                    samples += idx.shape[-1]
-                    losses += 1
-            mean_loss = (stepper.loss_sum / losses).tolist()
-            for i in [i for i in running if not math.isfinite(mean_loss[i])]:
-                error = f"training loss became non-finite by step {steps}"
-                log.warning(error if members == 1 else f"ensemble member {i}: {error}")
-                stop(i, "diverged", error)
-                running.remove(i)
-            if not running:
-                break
-            progress.advance(steps, sum(mean_loss[i] for i in running) / len(running))
-            if steps % eval_every == 0 or steps == total_steps:
-                energy.end()
-                with watch.segment("eval"):
-                    scores = stepper.core.evaluate(plan.x_test, plan.y_test, int(cfg.eval_batch_size))
-                rows = {
-                    i: {
-                        "step": steps,
-                        "epoch": samples / plan.n,
-                        "samples_seen": samples,
-                        "train_loss": mean_loss[i],
-                        "test_loss": scores[i][1],
-                        "test_error": scores[i][0],
-                        "train_time_s": watch.total("train") / members,
-                        "lr": stepper.lr(),
-                    }
-                    for i in running
-                }
-                for i, row in rows.items():
-                    results[i].curve.append(row)
-                progress.evaluated(_mean_row(list(rows.values())))
-                stepper.loss_sum.zero_()
-                losses = 0
+        while run.steps < plan.total_steps and run.running:
+            run.train_until(run.next_pause(), batches)
+            mean_loss = run.check_losses()
+            if run.running and run.evaluation_due():
+                run.evaluate(mean_loss)
+    except Diverged as exc:
+        run.stop_running("diverged", str(exc))
     except KeyboardInterrupt as exc:  # Ctrl-C, or a signal that interrupt_on_signals turned into one
-        error = f"interrupted ({exc or 'SIGINT'}) at step {steps} of {total_steps}"
-        log.warning(error)
-        for i in running:
-            stop(i, "interrupted", error)
-        running = []
+        run.stop_running(
+            "interrupted", f"interrupted ({exc or 'SIGINT'}) at step {run.steps} of {plan.total_steps}"
+        )
     finally:
-        energy.end()  # no-op when closed; keeps what a diverged or interrupted run measured
-        progress.close()
-    for i in running:
-        stop(i)
-    return results
+        job.energy.end()  # no-op when closed; keeps what a diverged or interrupted run measured
+        job.progress.close()
+    for i in run.running:
+        run.stop(i)
+    return run.results
 
 
-def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _mean_row(rows: list[CurveRow]) -> CurveRow:
     """What progress shows for several members: their mean loss and error."""
     if len(rows) == 1:
         return rows[0]
     mean = {
-        key: sum(row[key] for row in rows) / len(rows) for key in ("train_loss", "test_loss", "test_error")
+        key: sum(getattr(row, key) for row in rows) / len(rows)
+        for key in ("train_loss", "test_loss", "test_error")
     }
-    return {**rows[0], **mean}
+    return replace(rows[0], **mean)
 
 
-def train(
-    model: torch.nn.Module,
-    data: Dataset,
-    cfg: Any,
-    device: torch.device,
-    dtype: torch.dtype,
-    *,
-    seed: int,
-    progress: Progress | None = None,
-    energy: EnergyMeter | None = None,
-) -> TrainResult:
-    """Train `model` on `data` as `cfg` (the trainer config group) says; never raises on divergence."""
-    channels_last = bool(cfg.get("channels_last", False))
+def train(job: TrainingJob) -> list[TrainResult]:
+    """trainer.mode=eager: train the job's model as its settings say; never raises on divergence."""
+    model, seed = job.only_model()
+    settings, device = job.settings, job.device
     # A compiled model recompiles on a new batch shape, inside timed training: compile implies static shapes.
-    plan = Plan.make(data, cfg, device, drop_last_for(cfg, static_shapes=bool(cfg.compile)), channels_last)
-    place(model, device, channels_last)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    forward = torch.compile(model) if cfg.compile else model
-    core = ModuleCore(model, forward, plan.x_train, plan.y_train, plan.objective, device, dtype)
+    plan = Plan.make(job.data, settings, device, settings.drop_last_for(static_shapes=settings.compile))
+    place(model, device, settings.channels_last)
+    optimizer = optimizer_factory(settings)(model.parameters())
+    forward = torch.compile(model) if settings.compile else model
+    core = ModuleCore(model, forward, plan.x_train, plan.y_train, plan.objective, device, job.dtype)
     warmup_idx = torch.arange(plan.batch_size, device=device)
-    stepper = EagerStepper(core, optimizer, plan.total_steps, cfg, dtype, device, warmup_idx)
+    stepper = EagerStepper(core, optimizer, plan.total_steps, settings, job.dtype, device, warmup_idx)
     batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
-    return run_steps(stepper, batches, plan, cfg, device, progress=progress, energy=energy)[0]
+    return run_steps(stepper, batches, plan, job)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # the loop's row type; importing it here would pull torch into the CLI's start-up
+    from harness.training.spec import CurveRow
 
 log = logging.getLogger("harness.train")
 
@@ -14,7 +17,7 @@ class Progress(Protocol):
 
     def start(self, total_steps: int) -> None: ...
     def advance(self, steps: int, train_loss: float) -> None: ...
-    def evaluated(self, row: dict[str, Any]) -> None: ...
+    def evaluated(self, row: CurveRow) -> None: ...
     def close(self) -> None: ...
 
 
@@ -30,16 +33,16 @@ class LogProgress:
     def advance(self, steps: int, train_loss: float) -> None:
         pass
 
-    def evaluated(self, row: dict[str, Any]) -> None:
+    def evaluated(self, row: CurveRow) -> None:
         log.log(
             self.level,
             "step %d/%d  epoch %.2f  train loss %.4f  test error %.4f  (%.1f s training)",
-            row["step"],
+            row.step,
             self.total,
-            row["epoch"],
-            row["train_loss"],
-            row["test_error"],
-            row["train_time_s"],
+            row.epoch,
+            row.train_loss,
+            row.test_error,
+            row.train_time_s,
         )
 
     def close(self) -> None:
@@ -69,8 +72,8 @@ class RichProgress(LogProgress):
         status = f"loss {train_loss:.4f}  test error {self.test_error:.4f}"
         self.bar.update(self.task, completed=steps, status=status)
 
-    def evaluated(self, row: dict[str, Any]) -> None:
-        self.test_error = row["test_error"]
+    def evaluated(self, row: CurveRow) -> None:
+        self.test_error = row.test_error
 
     def close(self) -> None:
         self.bar.stop()

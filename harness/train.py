@@ -115,6 +115,7 @@ def run_all(
     counted = _count_compute(settings, job)
     peak = peak_flops_for(job.device, settings.trainer.precision, settings.hardware.peak_flops)
     done = _Done(records, dirs, wall_start)
+    job.energy.wait_ready()  # codecarbon's set-up (begun with the meter) ends before anything timed
     machine_before = sample_machine()
     try:
         results = trainer_for(settings.trainer.mode)(job)

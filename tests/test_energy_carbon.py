@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import threading
 import time
 from types import SimpleNamespace
 
@@ -141,6 +142,100 @@ def test_codecarbon_not_importable_fails_softly(tmp_path, monkeypatch):
     assert reading.method_cpu.startswith("failed: codecarbon not importable")
 
 
+# -------------------------------------------------------------------------- set-up in a background thread
+
+SETUP_THREAD = "harness-codecarbon-setup"
+
+
+def _setup_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == SETUP_THREAD]
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["background", "in_line"])
+def test_hardware_setup_failure_is_the_failure_reason_either_way(tmp_path, monkeypatch, prepared):
+    """A failure in codecarbon's hardware detection becomes the same failed reading, run aside or in line."""
+    ran_in = []
+
+    def broken_detection(self):
+        ran_in.append(threading.current_thread().name)
+        raise RuntimeError("cpuinfo subprocess died")
+
+    monkeypatch.setattr(codecarbon.OfflineEmissionsTracker, "_ensure_hardware_ready", broken_detection)
+    meter = CodeCarbonMeter(output_dir=tmp_path)
+    if prepared:
+        meter.prepare()
+    meter.start()
+    reading = meter.stop()
+    assert ran_in == [SETUP_THREAD if prepared else threading.current_thread().name]
+    assert reading.method_cpu == "failed: codecarbon start failed: RuntimeError: cpuinfo subprocess died"
+    assert reading.method_ram == reading.method_cpu
+    assert reading.cpu_j is None and reading.ram_j is None and reading.emissions_kg is None
+    assert not _setup_threads()
+
+
+def test_cpu_meter_prepares_the_tracker_it_starts_and_measures_from_start(tmp_path, capfd):
+    logger = logging.getLogger("codecarbon")
+    before = (logger.level, list(logger.handlers), logger.propagate)
+    meter = EnergyMeter(EnergySettings(), "cpu", tmp_path)
+    carbon = meter._codecarbon
+    tracker, gpu_ids = carbon._prepared
+    assert gpu_ids is None
+    meter.wait_ready()
+    assert not _setup_threads()
+    assert tracker._start_time is None  # set up, not started: nothing measured before start()
+    meter.start()
+    assert carbon._tracker is tracker
+    with meter.window():
+        _busy(0.05)
+    fields = meter.finish()
+    assert meter.codecarbon_reading.error is None, meter.codecarbon_reading.error
+    assert fields["energy_method_cpu"].split(":")[0] in ("estimate", "rapl")
+    assert fields["energy_cpu_j"] is not None and fields["energy_ram_j"] is not None
+    assert (logger.level, list(logger.handlers), logger.propagate) == before
+    assert capfd.readouterr() == ("", "")  # the thread's codecarbon logging was captured too
+
+
+def test_run_ending_before_start_joins_the_setup_and_restores_the_logger(tmp_path, monkeypatch):
+    """A crash between the meter's construction and start(): finish() leaves no thread and a clean logger."""
+    release = threading.Event()
+    real_detection = codecarbon.OfflineEmissionsTracker._ensure_hardware_ready
+
+    def slow_detection(self):
+        release.wait(timeout=60)
+        real_detection(self)
+
+    monkeypatch.setattr(codecarbon.OfflineEmissionsTracker, "_ensure_hardware_ready", slow_detection)
+    logger = logging.getLogger("codecarbon")
+    before = (logger.level, list(logger.handlers), logger.propagate)
+    meter = EnergyMeter(EnergySettings(), "cpu", tmp_path)
+    assert [t.daemon for t in _setup_threads()] == [True]  # still detecting; cannot keep a process alive
+    release.set()
+    fields = meter.finish()
+    assert not _setup_threads()
+    assert fields["energy_method_cpu"] == "failed: codecarbon was never started"
+    assert fields["energy_cpu_j"] is None and fields["energy_total_j"] is None
+    assert (logger.level, list(logger.handlers), logger.propagate) == before
+    assert not (tmp_path / CSV_NAME).exists()
+
+
+def test_tracker_prepared_for_other_gpus_is_replaced(tmp_path, monkeypatch):
+    """start() with other GPU ids than prepare() got builds its own tracker (codecarbon's gpu_ids differ)."""
+    built = []
+    real_init = codecarbon.OfflineEmissionsTracker.__init__
+
+    def init(self, *args, **kwargs):
+        built.append(kwargs["gpu_ids"])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(codecarbon.OfflineEmissionsTracker, "__init__", init)
+    meter = CodeCarbonMeter(output_dir=tmp_path)
+    meter.prepare(gpu_ids=[3])
+    meter.start(gpu_ids=None)
+    reading = meter.stop()
+    assert built == [[3], None]
+    assert reading.error is None, reading.error
+
+
 # ------------------------------------------------------------------------------------------- method tags
 
 
@@ -207,3 +302,4 @@ def test_intensity_override_needs_and_keeps_its_source(tmp_path):
     )
     meter = EnergyMeter(settings, "cpu", tmp_path)
     assert meter.intensity == (50.0, "config: utility contract 2026")
+    meter.finish()  # ends the codecarbon set-up the meter began

@@ -4,7 +4,7 @@ Rooms: nvml.py (GPU counter windows, power timeline, shared/MIG flags), carbon.p
 tracker for CPU and RAM; grid intensity), cost.py (paper conversion, electricity, cloud prices),
 harness.settings.EnergySettings (the `energy` config group), meter.py (the facade the training loop calls).
 
-Nothing is imported from pynvml or codecarbon until a meter starts, so importing this package is free.
+Nothing is imported from pynvml or codecarbon until a meter is made, so importing this package is free.
 """
 
 from harness.energy.cost import cost_fields

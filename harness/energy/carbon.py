@@ -7,7 +7,7 @@ switch it on.
 
 Evaluation windows. codecarbon cannot pause. Its task API (start_task/stop_task) would work per window,
 but each call re-reads every hardware interface and rebuilds an emissions record, which is far too slow
-for the loop's many short training chunks (the whole point of measuring must stay under 1% of
+for the loop's many training windows, one per evaluation interval (measuring must stay under 1% of
 throughput). So the tracker runs once, from the meter's start() (after warm-up) to finish(), and the
 energy meter scales its CPU and RAM (and GPU cross-check) totals by train-window time / tracked time.
 That is exact where power is constant over the span (RAM's rule of thumb, a constant TDP) and otherwise
@@ -19,8 +19,16 @@ failure shows up only as stop() returning None, a missing CSV, or a log record. 
 three and records "failed: <reason>" (the reason taken from codecarbon's own log record) as the method,
 with null figures, instead of inventing a zero.
 
-Quiet. While the tracker runs, codecarbon's logger (which it configures itself, process-wide) is pointed
-at an in-memory capture instead of stderr; the previous logger state is restored at stop().
+Set-up in the background. Constructing the tracker is quick, but its hardware detection takes a second or
+more (most of it a py-cpuinfo subprocess that reads the CPU model). prepare() constructs the tracker and runs
+that detection in a daemon thread while the run does other untimed work (harness.train: FLOP counting);
+start() (or wait_ready()) joins the thread, then starts the tracker exactly where it started before: the
+measured span is start()..stop() either way, and codecarbon resets its CPU-load baseline at start(). A
+failure in the thread is kept and becomes this meter's failed reading, as a failure in start() does; stop()
+joins the thread too, so none outlives the meter. Without prepare(), start() does the same work in line.
+
+Quiet. From prepare() (or start()) to stop(), codecarbon's logger (which it configures itself,
+process-wide) is pointed at an in-memory capture instead of stderr; its previous state is restored at stop().
 
 Method tags say how codecarbon got each figure, read from its hardware objects after stop():
 `rapl:...` (Linux powercap energy counters), `estimate:codecarbon_cpu_load_x_tdp(...)` (CPU load × TDP
@@ -33,6 +41,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,22 +121,73 @@ class CodeCarbonMeter:
         self._saved_logger: tuple[int, list[logging.Handler], bool] | None = None
         self._start_error: str | None = None
         self._reading: CodeCarbonReading | None = None
+        # prepare(): a constructed tracker and the GPU ids it was built for; the thread detecting its hardware
+        self._prepared: tuple[Any, list[int] | None] | None = None
+        self._setup_thread: threading.Thread | None = None
+        self._setup_error: str | None = None
 
     @property
     def csv_path(self) -> Path:
         return self.output_dir / self.output_file
 
+    def prepare(self, gpu_ids: list[int] | None = None) -> None:
+        """Construct the tracker and begin its hardware detection in a background thread; measures nothing.
+
+        Call it early, before the run's untimed preparation (data, FLOP counting), with the `gpu_ids` that
+        start() will get: start() uses the prepared tracker only for the same ids, else builds its own."""
+        if self._prepared is not None or self._tracker is not None or self._start_error is not None:
+            return
+        tracker = self._construct(gpu_ids)
+        if tracker is None:
+            return
+        self._prepared = (tracker, None if gpu_ids is None else list(gpu_ids))
+        self._setup_thread = threading.Thread(
+            target=self._detect_hardware, args=(tracker,), name="harness-codecarbon-setup", daemon=True
+        )
+        self._setup_thread.start()
+
+    def wait_ready(self) -> None:
+        """Wait for prepare()'s background set-up to end (no-op without one); a failure waits for start()."""
+        thread, self._setup_thread = self._setup_thread, None
+        if thread is not None:
+            thread.join()
+
     def start(self, gpu_ids: list[int] | None = None) -> None:
-        """Construct and start the tracker (about a second of hardware detection: call it outside the
-        timed windows). `gpu_ids` are NVML indices of the GPUs the run uses, for the GPU cross-check."""
+        """Start the tracker: its measured span begins here. Without prepare() this first constructs it and
+        detects the hardware (over a second: call it outside the timed windows). `gpu_ids` are NVML indices
+        of the GPUs the run uses, for the GPU cross-check."""
+        self.wait_ready()
+        prepared, self._prepared = self._prepared, None
         if self._tracker is not None or self._start_error is not None:
             return
+        wanted = None if gpu_ids is None else list(gpu_ids)
+        if prepared is not None and prepared[1] == wanted:
+            tracker = prepared[0]
+        else:  # not prepared, or prepared for other GPUs (a tracker not yet started holds nothing)
+            self._setup_error = None
+            tracker = self._construct(gpu_ids)
+            if tracker is None:
+                return
+            self._detect_hardware(tracker)
+        if self._setup_error is not None:
+            self._start_error = self._setup_error
+            return
+        self._quiet_logger()
+        try:
+            tracker.start()
+        except Exception as exc:
+            self._start_error = f"codecarbon start failed: {type(exc).__name__}: {exc}"
+            return
+        self._tracker = tracker
+
+    def _construct(self, gpu_ids: list[int] | None) -> Any:
+        """A new OfflineEmissionsTracker (not started), or None with the reason in _start_error."""
         try:
             from codecarbon import OfflineEmissionsTracker
             from codecarbon.output_methods.base_output import OutputMethod
         except Exception as exc:  # ImportError, or a broken install failing at import time
             self._start_error = f"codecarbon not importable: {type(exc).__name__}: {exc}"
-            return
+            return None
         self._quiet_logger()  # after the import: importing codecarbon installs its own stderr handler
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -156,18 +216,32 @@ class CodeCarbonMeter:
             # A deprecated CODECARBON_CO2_SIGNAL_API_TOKEN is read even when the new token is None; drop it
             # so the offline tracker can never call the Electricity Maps API.
             tracker._electricitymaps_api_token = None
-            self._quiet_logger()  # the tracker re-installs its own stderr handler when constructed
-            tracker.start()
         except Exception as exc:
             self._start_error = f"codecarbon start failed: {type(exc).__name__}: {exc}"
+            return None
+        finally:
+            self._quiet_logger()  # the tracker re-installs its own stderr handler when constructed
+        return tracker
+
+    def _detect_hardware(self, tracker: Any) -> None:
+        """codecarbon's hardware detection, which its start() would otherwise run first (codecarbon >= 3
+        defers it to start(); older versions detect in the constructor and have nothing left to do here).
+        Runs in prepare()'s thread or in line; a failure is kept in _setup_error, never raised."""
+        detect = getattr(tracker, "_ensure_hardware_ready", None)
+        if detect is None:
             return
-        self._tracker = tracker
+        try:
+            detect()
+        except Exception as exc:
+            self._setup_error = f"codecarbon start failed: {type(exc).__name__}: {exc}"
 
     def stop(self) -> CodeCarbonReading:
         """Stop the tracker and read its totals; a failure becomes method 'failed: <reason>', never raised."""
         if self._reading is not None:
             return self._reading
         try:
+            self.wait_ready()  # a run that ends before start(): no set-up thread outlives the meter
+            self._prepared = None
             self._reading = self._stop()
         finally:
             self._restore_logger()

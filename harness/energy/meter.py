@@ -2,8 +2,11 @@
 
 Lifecycle, matching the loop (see harness/energy/__init__.py for the integration recipe):
 
-    meter = EnergyMeter(settings.energy, device, run_dir)   # settings validated when the config was read
-    meter.start()                          # after warm-up: NVML, power sampler, codecarbon (~1 s, untimed)
+    meter = EnergyMeter(settings.energy, device, run_dir)   # settings validated when the config was read;
+                                           # on a CPU device codecarbon's set-up begins, in a thread
+    ...                                    # untimed work (FLOP counting): the set-up runs beside it
+    meter.wait_ready()                     # before the timed phase: the set-up has ended
+    meter.start()                          # after warm-up: NVML, power sampler, codecarbon (untimed)
     meter.begin()                          # before training; a no-op while a window is open
     with watch.segment("train"):           # training chunks (loss checks between them stay inside)
         ...
@@ -124,6 +127,8 @@ class EnergyMeter:
                 force_cpu_power_w=settings.force_cpu_power_w,
                 force_ram_power_w=settings.force_ram_power_w,
             )
+            if self._gpu is None:  # no NVML meter, so start() will pass gpu_ids=None: set up now, aside
+                self._codecarbon.prepare(gpu_ids=None)
 
     @classmethod
     def off(cls) -> EnergyMeter:
@@ -149,8 +154,16 @@ class EnergyMeter:
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
+    def wait_ready(self) -> None:
+        """Wait for the set-up this meter began in the background at construction (codecarbon's hardware
+        detection, CPU devices only). Call it before the run's timed phase (warm-up included) so that no
+        part of it runs beside what is timed; start() waits for it too."""
+        if self._codecarbon is not None:
+            self._codecarbon.wait_ready()
+
     def start(self) -> None:
-        """Start measuring: call once, after warm-up and before the first window (it takes about a second)."""
+        """Start measuring: call once, after warm-up and before the first window (about a second on a GPU
+        device, where codecarbon's set-up waits for NVML's GPU index; near instant once wait_ready())."""
         if not self.enabled or self._started:
             return
         self._started = True

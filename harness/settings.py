@@ -531,6 +531,80 @@ class RunSettings(FromConfig):
         )
 
 
+# ------------------------------------------------------------------------------------ harness measure
+
+
+@dataclass(frozen=True)
+class LatencySettings(FromConfig):
+    """measure.yaml's `latency`: inference timing per batch size, bounded in time."""
+
+    GROUP: ClassVar[str] = "latency"
+
+    batch_sizes: Sequence[int] = (1, 64)
+    warmup_iters: int = 5
+    min_time_s: float = 0.5
+    max_time_s: float | None = 60.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _require(
+            all(b > 0 for b in self.batch_sizes),
+            f"latency.batch_sizes must be positive, got {self.batch_sizes}",
+        )
+        _require(self.warmup_iters >= 0, f"latency.warmup_iters must be 0 or more, got {self.warmup_iters}")
+        _require(
+            self.min_time_s > 0,
+            f"latency.min_time_s must be a positive number of seconds, got {self.min_time_s}",
+        )
+        _require(
+            self.max_time_s is None or self.max_time_s > 0,
+            f"latency.max_time_s={self.max_time_s} must be a positive number of seconds or null; e.g. 60",
+        )
+
+
+@dataclass(frozen=True)
+class InferenceEnergySettings(FromConfig):
+    """measure.yaml's `energy`: energy per inference over a window of back-to-back passes (GPU only)."""
+
+    GROUP: ClassVar[str] = "energy"
+
+    enabled: bool = True
+    min_window_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _require(
+            math.isfinite(self.min_window_s) and self.min_window_s > 0,
+            f"energy.min_window_s={self.min_window_s} must be a positive number of seconds; e.g. 2",
+        )
+
+
+@dataclass(frozen=True)
+class ModelMeasureSettings(FromConfig):
+    """conf/measure.yaml: `harness measure`, one model's compute, latency and energy per inference. Of the
+    trainer group it uses the device, the precision and the CPU thread policy."""
+
+    STRICT: ClassVar[bool] = False  # the model group is its constructor's arguments
+
+    model: Mapping[str, Any] = field(default_factory=dict)
+    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    input_shape: Sequence[int] = (1, 1, 8, 8)
+    batch_dim: int | None = None
+    num_classes: int = 10
+    strict: bool = True
+    check_torch: bool = False
+    table_depth: int = 2
+    output: str = "table"
+    error: float | None = None
+    place_on: Sequence[str] = ("imagenet", "torchvision")
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    energy: InferenceEnergySettings = field(default_factory=InferenceEnergySettings)
+
+    def __post_init__(self) -> None:
+        _one_of(self.output, ("table", "json"), "output")
+        _require(self.num_classes >= 1, f"num_classes must be a positive integer, got {self.num_classes}")
+        _require(self.table_depth >= 0, f"table_depth must be 0 or more, got {self.table_depth}")
+
+
 # ------------------------------------------------------------------------------------ harness fit
 
 # frontier= values and the point sets each one fits: every configuration, the compute-efficient frontier.
@@ -618,4 +692,4 @@ class FitSettings(FromConfig):
 
 
 # The settings class of each command's root config, for preflight's checks of a key's kind.
-ROOTS = MappingProxyType({"train": RunSettings, "fit": FitSettings})
+ROOTS = MappingProxyType({"train": RunSettings, "measure": ModelMeasureSettings, "fit": FitSettings})

@@ -17,6 +17,7 @@ from harness.settings import (
     FitSettings,
     HardwareSettings,
     MeasureSettings,
+    ModelMeasureSettings,
     RunSettings,
     TrainerSettings,
     field_type,
@@ -56,6 +57,10 @@ def test_the_composed_defaults_are_the_classes_defaults():
         if item.name != "model":  # the model group is the architecture's arguments, not a settings class
             assert getattr(settings, item.name) == getattr(defaults, item.name), item.name
     assert FitSettings.from_config(_compose("fit")) == FitSettings()
+    measure, measure_defaults = ModelMeasureSettings.from_config(_compose("measure")), ModelMeasureSettings()
+    for item in dataclasses.fields(ModelMeasureSettings):
+        if item.name != "model":
+            assert getattr(measure, item.name) == getattr(measure_defaults, item.name), item.name
 
 
 def test_keys_only_a_preset_sets_default_as_that_preset_says():

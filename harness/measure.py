@@ -1,8 +1,9 @@
 """`harness measure`: one model's compute without training it (root config conf/measure.yaml).
 
 FLOPs and MACs per forward pass (fvcore + harness's handles), per-module breakdown, ops without a
-handle, torch's own count as a cross-check, parameters, inference latency/throughput on a device, and on a
-GPU the energy per inference (NVML's energy counter over a window of back-to-back forward passes).
+handle, torch's own count as a cross-check (with check_torch=true), parameters, inference latency and
+throughput on a device (bounded in time: latency.min_time_s, latency.max_time_s), and on a GPU the
+energy per inference (NVML's energy counter over a window of back-to-back forward passes).
 `measure(cfg)` is the plain function; `main` prints it as a table or as one JSON object.
 """
 
@@ -88,15 +89,19 @@ def time_inference(
     *,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, float]:
-    """Seconds per forward pass of a batch (`shape` is the input's, batch included): synchronized clock,
-    warm-up first, doubling iterations; `progress` hears of each round, so a slow model is not silent."""
+    """Seconds per forward pass of a batch (`shape` is the input's, batch included), as timeit's autorange
+    does: synchronized clock; warm-up first, `warmup_iters` passes but none begun after `min_time_s` of
+    warm-up (a pass that long has paid its allocations); then rounds of 1, 2, 4, ... passes until one
+    lasts `min_time_s`. At least one warm-up and one timed pass. `progress` hears of each round."""
     x = torch.randn(*shape, device=device)
     watch = Stopwatch(device)
     with autocast(device, dtype):
         start = watch.now()
-        for _ in range(warmup_iters):
+        warmups = 0
+        while warmups < max(1, warmup_iters) and (warmups == 0 or watch.now() - start < min_time_s):
             model(x)
-        progress(f"batch {batch_size}: {warmup_iters} warm-up passes in {watch.now() - start:.1f} s")
+            warmups += 1
+        progress(f"batch {batch_size}: {warmups} warm-up passes in {watch.now() - start:.1f} s")
         iterations = 1
         while True:
             start = watch.now()
@@ -113,7 +118,23 @@ def time_inference(
         "latency_s": latency,
         "throughput_samples_per_s": batch_size / latency,
         "iterations": iterations,
+        "warmup_iterations": warmups,
     }
+
+
+def _over_budget(rows: list[dict[str, Any]], batch_size: int, max_time_s: float | None) -> str | None:
+    """Why timing `batch_size` is skipped, or None: one warm-up and one timed pass, at the best
+    per-sample latency measured so far, would take longer than `max_time_s` (null: no limit)."""
+    timed = [row["latency_s"] / row["batch_size"] for row in rows if row.get("latency_s")]
+    if max_time_s is None or not timed:
+        return None
+    estimate = 2 * batch_size * min(timed)
+    if estimate <= max_time_s:
+        return None
+    return (
+        f"skipped: one warm-up and one timed pass would take ~{estimate:.0f} s at the per-sample latency "
+        f"measured, over latency.max_time_s={max_time_s:g}"
+    )
 
 
 @torch.no_grad()
@@ -176,6 +197,7 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         placement.check(error, list(cfg.place_on or ()))
     shape = _input_shape(cfg)
     declared = _batch_dim(cfg, shape)
+    budget = _max_time(cfg)
     device = resolve_device(cfg.trainer.device)
     dtype = resolve_precision(cfg.trainer.precision, device)
     at = declared or 0  # registered models are built for one sample: the shape without its batch dim
@@ -191,7 +213,10 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
             "pass the shape the model expects"
         ) from None
     batch_dim = declared_batch_dim(model, declared)
-    torch_flops = torch_forward_flops(model, x, math=True)
+    torch_flops = None
+    if cfg.check_torch:  # a second forward pass: opt-in, as the zoo's 80 models agree with it
+        progress("counting again with torch.utils.flop_counter (math attention)")
+        torch_flops = torch_forward_flops(model, x, math=True)
     result: dict[str, Any] = {
         "model": model_label(cfg.model),
         "input_shape": list(shape),
@@ -205,7 +230,7 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         "unsupported": report.unsupported,
         "free": report.free,
         "torch_flops": torch_flops,
-        "torch_ratio": torch_flops / report.flops if report.flops else None,
+        "torch_ratio": torch_flops / report.flops if torch_flops is not None and report.flops else None,
         "by_operator": report.by_operator,
         "macs_by_category": report.by_category,
         "modules": module_table(model, report, int(cfg.table_depth)),
@@ -218,6 +243,11 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         window = _window(cfg) if cfg.energy.enabled else None
         for b in cfg.latency.batch_sizes:
             batched = _with_batch(shape, batch_dim, int(b))
+            skipped = _over_budget(result["latency"], int(b), budget)
+            if skipped is not None:
+                progress(f"batch {b}: {skipped}")
+                result["latency"].append({"batch_size": int(b), "latency_s": None, "skipped": skipped})
+                continue
             progress(f"timing batch {b} on {result['device_name']} (input {list(batched)})")
             row = time_inference(
                 model,
@@ -236,6 +266,13 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         progress(f"placing {result['model']} at error {error} against {', '.join(cfg.place_on)}")
         result["placement"] = placement.place(result["flops_per_sample"], float(error), list(cfg.place_on))
     return result
+
+
+def _max_time(cfg: DictConfig) -> float | None:
+    limit = cfg.latency.get("max_time_s")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+        raise ConfigError(f"latency.max_time_s={limit} must be a positive number of seconds or null; e.g. 60")
+    return None if limit is None else float(limit)
 
 
 def _window(cfg: DictConfig) -> float:
@@ -270,15 +307,23 @@ def print_table(result: dict[str, Any]) -> None:
         )
     console.print(table)
     ratio = result["torch_ratio"]
+    torch_line = (
+        "torch.utils.flop_counter: not run (check_torch=true runs it: a second forward pass)"
+        if result["torch_flops"] is None
+        else f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
+        f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)"
+    )
     console.print(
         f"total: {_si(result['flops'])}FLOP ({_si(result['macs'])}MAC) for batch {result['batch_size']}, "
         f"{_si(result['flops_per_sample'])}FLOP per sample; params {_si(result['params'])}\n"
-        f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
-        f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)\n"
+        f"{torch_line}\n"
         f"MACs by kind: {', '.join(f'{k} {_si(v)}' for k, v in result['macs_by_category'].items())}\n"
         f"unsupported ops: {result['unsupported'] or 'none'}"
     )
     for row in result["latency"]:
+        if row.get("skipped"):
+            console.print(f"latency on {result['device_name']}, batch {row['batch_size']}: {row['skipped']}")
+            continue
         console.print(
             f"latency on {result['device_name']} ({result['precision']}), batch {row['batch_size']}: "
             f"{row['latency_s'] * 1e3:.3f} ms, {row['throughput_samples_per_s']:.1f} samples/s"

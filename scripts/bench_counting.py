@@ -11,8 +11,12 @@ every step alike:
     torch     torch_forward_flops(math=True): torch's counter, the cross-check `harness measure
               check_torch=true` (and the zoo table) adds, a second forward pass
 
-and prints the median of each and its ratio to the median forward pass. Ratios are only comparable within
+and prints the median of each and its ratio to the median forward pass, then the same for the fastest of
+each (the least disturbed by other load). Ratios are only comparable within
 one invocation on a quiet machine: the load average is printed before and after, so a busy run shows.
+To compare with an earlier revision, run it with that revision's package first on PYTHONPATH, e.g.
+`git archive REV harness conf models | tar -x -C /tmp/rev && PYTHONPATH=/tmp/rev python scripts/...`,
+alternating the two.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ def main() -> None:
     args = parser.parse_args()
     import torchvision
 
+    import harness
     from harness.compute.flops import count_flops, torch_forward_flops
 
     warnings.filterwarnings("ignore")
     print(
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
+        f"{os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads; "
+        f"harness from {os.path.dirname(harness.__file__)}"
     )
     for name in args.models.split(","):
         model = torchvision.models.get_model(name, weights=None).eval()
@@ -65,11 +71,12 @@ def main() -> None:
         for i in range(args.rounds):
             for key in list(steps) if i % 2 == 0 else list(steps)[::-1]:
                 times[key].append(seconds(steps[key]))
-        medians = {key: statistics.median(values) for key, values in times.items()}
-        shown = ", ".join(
-            f"{key} {medians[key] * 1e3:.1f} ms ({medians[key] / medians['forward']:.2f}×)" for key in steps
-        )
-        print(f"{name}: {shown}  [median of {args.rounds}]", flush=True)
+        for kind, pick in (("median", statistics.median), ("fastest", min)):
+            best = {key: pick(values) for key, values in times.items()}
+            shown = ", ".join(
+                f"{key} {best[key] * 1e3:.1f} ms ({best[key] / best['forward']:.2f}×)" for key in steps
+            )
+            print(f"{name}: {shown}  [{kind} of {args.rounds}]", flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

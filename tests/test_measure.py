@@ -19,6 +19,7 @@ def test_registered_model_closed_form(compose_measure):
     assert result["params"] == macs + 128 + 128 + 10
     assert result["unsupported"] == {}
     assert result["torch_ratio"] == pytest.approx(1.0)
+    assert result["cpu_threads"] >= 1 and result["cpu_threads_policy"], "train's thread policy, recorded"
     assert [row["batch_size"] for row in result["latency"]] == [1, 4]
     assert all(row["latency_s"] > 0 and row["throughput_samples_per_s"] > 0 for row in result["latency"])
     assert all(row["energy_method"].startswith("not_measured") for row in result["latency"])  # no GPU

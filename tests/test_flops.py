@@ -175,6 +175,13 @@ def test_counting_puts_back_modes_buffers_and_hooks_even_when_it_fails():
     }
 
 
+def test_a_model_built_in_inference_mode_counts():
+    with torch.inference_mode():
+        model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    plain = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    assert count_flops(model, torch.randn(3, 4)).macs == count_flops(plain, torch.randn(3, 4)).macs > 48
+
+
 def test_modules_scoped_as_fvcores_hooks_scope_them():
     """Traced with torch's module scopes, every module gets the MACs fvcore's own per-module hooks give it."""
     import torchvision

@@ -76,8 +76,12 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     of resnet50, and parameters are not written by a forward pass without gradients."""
     eager = getattr(model, "_orig_mod", model)
     modes = [(module, module.training) for module in eager.modules()]
+    # An inference tensor keeps no version and cannot be written outside inference mode: only its place
+    # is kept.
     buffers = [
-        (module, name, buffer, buffer._version, buffer.detach().clone())
+        (module, name, buffer, None, None)
+        if buffer.is_inference()
+        else (module, name, buffer, buffer._version, buffer.detach().clone())
         for module in eager.modules()
         for name, buffer in module._buffers.items()
         if buffer is not None
@@ -91,7 +95,7 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         with torch.no_grad():
             for module, name, buffer, version, saved in buffers:
                 module._buffers[name] = buffer
-                if buffer._version != version:
+                if version is not None and buffer._version != version:
                     buffer.copy_(saved)
 
 

@@ -1,8 +1,9 @@
 """`harness measure`: one model's compute without training it (root config conf/measure.yaml).
 
 FLOPs and MACs per forward pass (fvcore + harness's handles), per-module breakdown, ops without a
-handle, torch's own count as a cross-check, parameters, inference latency/throughput on a device, and on a
-GPU the energy per inference (NVML's energy counter over a window of back-to-back forward passes).
+handle, torch's own count as a cross-check (with check_torch=true), parameters, inference latency and
+throughput on a device (bounded in time: latency.min_time_s, latency.max_time_s), and on a GPU the
+energy per inference (NVML's energy counter over a window of back-to-back forward passes).
 `measure(cfg)` is the plain function; `main` prints it as a table or as one JSON object.
 """
 
@@ -25,12 +26,14 @@ from harness.console import table_console
 from harness.device import autocast, device_name, resolve_device, resolve_precision
 from harness.energy import EnergyMeter, EnergySettings
 from harness.errors import ConfigError, HarnessError, one_line
+from harness.settings import ModelMeasureSettings
 from harness.training.clock import Stopwatch
+from harness.training.threads import apply_cpu_threads, resolve_cpu_threads
 
 
-def _input_shape(cfg: DictConfig) -> tuple[int, ...]:
-    shape = tuple(cfg.input_shape or ())
-    if len(shape) < 2 or not all(isinstance(d, int) and d > 0 for d in shape):
+def _input_shape(settings: ModelMeasureSettings) -> tuple[int, ...]:
+    shape = tuple(settings.input_shape)
+    if len(shape) < 2 or not all(d > 0 for d in shape):
         raise ConfigError(
             f"input_shape={list(shape)} is not a batch-first shape of positive ints (batch_dim=<dim> "
             "puts the batch elsewhere); e.g. input_shape=[1,3,224,224]"
@@ -38,10 +41,10 @@ def _input_shape(cfg: DictConfig) -> tuple[int, ...]:
     return shape
 
 
-def _batch_dim(cfg: DictConfig, shape: tuple[int, ...]) -> int | None:
+def _batch_dim(settings: ModelMeasureSettings, shape: tuple[int, ...]) -> int | None:
     """The declared batch dim, or None: 0, or the layout of an RNN model (count_flops decides)."""
-    dim = cfg.get("batch_dim")
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim < len(shape)):
+    dim = settings.batch_dim
+    if dim is not None and not 0 <= dim < len(shape):
         raise ConfigError(f"batch_dim={dim} is not a dim of input_shape={list(shape)}; e.g. batch_dim=1")
     return dim
 
@@ -88,15 +91,19 @@ def time_inference(
     *,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, float]:
-    """Seconds per forward pass of a batch (`shape` is the input's, batch included): synchronized clock,
-    warm-up first, doubling iterations; `progress` hears of each round, so a slow model is not silent."""
+    """Seconds per forward pass of a batch (`shape` is the input's, batch included), as timeit's autorange
+    does: synchronized clock; warm-up first, `warmup_iters` passes but none begun after `min_time_s` of
+    warm-up (a pass that long has paid its allocations); then rounds of 1, 2, 4, ... passes until one
+    lasts `min_time_s`. At least one warm-up and one timed pass. `progress` hears of each round."""
     x = torch.randn(*shape, device=device)
     watch = Stopwatch(device)
     with autocast(device, dtype):
         start = watch.now()
-        for _ in range(warmup_iters):
+        warmups = 0
+        while warmups < max(1, warmup_iters) and (warmups == 0 or watch.now() - start < min_time_s):
             model(x)
-        progress(f"batch {batch_size}: {warmup_iters} warm-up passes in {watch.now() - start:.1f} s")
+            warmups += 1
+        progress(f"batch {batch_size}: {warmups} warm-up passes in {watch.now() - start:.1f} s")
         iterations = 1
         while True:
             start = watch.now()
@@ -113,7 +120,23 @@ def time_inference(
         "latency_s": latency,
         "throughput_samples_per_s": batch_size / latency,
         "iterations": iterations,
+        "warmup_iterations": warmups,
     }
+
+
+def _over_budget(rows: list[dict[str, Any]], batch_size: int, max_time_s: float | None) -> str | None:
+    """Why timing `batch_size` is skipped, or None: one warm-up and one timed pass, at the best
+    per-sample latency measured so far, would take longer than `max_time_s` (null: no limit)."""
+    timed = [row["latency_s"] / row["batch_size"] for row in rows if row.get("latency_s")]
+    if max_time_s is None or not timed:
+        return None
+    estimate = 2 * batch_size * min(timed)
+    if estimate <= max_time_s:
+        return None
+    return (
+        f"skipped: one warm-up and one timed pass would take ~{estimate:.0f} s at the per-sample latency "
+        f"measured, over latency.max_time_s={max_time_s:g}"
+    )
 
 
 @torch.no_grad()
@@ -168,34 +191,57 @@ def inference_energy(
 
 def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Everything `harness measure` reports, as a JSON-ready dict; `progress` hears what it is doing."""
-    error = cfg.get("error")
-    if error is not None:  # checked before the model is built: a bad value costs nothing
+    settings = ModelMeasureSettings.from_config(cfg)
+    if settings.error is not None:  # checked before the model is built: a bad value costs nothing
         # imported here: the fits (statsmodels) are loaded only when a placement is asked for
         from harness.scaling import placement
 
-        placement.check(error, list(cfg.place_on or ()))
-    shape = _input_shape(cfg)
-    declared = _batch_dim(cfg, shape)
-    device = resolve_device(cfg.trainer.device)
-    dtype = resolve_precision(cfg.trainer.precision, device)
+        placement.check(settings.error, list(settings.place_on))
+    result, model, device, dtype = _count(settings, progress)
+    if settings.latency.enabled:
+        shape, batch_dim = tuple(result["input_shape"]), result["batch_dim"]
+        result["latency"] = _latency(model, settings, shape, batch_dim, device, dtype, progress)
+    if settings.error is not None:
+        progress(
+            f"placing {result['model']} at error {settings.error} against {', '.join(settings.place_on)}"
+        )
+        result["placement"] = placement.place(
+            result["flops_per_sample"], settings.error, list(settings.place_on)
+        )
+    return result
+
+
+def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
+    """(the result's counting part, the model, device, dtype): the model built and counted."""
+    shape = _input_shape(settings)
+    declared = _batch_dim(settings, shape)
+    # train's thread policy (trainer.cpu_threads=auto): torch's default, a thread per core, spins against
+    # other work on a shared machine; mobilenet_v3_small took 1.7 s a pass beside it on 2 busy cores.
+    threads, threads_policy = resolve_cpu_threads(settings.trainer.cpu_threads)
+    apply_cpu_threads(threads)
+    device = resolve_device(settings.trainer.device)
+    dtype = resolve_precision(settings.trainer.precision, device)
     at = declared or 0  # registered models are built for one sample: the shape without its batch dim
-    model = build_model_from_config(cfg.model, shape[:at] + shape[at + 1 :], int(cfg.num_classes))
+    label = model_label(settings.model)
+    model = build_model_from_config(settings.model, shape[:at] + shape[at + 1 :], settings.num_classes)
     model = model.to(device).eval()
     x = torch.randn(*shape, device=device)
-    progress(f"counting FLOPs of {model_label(cfg.model)} on input {list(shape)}")
+    progress(f"counting FLOPs of {label} on input {list(shape)}")
     try:
-        report = count_flops(model, x, strict=bool(cfg.strict), batch_dim=declared)
+        report = count_flops(model, x, strict=settings.strict, batch_dim=declared)
     except RuntimeError as exc:
         raise ConfigError(
-            f"input_shape={list(shape)} does not fit {model_label(cfg.model)} ({one_line(exc)}); "
+            f"input_shape={list(shape)} does not fit {label} ({one_line(exc)}); "
             "pass the shape the model expects"
         ) from None
-    batch_dim = declared_batch_dim(model, declared)
-    torch_flops = torch_forward_flops(model, x, math=True)
-    result: dict[str, Any] = {
-        "model": model_label(cfg.model),
+    torch_flops = None
+    if settings.check_torch:  # a second forward pass: opt-in, as the zoo's 80 models agree with it
+        progress("counting again with torch.utils.flop_counter (math attention)")
+        torch_flops = torch_forward_flops(model, x, math=True)
+    result = {
+        "model": label,
         "input_shape": list(shape),
-        "batch_dim": batch_dim,
+        "batch_dim": declared_batch_dim(model, declared),
         "batch_size": report.batch_size,
         "macs": report.macs,
         "flops": report.flops,
@@ -205,44 +251,39 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         "unsupported": report.unsupported,
         "free": report.free,
         "torch_flops": torch_flops,
-        "torch_ratio": torch_flops / report.flops if report.flops else None,
+        "torch_ratio": torch_flops / report.flops if torch_flops is not None and report.flops else None,
         "by_operator": report.by_operator,
         "macs_by_category": report.by_category,
-        "modules": module_table(model, report, int(cfg.table_depth)),
+        "modules": module_table(model, report, settings.table_depth),
         "device": str(device),
         "device_name": device_name(device),
-        "precision": cfg.trainer.precision,
+        "precision": settings.trainer.precision,
+        "cpu_threads": threads,
+        "cpu_threads_policy": threads_policy,
         "latency": [],
     }
-    if cfg.latency.enabled:
-        window = _window(cfg) if cfg.energy.enabled else None
-        for b in cfg.latency.batch_sizes:
-            batched = _with_batch(shape, batch_dim, int(b))
-            progress(f"timing batch {b} on {result['device_name']} (input {list(batched)})")
-            row = time_inference(
-                model,
-                batched,
-                int(b),
-                device,
-                dtype,
-                int(cfg.latency.warmup_iters),
-                float(cfg.latency.min_time_s),
-                progress=progress,
-            )
-            if window is not None:
-                row |= inference_energy(model, batched, int(b), device, dtype, window)
-            result["latency"].append(row)
-    if error is not None:
-        progress(f"placing {result['model']} at error {error} against {', '.join(cfg.place_on)}")
-        result["placement"] = placement.place(result["flops_per_sample"], float(error), list(cfg.place_on))
-    return result
+    return result, model, device, dtype
 
 
-def _window(cfg: DictConfig) -> float:
-    window = cfg.energy.min_window_s
-    if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
-        raise ConfigError(f"energy.min_window_s={window} must be a positive number of seconds; e.g. 2.0")
-    return float(window)
+def _latency(model, settings: ModelMeasureSettings, shape, batch_dim, device, dtype, progress) -> list[dict]:
+    """One row per latency batch size: timed (and, on a GPU, energy per inference), or skipped with why."""
+    latency, rows = settings.latency, []
+    window = settings.energy.min_window_s if settings.energy.enabled else None
+    for b in latency.batch_sizes:
+        batched = _with_batch(shape, batch_dim, b)
+        skipped = _over_budget(rows, b, latency.max_time_s)
+        if skipped is not None:
+            progress(f"batch {b}: {skipped}")
+            rows.append({"batch_size": b, "latency_s": None, "skipped": skipped})
+            continue
+        progress(f"timing batch {b} on {device_name(device)} (input {list(batched)})")
+        row = time_inference(
+            model, batched, b, device, dtype, latency.warmup_iters, latency.min_time_s, progress=progress
+        )
+        if window is not None:
+            row |= inference_energy(model, batched, b, device, dtype, window)
+        rows.append(row)
+    return rows
 
 
 def _si(value: float) -> str:
@@ -270,15 +311,23 @@ def print_table(result: dict[str, Any]) -> None:
         )
     console.print(table)
     ratio = result["torch_ratio"]
+    torch_line = (
+        "torch.utils.flop_counter: not run (check_torch=true runs it: a second forward pass)"
+        if result["torch_flops"] is None
+        else f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
+        f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)"
+    )
     console.print(
         f"total: {_si(result['flops'])}FLOP ({_si(result['macs'])}MAC) for batch {result['batch_size']}, "
         f"{_si(result['flops_per_sample'])}FLOP per sample; params {_si(result['params'])}\n"
-        f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
-        f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)\n"
+        f"{torch_line}\n"
         f"MACs by kind: {', '.join(f'{k} {_si(v)}' for k, v in result['macs_by_category'].items())}\n"
         f"unsupported ops: {result['unsupported'] or 'none'}"
     )
     for row in result["latency"]:
+        if row.get("skipped"):
+            console.print(f"latency on {result['device_name']}, batch {row['batch_size']}: {row['skipped']}")
+            continue
         console.print(
             f"latency on {result['device_name']} ({result['precision']}), batch {row['batch_size']}: "
             f"{row['latency_s'] * 1e3:.3f} ms, {row['throughput_samples_per_s']:.1f} samples/s"
@@ -304,7 +353,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")
 def hydra_main(cfg: DictConfig) -> None:
-    if cfg.output not in ("table", "json"):
+    if cfg.output not in ("table", "json"):  # before any work (ModelMeasureSettings checks it again)
         print(f"error: output={cfg.output} is unknown; use output=table or output=json", file=sys.stderr)
         sys.exit(2)
     try:

@@ -553,8 +553,8 @@ class LatencySettings(FromConfig):
         )
         _require(self.warmup_iters >= 0, f"latency.warmup_iters must be 0 or more, got {self.warmup_iters}")
         _require(
-            self.min_time_s > 0,
-            f"latency.min_time_s must be a positive number of seconds, got {self.min_time_s}",
+            self.min_time_s >= 0,
+            f"latency.min_time_s must be 0 or more seconds, got {self.min_time_s}",
         )
         _require(
             self.max_time_s is None or self.max_time_s > 0,
@@ -574,7 +574,7 @@ class InferenceEnergySettings(FromConfig):
     def __post_init__(self) -> None:
         _require(
             math.isfinite(self.min_window_s) and self.min_window_s > 0,
-            f"energy.min_window_s={self.min_window_s} must be a positive number of seconds; e.g. 2",
+            f"energy.min_window_s={self.min_window_s} must be a positive number of seconds; e.g. 2.0",
         )
 
 

@@ -142,6 +142,61 @@ def test_counting_leaves_the_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+class _Counter(nn.Module):
+    """Writes its buffers in forward, in place and by reassignment, even in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+        self.register_buffer("calls", torch.zeros(()))
+        self.register_buffer("last", torch.zeros(4))
+
+    def forward(self, x):
+        self.calls += 1
+        self.last = x[0].detach()
+        return self.drop(self.linear(x))
+
+
+def test_counting_puts_back_modes_buffers_and_hooks_even_when_it_fails():
+    model = _Counter().train()
+    model.drop.eval()  # mixed modes come back as they were
+    calls, last = model.calls, model.last
+    hooks = {name: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for name, m in model.named_modules()}
+    assert count_flops(model, torch.randn(3, 4)).macs == 3 * 4 * 4
+    assert model.training and not model.drop.training and model.linear.training
+    assert model.calls is calls and model.calls.item() == 0, "the same buffer, its value put back"
+    assert model.last is last and torch.equal(last, torch.zeros(4))
+    with pytest.raises(RuntimeError):
+        count_flops(model, torch.randn(3, 5))  # the forward pass fails inside the trace
+    assert model.training and model.calls.item() == 0
+    assert hooks == {
+        name: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for name, m in model.named_modules()
+    }
+
+
+def test_a_model_built_in_inference_mode_counts():
+    with torch.inference_mode():
+        model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    plain = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    assert count_flops(model, torch.randn(3, 4)).macs == count_flops(plain, torch.randn(3, 4)).macs > 48
+
+
+def test_modules_scoped_as_fvcores_hooks_scope_them():
+    """Traced with torch's module scopes, every module gets the MACs fvcore's own per-module hooks give it."""
+    import torchvision
+    from fvcore.nn import FlopCountAnalysis as FvcoreFlopCountAnalysis
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        theirs = FvcoreFlopCountAnalysis(model, x).set_op_handle(**extra_handles())
+        theirs.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        expected = {name: float(v) for name, v in theirs.by_module().items()}
+    assert count_flops(model, x).by_module == expected
+    assert len(expected) > 40 and expected["layer1.0.conv1"] > 0
+
+
 def test_torch_cross_check_agrees_on_matmul_models():
     mlp = build_model("mlp", (1, 8, 8), 10, width=32, depth=3)
     x = torch.randn(4, 1, 8, 8)

@@ -9,12 +9,17 @@ from harness.measure import measure
 
 
 def test_registered_model_closed_form(compose_measure):
-    result = measure(compose_measure("model=mlp", "latency.batch_sizes=[1,4]", "latency.min_time_s=0.01"))
+    result = measure(
+        compose_measure(
+            "model=mlp", "latency.batch_sizes=[1,4]", "latency.min_time_s=0.01", "check_torch=true"
+        )
+    )
     macs = 64 * 128 + 128 * 128 + 128 * 10  # the default MLP on one 8×8 digits image
     assert result["macs"] == macs and result["flops"] == 2 * macs
     assert result["params"] == macs + 128 + 128 + 10
     assert result["unsupported"] == {}
     assert result["torch_ratio"] == pytest.approx(1.0)
+    assert result["cpu_threads"] >= 1 and result["cpu_threads_policy"], "train's thread policy, recorded"
     assert [row["batch_size"] for row in result["latency"]] == [1, 4]
     assert all(row["latency_s"] > 0 and row["throughput_samples_per_s"] > 0 for row in result["latency"])
     assert all(row["energy_method"].startswith("not_measured") for row in result["latency"])  # no GPU
@@ -30,6 +35,7 @@ def test_target_model_json_through_the_cli(harness_cli):
         "input_shape=[2,3,32,32]",
         "output=json",
         "latency.enabled=false",
+        "check_torch=true",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # stdout is exactly one JSON object
@@ -47,7 +53,8 @@ def test_target_model_json_through_the_cli(harness_cli):
         (["model._target_=torchvision.models.resnet18", "input_shape=[1,3,4]"], "does not fit torchvision"),
         (["model=mlp", "input_shape=[8]"], "batch-first shape"),
         ([], "no model chosen"),
-        (["model=mlp", "latency.enabled=true", "energy.min_window_s=0"], "min_window_s=0 must be a positive"),
+        (["model=mlp", "energy.min_window_s=0"], "min_window_s=0.0 must be a positive"),
+        (["model=mlp", "latency.max_time_s=0"], "max_time_s=0.0 must be a positive"),
     ],
 )
 def test_bad_input_is_a_config_error(compose_measure, overrides, message):
@@ -113,7 +120,47 @@ def test_torch_counts_attention_as_math_products(compose_measure):
     vit = [f"+model.{k}={v}" for k, v in dict(image_size=32, patch_size=16, num_layers=1).items()]
     vit += [f"+model.{k}={v}" for k, v in dict(num_heads=2, hidden_dim=16, mlp_dim=32).items()]
     target = "model._target_=torchvision.models.VisionTransformer"
-    result = measure(compose_measure(target, *vit, "input_shape=[2,3,32,32]", "latency.enabled=false"))
+    cfg = compose_measure(
+        target, *vit, "input_shape=[2,3,32,32]", "latency.enabled=false", "check_torch=true"
+    )
+    result = measure(cfg)
     work = sum(result["macs_by_category"][k] for k in ("matmul", "convolution", "attention"))
     assert result["macs_by_category"]["attention"] > 0
     assert result["torch_flops"] == pytest.approx(2 * work, rel=1e-9)
+
+
+def test_cross_check_is_opt_in(compose_measure):
+    result = measure(compose_measure("model=mlp", "latency.enabled=false"))
+    assert result["torch_flops"] is None and result["torch_ratio"] is None
+
+
+def test_warm_up_and_batches_are_bounded_by_time(compose_measure):
+    """Warm-up stops once it has lasted min_time_s (at least one pass); a batch size whose warm-up and timed
+    pass would outlast max_time_s, at the per-sample latency measured before it, is skipped with why."""
+    messages = []
+    cfg = compose_measure(
+        "model=mlp",
+        "latency.batch_sizes=[1,1000000]",
+        "latency.min_time_s=0",
+        "latency.warmup_iters=5",
+        "latency.max_time_s=1e-6",
+    )
+    result = measure(cfg, progress=messages.append)
+    first, second = result["latency"]
+    assert first["warmup_iterations"] == 1 and first["iterations"] == 1 and first["latency_s"] > 0
+    assert second["batch_size"] == 1_000_000 and second["latency_s"] is None
+    assert "over latency.max_time_s=1e-06" in second["skipped"]
+    assert any("skipped" in m for m in messages), "the skip is reported as it happens"
+
+
+def test_a_skipped_batch_is_one_line_of_the_table(harness_cli):
+    proc = harness_cli(
+        "measure",
+        "model=mlp",
+        "latency.batch_sizes=[1,1000000]",
+        "latency.min_time_s=0.01",
+        "latency.max_time_s=1e-6",
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if "batch 1000000" in line]
+    assert "skipped" in line and "torch.utils.flop_counter: not run" in proc.stdout

@@ -1,0 +1,86 @@
+"""Run `harness measure` with default settings on torchvision's classifiers, one process each, and log how
+each one ended.
+
+    python scripts/measure_torchvision_cli.py [OUT_CSV] [--models resnet50,vit_h_14]
+
+Each model is given as a user would: `model._target_=torchvision.models.NAME`, at its default weights'
+evaluation crop (`input_shape=[1,3,R,R]`; a ViT is also built at that size, `+model.image_size=R`),
+`output=json`, nothing else. A row per model (appended and flushed as it ends, so a long run can be
+watched and an interrupted one keeps what it did): exit status, wall seconds, the batch sizes timed and
+skipped, and the last line of stderr when it failed. Exit status 1 when any model did not exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+FIELDS = ("model", "resolution", "exit_code", "wall_s", "macs", "timed", "skipped", "load_1min", "error")
+
+
+def crop(name: str) -> int:
+    import torchvision
+
+    return int(torchvision.models.get_model_weights(name)["DEFAULT"].transforms().crop_size[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="results/measure/torchvision_cli.csv")
+    parser.add_argument("--models", help="comma-separated names (default: every classifier)")
+    args = parser.parse_args()
+    import torchvision
+
+    names = (
+        args.models.split(",") if args.models else torchvision.models.list_models(module=torchvision.models)
+    )
+    harness = shutil.which("harness") or os.path.join(os.path.dirname(sys.executable), "harness")
+    failed = 0
+    with open(args.out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for i, name in enumerate(names, start=1):
+            size = crop(name)
+            command = [
+                harness,
+                "measure",
+                f"model._target_=torchvision.models.{name}",
+                f"input_shape=[1,3,{size},{size}]",
+                "output=json",
+            ]
+            if name.startswith("vit_"):
+                command.append(f"+model.image_size={size}")
+            start = time.perf_counter()
+            proc = subprocess.run(command, capture_output=True, text=True)
+            row = {
+                "model": name,
+                "resolution": size,
+                "exit_code": proc.returncode,
+                "wall_s": round(time.perf_counter() - start, 1),
+                "load_1min": round(os.getloadavg()[0], 2),
+                "error": "",
+            }
+            if proc.returncode == 0:
+                result = json.loads(proc.stdout)
+                latency = result["latency"]
+                row["macs"] = int(result["macs"])
+                row["timed"] = " ".join(str(r["batch_size"]) for r in latency if r.get("latency_s"))
+                row["skipped"] = " ".join(str(r["batch_size"]) for r in latency if r.get("skipped"))
+            else:
+                failed += 1
+                row["error"] = (proc.stderr.strip().splitlines() or [""])[-1]
+            writer.writerow(row)
+            handle.flush()
+            print(f"[{i}/{len(names)}] {name}: exit {proc.returncode} in {row['wall_s']} s", flush=True)
+    print(f"{len(names) - failed}/{len(names)} exited 0; wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

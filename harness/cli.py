@@ -69,8 +69,9 @@ def run_command(name: str, args: list[str]) -> None:
     commands handle the ones that come while they work, this the ones before (imports, checks)."""
     # At exit, CPython's last garbage collection walks every object torch and the rest have made: about
     # a second of a short run, after its work is written. Frozen at exit, they are left to the OS; objects
-    # are still released by reference counting, and atexit handlers (log flushing) still run. Registered
-    # once per process, however many commands it runs (the tests run many).
+    # are still released by reference counting, and atexit handlers (log flushing) still run. What is lost:
+    # the finalizers (__del__) of objects caught in reference cycles; our writes are closed files and
+    # atomic renames, done before exit. Registered once per process, however many commands it runs.
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     with interrupt_on_signals() as interruption:

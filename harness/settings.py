@@ -330,8 +330,10 @@ class TrainerSettings(FromConfig):
 
 @dataclass(frozen=True)
 class DataSettings(FromConfig):
-    """The `data` group. The defaults are the default dataset's (conf/data/digits.yaml); a key a dataset's
-    file leaves out does not apply to it (p, s, noise, ... belong to sparse_regression)."""
+    """The `data` group. The defaults are the default dataset's (conf/data/digits.yaml) and, for keys digits
+    has not, mnist1d's (num_samples, generator_seed) and sparse_regression's (p, s, noise, ...): each
+    dataset's own file sets the keys it reads (sparse_regression.yaml: num_samples 10240, generator_seed
+    ${seed}), so build it from that file rather than from these defaults."""
 
     GROUP: ClassVar[str] = "data"
 
@@ -527,7 +529,7 @@ class RunSettings(FromConfig):
     def __post_init__(self) -> None:
         _require(
             self.claim_stale_s > 0,
-            f"claim_stale_s must be a positive number of seconds, got {self.claim_stale_s}",
+            f"claim_stale_s={self.claim_stale_s:g} must be positive; the default is 300 (seconds)",
         )
 
 

@@ -48,7 +48,7 @@ def release_job_state() -> None:
 def planned_jobs(config: DictConfig) -> int | None:
     """How many jobs the basic sweeper makes of this sweep (its own expansion of the same overrides), or
     None when another sweeper runs it or the overrides cannot be expanded here."""
-    sweeper = str(config.hydra.sweeper._target_)  # every Hydra sweeper config names its class
+    sweeper = str(config.hydra.sweeper.get("_target_"))
     if not sweeper.endswith("BasicSweeper"):
         return None
     try:
@@ -130,7 +130,7 @@ class SweepProgress:
 
 def _trains_in_this_process(config: DictConfig) -> bool:
     """Whether the sweep's launcher runs its jobs in the launching process (Hydra's basic launcher)."""
-    return str(config.hydra.launcher._target_).endswith("BasicLauncher")  # every launcher config names one
+    return str(config.hydra.launcher.get("_target_")).endswith("BasicLauncher")
 
 
 def _duration(seconds: float) -> str:

@@ -96,26 +96,35 @@ def member_dir(output_dir: Path, members: int, seed: int) -> Path:
 
 
 def run_all(
-    cfg: DictConfig, output_dir: Path, progress: Progress | None = None, jobs: int = 1
+    cfg: DictConfig,
+    output_dir: Path,
+    progress: Progress | None = None,
+    jobs: int = 1,
+    settings: RunSettings | None = None,
 ) -> list[RunRecord]:
     """Train as `cfg` says; one record per trained model (an ensemble's members, seeds seed, seed+1, ...,
     each in `member_dir`; otherwise the one run in `output_dir`). Errors as `run`. `jobs`: how many jobs
-    run at once on this machine (a parallel launcher's), for trainer.cpu_threads=auto."""
+    run at once on this machine (a parallel launcher's), for trainer.cpu_threads=auto; `settings`: `cfg`
+    already read (RunSettings.from_config), which the record's config and config_hash still come from."""
     wall_start = time.perf_counter()
-    settings = RunSettings.from_config(cfg)
+    settings = settings or RunSettings.from_config(cfg)
     threads = resolve_cpu_threads(settings.trainer.cpu_threads, jobs)
     apply_cpu_threads(threads[0])  # before any work: data loading and model building use the pools too
     output_dir = Path(output_dir)
     job = _training_job(settings, output_dir, progress)
-    check_job(job)
-    records = _member_records(
-        _describe(OmegaConf.to_container(cfg, resolve=True), settings, job, threads), settings
-    )
+    try:
+        check_job(job)
+        records = _member_records(
+            _describe(OmegaConf.to_container(cfg, resolve=True), settings, job, threads), settings
+        )
+        counted = _count_compute(settings, job)
+        peak = peak_flops_for(job.device, settings.trainer.precision, settings.hardware.peak_flops)
+        job.energy.wait_ready()  # codecarbon's set-up (begun with the meter) ends before anything timed
+    except BaseException:  # refused before training: no set-up thread or borrowed logger outlives the job
+        job.energy.finish()
+        raise
     dirs = [member_dir(output_dir, len(records), record.seed) for record in records]
-    counted = _count_compute(settings, job)
-    peak = peak_flops_for(job.device, settings.trainer.precision, settings.hardware.peak_flops)
     done = _Done(records, dirs, wall_start)
-    job.energy.wait_ready()  # codecarbon's set-up (begun with the meter) ends before anything timed
     machine_before = sample_machine()
     try:
         results = trainer_for(settings.trainer.mode)(job)
@@ -402,10 +411,9 @@ def hydra_main(cfg: DictConfig) -> None:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
     try:
         with interrupt_on_signals() as interruption, ExitStack() as held:
-            if cfg.resume:
-                claim = acquire(
-                    results_dir, digest, stale_s=float(cfg.claim_stale_s), wait=bool(cfg.claim_wait)
-                )
+            settings = RunSettings.from_config(cfg)  # checked before a claim or a lookup uses them
+            if settings.resume:
+                claim = acquire(results_dir, digest, stale_s=settings.claim_stale_s, wait=settings.claim_wait)
                 if isinstance(claim, Holder):
                     log.info("skipped: claimed by %s (resume=true; claim_wait=true waits)", claim)
                     _discard_unused_run_dir(output_dir, results_dir)
@@ -417,7 +425,7 @@ def hydra_main(cfg: DictConfig) -> None:
                     return
             progress = progress_for(interactive_run=not sweeping)
             jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
-            records = run_all(cfg, output_dir, progress=progress, jobs=jobs)
+            records = run_all(cfg, output_dir, progress=progress, jobs=jobs, settings=settings)
     except HarnessError as exc:
         if sweeping and not cfg.fail_fast:
             write_record(output_dir, _failed_record(cfg, str(exc)))

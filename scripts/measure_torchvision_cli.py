@@ -5,9 +5,10 @@ each one ended.
 
 Each model is given as a user would: `model._target_=torchvision.models.NAME`, at its default weights'
 evaluation crop (`input_shape=[1,3,R,R]`; a ViT is also built at that size, `+model.image_size=R`),
-`output=json`, nothing else. A row per model (appended and flushed as it ends, so a long run can be
-watched and an interrupted one keeps what it did): exit status, wall seconds, the batch sizes timed and
-skipped, and the last line of stderr when it failed. Exit status 1 when any model did not exit 0.
+`output=json`, nothing else. A row per model (written and flushed as it ends, so a long run can be
+watched and an interrupted one keeps what it did; the file is started afresh): exit status, wall
+seconds, the batch sizes timed and skipped, and the last line of stderr when it failed. Exit status 1
+when any model did not exit 0.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> int:
     )
     harness = shutil.which("harness") or os.path.join(os.path.dirname(sys.executable), "harness")
     failed = 0
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
@@ -66,14 +68,18 @@ def main() -> int:
                 "load_1min": round(os.getloadavg()[0], 2),
                 "error": "",
             }
-            if proc.returncode == 0:
-                result = json.loads(proc.stdout)
+            try:  # a run that exited 0 but printed something else is a failure of its own, not the script's
+                result = json.loads(proc.stdout) if proc.returncode == 0 else None
+            except json.JSONDecodeError as exc:
+                result, proc.stderr = None, f"output=json printed no JSON ({exc})"
+            if result is not None:
                 latency = result["latency"]
                 row["macs"] = int(result["macs"])
                 row["timed"] = " ".join(str(r["batch_size"]) for r in latency if r.get("latency_s"))
                 row["skipped"] = " ".join(str(r["batch_size"]) for r in latency if r.get("skipped"))
             else:
                 failed += 1
+                row["exit_code"] = proc.returncode or 1
                 row["error"] = (proc.stderr.strip().splitlines() or [""])[-1]
             writer.writerow(row)
             handle.flush()

@@ -67,6 +67,7 @@ def test_unknown_subcommand_prints_usage_and_exits_2(harness_cli):
         ("data.fraction=0", "data.fraction must be in (0, 1]"),
         ("trainer.precision=fp8", "trainer.precision must be one of fp32, bf16, fp16"),
         ("trainer.epochs=0", "trainer.epochs must be positive"),
+        ("claim_stale_s=-5", "claim_stale_s=-5 must be positive"),  # read before a claim
     ],
 )
 def test_bad_values_give_one_line_error_and_no_output(harness_cli, tmp_path, override, message):

@@ -303,3 +303,19 @@ def test_intensity_override_needs_and_keeps_its_source(tmp_path):
     meter = EnergyMeter(settings, "cpu", tmp_path)
     assert meter.intensity == (50.0, "config: utility contract 2026")
     meter.finish()  # ends the codecarbon set-up the meter began
+
+
+def test_a_run_refused_before_training_leaves_no_setup_thread(compose_train, tmp_path):
+    """The meter is made with the job (its set-up starts then); a job refused by its mode's checks, before
+    anything is trained, still finishes it: no thread outlives the job, codecarbon's logger is given back."""
+    from harness.train import run_all
+
+    logger = logging.getLogger("codecarbon")
+    before = (logger.level, list(logger.handlers), logger.propagate)
+    misuse = ("trainer=least_squares", "data=sparse_regression", "model=mlp")
+    cfg = compose_train("energy.codecarbon=true", *misuse)
+    with pytest.raises(ConfigError, match="fits linear models with one output"):
+        run_all(cfg, tmp_path / "job")
+    assert not _setup_threads()
+    assert (logger.level, list(logger.handlers), logger.propagate) == before
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "refused before training: nothing written"

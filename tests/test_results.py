@@ -166,3 +166,24 @@ def test_records_are_written_with_the_users_umask(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_finding_records_passes_over_a_directory_removed_mid_walk(tmp_path, monkeypatch):
+    """Another launcher removes a skipped job's run directory at any moment; a walk that meets the hole
+    lists what is there instead of crashing (a concurrent sweep's job once did, with FileNotFoundError)."""
+    import shutil
+
+    from harness.results.store import find_records
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text("{}")
+    real_scandir = os.scandir
+
+    def scandir_after_removal(path="."):
+        if not isinstance(path, int) and Path(path).name == "b":  # (rmtree itself scans by descriptor)
+            shutil.rmtree(path)  # gone between being listed and being read
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir_after_removal)
+    assert [p.parent.name for p in find_records(tmp_path)] == ["a", "c"]

@@ -60,13 +60,13 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
     """fvcore's FlopCountAnalysis, traced with torch's module scopes instead of per-module hooks."""
 
     def _analyze(self):
-        paused = gc.isenabled()
+        was_enabled = gc.isenabled()
         gc.disable()
         try:
             with _torch_scopes():
                 return super()._analyze()
         finally:
-            if paused:
+            if was_enabled:
                 gc.enable()
 
 

@@ -101,12 +101,16 @@ def read_record(path: Path) -> RunRecord:
 
 
 def find_records(path: Path) -> Iterator[Path]:
-    """Every run.json at or below `path`, in a stable order."""
+    """Every run.json at or below `path`, in a stable order.
+
+    Walked with os.walk, which passes over a directory that vanishes under it: another launcher sharing the
+    results directory removes the run directory of a job it skipped at any moment, and pathlib's rglob
+    raised FileNotFoundError when that happened mid-walk (a skipped job's look-up then crashed)."""
     path = Path(path)
     if path.is_file():
         yield path
         return
-    yield from sorted(path.rglob(RECORD_NAME))
+    yield from sorted(Path(root) / RECORD_NAME for root, _, names in os.walk(path) if RECORD_NAME in names)
 
 
 def _flat(record: dict[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,9 @@ class SolverStepper:
 
     @property
     def loss_sum(self) -> torch.Tensor:
-        """The training MSE of the solution, in float64 (computed when read: after the timed solve)."""
+        """The training MSE of the solution, in float64, computed when the loop reads it: after the timed
+        solve, outside the train clock. A fresh tensor each read, so the loop's zero_() after its one
+        evaluation has nothing to reset."""
         if self.coef is None:
             return torch.zeros(1, dtype=torch.float64)
         residual = self.y - self.x @ self.coef - self.intercept

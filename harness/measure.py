@@ -353,10 +353,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="measure")
 def hydra_main(cfg: DictConfig) -> None:
-    if cfg.output not in ("table", "json"):  # before any work (ModelMeasureSettings checks it again)
-        print(f"error: output={cfg.output} is unknown; use output=table or output=json", file=sys.stderr)
-        sys.exit(2)
-    try:
+    try:  # measure() reads the settings before any work: a bad output= is refused there
         result = measure(cfg, progress=_say)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

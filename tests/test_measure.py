@@ -70,6 +70,13 @@ def test_bad_input_on_the_cli_is_one_line(harness_cli):
     assert line.startswith("error: model._target_=torchvision.models.no_such_net")
 
 
+def test_an_unknown_output_is_refused_before_any_work(harness_cli):
+    proc = harness_cli("measure", "model=mlp", "output=xml")
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "error: output must be one of table, json, got 'xml'; pick one of those"
+
+
 def test_sequence_first_rnn_uses_its_declared_batch(compose_measure):
     messages = []
     cfg = compose_measure(

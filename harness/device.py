@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 
 from harness.errors import ConfigError
+from harness.settings import PRECISIONS
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# trainer.precision's names (harness.settings) to the dtypes they train in, in the same order.
+DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,7 +42,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name not in PRECISIONS:
         raise ConfigError(f"trainer.precision={name} is unknown; use one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[name]
+    dtype = DTYPES[name]
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"trainer.precision=bf16 but {device_name(device)} lacks bf16; use fp16 or fp32")
     return dtype

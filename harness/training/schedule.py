@@ -6,8 +6,7 @@ import math
 from collections.abc import Callable
 
 from harness.errors import ConfigError
-
-SCHEDULES = ("constant", "cosine", "linear")
+from harness.settings import SCHEDULES
 
 
 def lr_factor(name: str, total_steps: int, warmup_fraction: float = 0.0) -> Callable[[int], float]:

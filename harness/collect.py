@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     if parquet is None:
         exit_with_error(f"no run records (run.json) under {args.directory}; nothing to collect")
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    tables = str(csv)
     if len(frame):
         publish_summary(args.directory, frame, parquet.parent)  # with the runs a resumed sweep skipped
-        csv = f"{csv}, {parquet.parent / SUMMARY_NAME}"
-    print(f"{len(frame)} runs {counts} -> {parquet} and {csv}")
+        tables = f"{csv}, {parquet.parent / SUMMARY_NAME}"
+    print(f"{len(frame)} runs {counts} -> {parquet} and {tables}")
     if args.reindex:
         print(f"resume index: {rebuild_index(args.directory)} completed jobs marked")
 

@@ -267,7 +267,8 @@ def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
 
 def _latency(model, settings: ModelMeasureSettings, shape, batch_dim, device, dtype, progress) -> list[dict]:
     """One row per latency batch size: timed (and, on a GPU, energy per inference), or skipped with why."""
-    latency, rows = settings.latency, []
+    latency = settings.latency
+    rows: list[dict[str, Any]] = []
     window = settings.energy.min_window_s if settings.energy.enabled else None
     for b in latency.batch_sizes:
         batched = _with_batch(shape, batch_dim, b)

@@ -7,6 +7,7 @@ import difflib
 import tempfile
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -45,7 +46,7 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         options = group_options(key)
         if (override.is_add() or override.is_force_add()) and options is None:
             appended.append(key)
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else None
+        values: list[Any] | None = list(override.sweep_iterator()) if override.is_sweep_override() else None
         if options is not None:
             for value in values or [override.value()]:
                 if value is not None and str(value) not in options:

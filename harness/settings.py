@@ -46,7 +46,7 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def build(cls: type, node: Any, prefix: str):
+def build(cls: Any, node: Any, prefix: str):
     """An instance of the dataclass `cls` from `node`; a key the node lacks keeps the class's default.
 
     A field may read a dotted key of the node (`metadata={"key": "a.b"}`): how fit's flat settings read its
@@ -146,7 +146,7 @@ def _describe(hint: Any) -> str:
     return str(hint)
 
 
-def field_type(cls: type, key: str) -> Any | None:
+def field_type(cls: Any, key: str) -> Any | None:
     """The annotation of the dotted `key` under the settings class `cls` (nested groups followed); None
     when no field reads that key, or when it lies in an open mapping (an optimizer's or a model's keys)."""
     hints = get_type_hints(cls)

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from hydra.experimental.callback import Callback
@@ -56,7 +56,10 @@ def planned_jobs(config: DictConfig) -> int | None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = config.hydra.sweeper.get("params")
-        params = {} if params is None else OmegaConf.to_container(params, resolve=False)
+        # The sweeper's params node is a mapping (key -> sweep string).
+        params = (
+            {} if params is None else cast("dict[str, Any]", OmegaConf.to_container(params, resolve=False))
+        )
         arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
         overrides = OverridesParser.create().parse_overrides(arguments)
         return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
@@ -41,7 +41,7 @@ from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
 from harness.results.store import RECORD_NAME
 from harness.results.summary import note_resumed
-from harness.settings import RunSettings, TrainerSettings
+from harness.settings import RunSettings, TrainerSettings, plain
 from harness.sweep import assign_device, release_job_state
 from harness.training.ensemble import share_energy
 from harness.training.loop import optimizer_factory
@@ -114,9 +114,7 @@ def run_all(
     job = _training_job(settings, output_dir, progress)
     try:
         check_job(job)
-        records = _member_records(
-            _describe(OmegaConf.to_container(cfg, resolve=True), settings, job, threads), settings
-        )
+        records = _member_records(_describe(plain(cfg), settings, job, threads), settings)
         counted = _count_compute(settings, job)
         peak = peak_flops_for(job.device, settings.trainer.precision, settings.hardware.peak_flops)
         job.energy.wait_ready()  # codecarbon's set-up (begun with the meter) ends before anything timed
@@ -367,7 +365,7 @@ def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
 
 def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
     """A sweep job refused before training: kept as a record so the sweep's table shows why."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = plain(cfg)
     return RunRecord(
         run_id=new_run_id(),
         status="failed",
@@ -405,7 +403,7 @@ def hydra_main(cfg: DictConfig) -> None:
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     output_dir = Path(hydra_cfg.runtime.output_dir)
     results_dir = Path(cfg.paths.results_dir)
-    digest = config_hash(OmegaConf.to_container(cfg, resolve=True))
+    digest = config_hash(plain(cfg))
     sweep_job = (Path(hydra_cfg.sweep.dir), hydra_cfg.job.num) if sweeping else None
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)

@@ -119,7 +119,8 @@ def _sci(x: float) -> str:
 
 def _cpuinfo_blocks(text: str) -> list[dict[str, str]]:
     """/proc/cpuinfo as one dict per logical CPU (blocks separated by blank lines)."""
-    blocks, current = [], {}
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
             if current:
@@ -292,8 +293,12 @@ def gpu_names() -> list[str]:
 
 
 def _check_override(override: object) -> float:
-    bad = isinstance(override, bool) or not isinstance(override, numbers.Real)
-    if bad or not math.isfinite(override) or override <= 0:
+    if (
+        isinstance(override, bool)
+        or not isinstance(override, numbers.Real)
+        or not math.isfinite(override)
+        or override <= 0
+    ):
         raise ConfigError(
             f"hardware.peak_flops={override} is not a positive FLOP/s figure; "
             "set it to the device's peak, e.g. hardware.peak_flops=3.12e14, or leave it null"

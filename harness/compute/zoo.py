@@ -35,8 +35,8 @@ def count_torchvision(name: str, *, weights: str | None = None, forward: bool = 
     its `weights` (a member of its weights enum, e.g. "IMAGENET1K_SWAG_E2E_V1"; default: DEFAULT)."""
     import torchvision
 
-    weights = torchvision.models.get_model_weights(name)[weights or "DEFAULT"]
-    resolution = int(weights.transforms().crop_size[0])
+    chosen = torchvision.models.get_model_weights(name)[weights or "DEFAULT"]
+    resolution = int(chosen.transforms().crop_size[0])
     # A ViT's size is set by its weights (vit_h_14's default weights are at 518); built without them,
     # it is given the same image size, as torchvision's builder would.
     size = {"image_size": resolution} if name.startswith("vit_") else {}
@@ -48,11 +48,11 @@ def count_torchvision(name: str, *, weights: str | None = None, forward: bool = 
     split = report.by_category
     work = sum(split.get(category, 0.0) for category in WORK)
     torch_macs = torch_forward_flops(model, x, math=True) / 2
-    published = float(weights.meta["_ops"]) * 1e9
+    published = float(chosen.meta["_ops"]) * 1e9
     row: dict[str, Any] = {
         "model": name,
         "resolution": resolution,
-        "torchvision_ops_gmacs": weights.meta["_ops"],
+        "torchvision_ops_gmacs": chosen.meta["_ops"],
         "macs": int(report.macs),  # MACs are whole numbers: the table keeps every digit
         **{f"macs_{category}": int(split.get(category, 0)) for category in SPLIT},
         "ratio": work / published,

@@ -74,8 +74,8 @@ def load_dataset(opts: DataSettings) -> Dataset:
             keep = nested_subset(n_full, n, opts.subsample_seed)
         else:
             keep = stratified_subset(raw.y_train, n, opts.subsample_seed)
-        keep = torch.from_numpy(keep)
-        x_train, y_train = x_train[keep], y_train[keep]
+        rows = torch.from_numpy(keep)
+        x_train, y_train = x_train[rows], y_train[rows]
 
     return Dataset(
         name=opts.name,

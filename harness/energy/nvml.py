@@ -378,7 +378,7 @@ class NvmlEnergyMeter:
 
     def _reading(self) -> GpuEnergyReading:
         window_s = sum(t1 - t0 for t0, t1 in self._windows)
-        base = dict(window_s=window_s, windows=len(self._windows), nvml_index=self.nvml_index)
+        base: dict[str, Any] = dict(window_s=window_s, windows=len(self._windows), nvml_index=self.nvml_index)
         if not self.available:
             return GpuEnergyReading(energy_j=None, method=UNAVAILABLE, note=self.unavailable_reason, **base)
         peak = self._peak_in_windows()

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy
 import torch
@@ -48,7 +49,7 @@ def git_state() -> tuple[str | None, bool | None]:
     return commit, (bool(status) if status is not None else None)
 
 
-def slurm_job() -> dict[str, str | int | None]:
+def slurm_job() -> dict[str, Any]:
     """The SLURM job running this process, from the variables slurmd sets; all null outside SLURM.
 
     For an array task the job id is the array's (SLURM_ARRAY_JOB_ID), as squeue, sacct and submitit name

@@ -8,6 +8,8 @@ The result, measured where known and imputed elsewhere, is `hardware_burden_cons
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ _SOURCE, _TARGET = "network_operations", "hardware_burden"
 
 
 def consolidate_burden(
-    frame: pd.DataFrame, *, benchmark: str, fixed: tuple[float, float] | None = None, level: float = 0.95
+    frame: pd.DataFrame, *, benchmark: str, fixed: Sequence[float] | None = None, level: float = 0.95
 ) -> tuple[pd.DataFrame, FitResult]:
     """`frame` with `hardware_burden_consolidated` and `burden_imputed` added, and the imputation's fit row.
 
@@ -31,7 +33,7 @@ def consolidate_burden(
     burden, ops = frame[_TARGET], frame[_SOURCE]
     to_impute = burden.isna() & ops.notna()
     both = frame.dropna(subset=[_TARGET, _SOURCE])
-    row = {
+    row: dict[str, Any] = {
         "benchmark": benchmark,
         "spec": "imputation",
         "x": _SOURCE,

@@ -107,7 +107,8 @@ class SolverStepper:
         self.core, self.linear, self.settings = core, linear, settings
         self.x = core.x.flatten(1)[:, :features].numpy().astype(np.float32)
         self.y = core.y.numpy().astype(np.float32)
-        self.coef, self.intercept = None, 0.0
+        self.coef: np.ndarray | None = None
+        self.intercept = 0.0
         self.flops_train: float | None = None
         self.flops_train_method: str | None = None
 

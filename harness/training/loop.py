@@ -64,7 +64,8 @@ def shuffled_batches(
     exactly the sequence seed i alone would give. With `drop_last` a smaller last batch is skipped.
     """
     many = not isinstance(seeds, int)
-    generators = [torch.Generator().manual_seed(int(s)) for s in (seeds if many else [seeds])]
+    each = [seeds] if isinstance(seeds, int) else list(seeds)
+    generators = [torch.Generator().manual_seed(int(s)) for s in each]
     full = n // batch_size
     while True:
         order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
@@ -154,15 +155,19 @@ class ModuleCore:
 class Stepper(Protocol):
     """Runs optimizer steps on a core; the outer loop only calls these."""
 
-    core: Core
-    loss_sum: torch.Tensor  # (members,) training loss summed since the outer loop last zeroed it
+    # Read-only here (properties), so that a stepper may hold a more specific core, or compute loss_sum.
+    @property
+    def core(self) -> Core: ...
+    @property
+    def loss_sum(self) -> torch.Tensor:
+        """(members,) training loss summed since the outer loop last zeroed it."""
 
     def warmup(self, steps: int) -> None:
         """Untimed steps (compilation, autotuning, graph capture), then undone: the timed run starts from
         the initialised weights, a fresh optimizer and the same RNG state."""
 
     def step(self, idx: torch.Tensor) -> None: ...
-    def lr(self) -> float: ...
+    def lr(self) -> float | None: ...
 
 
 @dataclass
@@ -218,7 +223,7 @@ class EagerStepper:
         self.loss_sum += loss
 
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        return float(self.scheduler.get_last_lr()[0])
 
     def warmup(self, steps: int) -> None:
         if steps <= 0:

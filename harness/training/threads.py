@@ -53,11 +53,11 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     except (OSError, ValueError):
         pass
     try:
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        cfs_quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        cfs_period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
     except (OSError, ValueError):
         return None
-    return None if quota <= 0 or period <= 0 else quota / period
+    return None if cfs_quota <= 0 or cfs_period <= 0 else cfs_quota / cfs_period
 
 
 def jobs_at_once(n_jobs: int | None) -> int:

@@ -15,6 +15,7 @@ from conftest import ONE_THREAD
 
 from harness.results.claims import CLAIMS_DIR, Claim, Holder, claim_path, try_claim
 from harness.results.index import find_completed
+from harness.settings import plain
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false")
 
@@ -32,6 +33,13 @@ def _write_claim(results: Path, digest: str, *, host: str, pid: int, age_s: floa
     return path
 
 
+def _claimed(results_dir: Path, digest: str, *, stale_s: float) -> Claim:
+    """try_claim where the test expects to win the claim (a Holder would be a failure, said here)."""
+    claim = try_claim(results_dir, digest, stale_s=stale_s)
+    assert isinstance(claim, Claim), f"expected to claim {digest}, held by {claim}"
+    return claim
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", ""])
     proc.wait()  # reaped: its pid names no process now
@@ -46,14 +54,14 @@ def test_one_claim_per_config_and_released_at_the_end(tmp_path):
     assert str(second).startswith(f"pid {os.getpid()} on {socket.gethostname()} since ")
     first.release()
     assert not claim_path(tmp_path, "h").exists()
-    with try_claim(tmp_path, "h", stale_s=300) as again:
+    with _claimed(tmp_path, "h", stale_s=300) as again:
         assert isinstance(again, Claim)
     assert not (tmp_path / CLAIMS_DIR).exists(), "no claim or temporary file left"
 
 
 def test_a_claim_whose_process_is_gone_is_taken_over(tmp_path):
     _write_claim(tmp_path, "h", host=socket.gethostname(), pid=_dead_pid())
-    with try_claim(tmp_path, "h", stale_s=300) as taken:
+    with _claimed(tmp_path, "h", stale_s=300) as taken:
         assert isinstance(taken, Claim)
     assert not (tmp_path / CLAIMS_DIR).exists()
 
@@ -62,7 +70,7 @@ def test_another_hosts_claim_is_taken_over_only_when_its_heartbeat_is_stale(tmp_
     _write_claim(tmp_path, "h", host="elsewhere", pid=1, age_s=10)
     assert isinstance(try_claim(tmp_path, "h", stale_s=300), Holder), "live: its heartbeat is recent"
     _write_claim(tmp_path, "h", host="elsewhere", pid=1, age_s=600)
-    with try_claim(tmp_path, "h", stale_s=300) as taken:
+    with _claimed(tmp_path, "h", stale_s=300) as taken:
         assert isinstance(taken, Claim)
 
 
@@ -73,7 +81,7 @@ def test_a_claim_stale_at_once_is_refused(harness_cli):
 
 
 def test_a_held_claim_keeps_its_heartbeat(tmp_path):
-    with try_claim(tmp_path, "h", stale_s=0.2) as claim:
+    with _claimed(tmp_path, "h", stale_s=0.2) as claim:
         then = time.time() - 3600
         os.utime(claim.path, (then, then))
         deadline = time.monotonic() + 60
@@ -83,13 +91,11 @@ def test_a_held_claim_keeps_its_heartbeat(tmp_path):
 
 
 def test_a_config_claimed_by_a_live_launcher_is_skipped(harness_cli, tmp_path, compose_train):
-    from omegaconf import OmegaConf
-
     from harness.results.index import config_hash
 
     results = tmp_path / "runs"
-    digest = config_hash(OmegaConf.to_container(compose_train(*FAST), resolve=True))
-    with try_claim(results, digest, stale_s=300) as held:  # this process, alive: a live holder
+    digest = config_hash(plain(compose_train(*FAST)))
+    with _claimed(results, digest, stale_s=300) as held:  # this process, alive: a live holder
         proc = harness_cli("train", *FAST, "trainer.device=cpu", f"paths.results_dir={results}")
         assert held.path.exists(), "the skipped launch left the holder's claim alone"
     assert proc.returncode == 0, proc.stderr
@@ -99,14 +105,12 @@ def test_a_config_claimed_by_a_live_launcher_is_skipped(harness_cli, tmp_path, c
 
 
 def test_claim_wait_waits_for_the_holder_then_trains(harness_cli, tmp_path, compose_train, monkeypatch):
-    from omegaconf import OmegaConf
-
     import harness.results.claims
     from harness.results.index import config_hash
 
     results = tmp_path / "runs"
-    digest = config_hash(OmegaConf.to_container(compose_train(*FAST), resolve=True))
-    held = try_claim(results, digest, stale_s=300)
+    digest = config_hash(plain(compose_train(*FAST)))
+    held = _claimed(results, digest, stale_s=300)
     polls = []
 
     def holder_finishes(seconds):  # the handshake: the holder ends while the launcher waits for it
@@ -142,7 +146,7 @@ def _signal_at(monkeypatch, stage: str, signum: int) -> None:
     module_name, _, cls = where.rpartition(".") if segment else (where, "", "")
     owner = getattr(importlib.import_module(module_name), cls) if cls else importlib.import_module(where)
     original = getattr(owner, name)
-    fired = []
+    fired: list[object] = []
 
     def patched(*args, **kwargs):
         if not fired and (not segment or args[1] == segment):

@@ -274,9 +274,14 @@ def test_mig_device_handle_resolves_to_parent_and_is_flagged(gpu, monkeypatch):
 
 
 def test_cuda_visible_devices_maps_to_the_physical_index(gpu, monkeypatch):
-    seen = []
+    seen: list[int] = []
+
+    def handle(i: int) -> str:
+        seen.append(i)
+        return f"gpu{i}"
+
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", lambda i: seen.append(i) or f"gpu{i}")
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", handle)
     gpu.meter(cuda_index=1).start()
     assert seen == [1]
     seen.clear()

@@ -145,6 +145,9 @@ def test_counting_leaves_the_model_untouched():
 class _Counter(nn.Module):
     """Writes its buffers in forward, in place and by reassignment, even in eval mode."""
 
+    calls: torch.Tensor  # buffers (register_buffer below)
+    last: torch.Tensor
+
     def __init__(self):
         super().__init__()
         self.linear = nn.Linear(4, 4)

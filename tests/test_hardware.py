@@ -59,7 +59,7 @@ def _cpu(flags, clock=2.0e9, cores=4, vendor="GenuineIntel", family=6, fma_units
 
 def test_table_covers_required_families_with_sourced_positive_values():
     table = load_peak_table()
-    listed = {}
+    listed: dict[str, set[str]] = {}
     for row in table:
         listed.setdefault(row["device"], set()).add(row["precision"])
         assert isinstance(row["peak_flops"], float) and row["peak_flops"] > 0, row
@@ -74,7 +74,7 @@ def test_table_covers_required_families_with_sourced_positive_values():
 
 def test_tensor_peaks_are_never_below_the_fp32_peak():
     # A dense tensor-core figure under the FP32 figure would mean a sparse/dense or unit mix-up.
-    by_device = {}
+    by_device: dict[str, dict[str, float]] = {}
     for row in load_peak_table():
         by_device.setdefault(row["device"], {})[row["precision"]] = row["peak_flops"]
     for device, peaks in by_device.items():

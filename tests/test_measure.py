@@ -78,7 +78,7 @@ def test_an_unknown_output_is_refused_before_any_work(harness_cli):
 
 
 def test_sequence_first_rnn_uses_its_declared_batch(compose_measure):
-    messages = []
+    messages: list[str] = []
     cfg = compose_measure(
         "model._target_=torch.nn.LSTM",
         "+model.input_size=32",
@@ -144,7 +144,7 @@ def test_cross_check_is_opt_in(compose_measure):
 def test_warm_up_and_batches_are_bounded_by_time(compose_measure):
     """Warm-up stops once it has lasted min_time_s (at least one pass); a batch size whose warm-up and timed
     pass would outlast max_time_s, at the per-sample latency measured before it, is skipped with why."""
-    messages = []
+    messages: list[str] = []
     cfg = compose_measure(
         "model=mlp",
         "latency.batch_sizes=[1,1000000]",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.report import write_outputs
-from harness.report.document import Heading, Image, Paragraph, Table, to_html, to_markdown
+from harness.report.document import Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from harness.report.formatting import bounds, interval, number
 from harness.report.plots import plot_scaling
 from harness.scaling import analyse_reference
@@ -59,7 +59,7 @@ def test_plots_render_headless_and_leave_no_figures(squad, tmp_path):
 
 
 def test_markdown_and_html_escape_what_they_must():
-    blocks = [
+    blocks: list[Block] = [
         Heading(1, "a <title>"),
         Paragraph("see `fits.csv` & more"),
         Table(["x|y", "v"], [["1|2", "<b>"]]),

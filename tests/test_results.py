@@ -3,6 +3,7 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _record(**fields) -> RunRecord:
-    base = dict(
+    base: dict[str, Any] = dict(
         run_id="r1",
         status="completed",
         model="mlp",

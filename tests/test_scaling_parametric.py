@@ -26,8 +26,8 @@ TRUTH = {"E": 0.05, "A": 40.0, "alpha": 0.45, "B": 25.0, "beta": 0.55}
 def _grid_runs(noise=0.02, seed=0) -> pd.DataFrame:
     """A 6 × 6 grid of model and data sizes, error from the law times log-normal noise."""
     rng = np.random.default_rng(seed)
-    n_params, n_train = np.meshgrid(np.geomspace(1e3, 1e7, 6), np.geomspace(1e2, 1e6, 6))
-    n_params, n_train = n_params.ravel(), n_train.ravel()
+    grid_params, grid_train = np.meshgrid(np.geomspace(1e3, 1e7, 6), np.geomspace(1e2, 1e6, 6))
+    n_params, n_train = grid_params.ravel(), grid_train.ravel()
     law = TRUTH["E"] + TRUTH["A"] / n_params ** TRUTH["alpha"] + TRUTH["B"] / n_train ** TRUTH["beta"]
     return pd.DataFrame(
         {"params": n_params, "n_train": n_train, "error": law * np.exp(rng.normal(0, noise, law.size))}

@@ -213,7 +213,8 @@ def test_theory_sweep_preset_has_eight_sizes_four_arms_three_seeds(compose_train
     if params is None:  # compose() drops the hydra node: read the preset file itself
         from importlib.resources import files
 
-        params = OmegaConf.load(files("harness.conf") / "sweep" / "theory.yaml").hydra.sweeper.params
+        preset = files("harness.conf") / "sweep" / "theory.yaml"
+        params = OmegaConf.create(preset.read_text()).hydra.sweeper.params
     sizes = [int(v) for v in str(params["data.n_train"]).split(",")]
     assert len(sizes) >= 8 and all(b == 2 * a for a, b in zip(sizes, sizes[1:], strict=False))
     assert str(params["+theory"]).split(",") == ["expert", "flexible", "lasso", "deep"]

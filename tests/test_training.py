@@ -85,9 +85,14 @@ def test_eval_interval_in_steps(compose_train, tmp_path):
 def test_energy_window_spans_an_evaluation_interval_not_a_chunk(compose_train, tmp_path, monkeypatch):
     # Each window edge reads NVML counters (milliseconds on a GPU): one window per loss-check chunk cost
     # 14% of a small MLP's throughput on an H100. Windows must open once per evaluation interval.
-    finished = []
+    finished: list[EnergyMeter] = []
     finish = EnergyMeter.finish
-    monkeypatch.setattr(EnergyMeter, "finish", lambda meter: (finished.append(meter), finish(meter))[1])
+
+    def counted_finish(meter: EnergyMeter):
+        finished.append(meter)
+        return finish(meter)
+
+    monkeypatch.setattr(EnergyMeter, "finish", counted_finish)
     overrides = ("trainer.max_steps=12", "trainer.eval_every_steps=6", "trainer.log_every_steps=2")
     record = run(compose_train(*overrides), tmp_path)
     (meter,) = finished

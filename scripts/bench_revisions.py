@@ -37,6 +37,8 @@ def install(revision: str, root: Path) -> tuple[str, Path]:
     """(full commit, site folder) with that revision's harness installed into the folder."""
     commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
     source, site = root / f"src-{commit[:12]}", root / f"site-{commit[:12]}"
+    if site.is_dir():  # --base and --head name one commit (an A/A check): one install serves both
+        return commit, site
     source.mkdir()
     archive = subprocess.run(["git", "archive", commit], cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)

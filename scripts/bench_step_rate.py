@@ -1,7 +1,7 @@
 """Training step rate of the harness's trainer modes beside hand-written loops, in one process.
 
     python scripts/bench_step_rate.py --out results/bench/step_rate.csv
-    python scripts/bench_step_rate.py --device cpu --cases mlp128 --seconds 0.5     # a CPU smoke run
+    python scripts/bench_step_rate.py --device cpu --cases mlp128 --smoke --out /tmp/s.csv   # CPU smoke run
 
 For each case (MLP widths 128 and 1024: 784-w-w-10, batch 256, fp32; CNN widths 32, 64, 128: harness's
 `cnn` model, 3 conv3-BN-ReLU blocks on 3×32×32 inputs, batch 512, bf16, channels_last) it times:
@@ -21,17 +21,22 @@ Columns: steps/s (optimizer steps; for an ensemble, of all E models at once), mo
 samples/s, TFLOP/s achieved (torch-counted FLOPs of one training step × steps/s × E), MFU (that / the
 device's peak at the case's precision, harness/compute/peak_flops.csv), and ratios to the hand-written
 loops. The CSV header carries the device, torch version and date.
+
+`--smoke` runs every code path in seconds (2,048 samples, 5 steps per measurement, ensembles of 2): a check
+that the script works (CI runs it on the CPU), not a measurement; its CSV header says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +51,11 @@ from harness.device import device_name
 from harness.energy import EnergyMeter
 from harness.models import build_model
 from harness.settings import TrainerSettings
-from harness.training.ensemble import train_ensemble
 from harness.training.modes import trainer_for
+from harness.training.spec import TrainingJob
 
 N_TRAIN, N_TEST, CLASSES = 50_000, 1024, 10
+SMOKE_TRAIN, SMOKE_STEPS, SMOKE_ENSEMBLE = 2048, 5, 2
 # The trainer's default optimizer's arguments (conf/trainer/default.yaml), for both loops.
 SGD = {k: v for k, v in TrainerSettings().optimizer.items() if not k.startswith("_")}
 
@@ -90,19 +96,19 @@ def build(case: Case, device: torch.device, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def synthetic(case: Case, device: torch.device) -> Dataset:
+def synthetic(case: Case, n_train: int) -> Dataset:
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(N_TRAIN + N_TEST, *case.input_shape, generator=generator)
-    y = torch.randint(0, CLASSES, (N_TRAIN + N_TEST,), generator=generator)
+    x = torch.randn(n_train + N_TEST, *case.input_shape, generator=generator)
+    y = torch.randint(0, CLASSES, (n_train + N_TEST,), generator=generator)
     return Dataset(
         "synthetic",
-        x[:N_TRAIN],
-        y[:N_TRAIN],
-        x[N_TRAIN:],
-        y[N_TRAIN:],
+        x[:n_train],
+        y[:n_train],
+        x[n_train:],
+        y[n_train:],
         case.input_shape,
         CLASSES,
-        N_TRAIN,
+        n_train,
         "scripts/bench_step_rate.py",
     )
 
@@ -124,12 +130,13 @@ def autocast(case: Case, device: torch.device, cache: bool = True):
 def hand_eager(case: Case, data: tuple[torch.Tensor, torch.Tensor], device, steps: int) -> float:
     """Steps/s of the plainest eager loop; 5 untimed warm-up steps."""
     x, y = data
+    n = len(x)
     model = build(case, device)
     optimizer = torch.optim.SGD(model.parameters(), **SGD)
-    order = torch.randperm(N_TRAIN, device=device)
+    order = torch.randperm(n, device=device)
 
     def step(i: int) -> None:
-        start = (i * case.batch) % (N_TRAIN - case.batch)
+        start = (i * case.batch) % (n - case.batch)
         idx = order[start : start + case.batch]
         with autocast(case, device):
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -150,9 +157,10 @@ def hand_eager(case: Case, data: tuple[torch.Tensor, torch.Tensor], device, step
 def hand_graph(case: Case, data: tuple[torch.Tensor, torch.Tensor], device, steps: int) -> float:
     """Steps/s of the same step captured in a CUDA graph, the batch indices copied into a static buffer."""
     x, y = data
+    n = len(x)
     model = build(case, device)
     optimizer = torch.optim.SGD(model.parameters(), **SGD)
-    order = torch.randperm(N_TRAIN, device=device)
+    order = torch.randperm(n, device=device)
     static_idx = order[: case.batch].clone()
 
     def body() -> None:
@@ -177,7 +185,7 @@ def hand_graph(case: Case, data: tuple[torch.Tensor, torch.Tensor], device, step
     sync(device)
     start = time.perf_counter()
     for i in range(steps):
-        begin = (i * case.batch) % (N_TRAIN - case.batch)
+        begin = (i * case.batch) % (n - case.batch)
         static_idx.copy_(order[begin : begin + case.batch])
         graph.replay()
     sync(device)
@@ -209,22 +217,19 @@ def trainer_config(case: Case, mode: str, steps: int, device: torch.device, ense
     return cfg.trainer
 
 
-def harness_rate(case: Case, dataset: Dataset, device, steps: int, mode: str, ensemble: int = 1) -> tuple:
+def harness_rate(
+    case: Case, dataset: Dataset, device: torch.device, steps: int, mode: str, ensemble: int = 1
+) -> tuple[float, str]:
     """(steps/s, mode that ran) of harness.training in `mode`: its own train_time_s."""
-    cfg = trainer_config(case, mode, steps, device, ensemble)
-    meter = EnergyMeter.off()
+    settings = TrainerSettings.from_config(trainer_config(case, mode, steps, device, ensemble))
+    seeds = list(range(ensemble))
+    models = [build(case, device, seed) for seed in seeds]
+    job = TrainingJob(models, seeds, dataset, settings, device, case.dtype, energy=EnergyMeter.off())
+    result = trainer_for(mode)(job)[0]
     if mode == "ensemble":
-        models = [build(case, device, seed) for seed in range(ensemble)]
-        results = train_ensemble(
-            models, dataset, cfg, device, case.dtype, seeds=list(range(ensemble)), energy=meter
-        )
-        result = results[0]
         time_s = result.train_time_s * ensemble  # each member is charged 1/E of the shared time
         ran = "ensemble+graph" if result.cuda_graph else "ensemble"
     else:
-        result = trainer_for(mode)(
-            build(case, device), dataset, cfg, device, case.dtype, seed=0, energy=meter
-        )
         time_s = result.train_time_s
         ran = (result.mode or mode) + ("" if result.cuda_graph or mode != "graph" else " (fallback)")
     return result.steps / time_s, ran
@@ -247,32 +252,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     parser.add_argument("--seconds", type=float, default=1.0, help="timed training per measurement")
+    parser.add_argument(
+        "--smoke", action="store_true", help="every code path in seconds, not a measurement (see above)"
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.cases.split(",")) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    rows = []
+
+    def budget(rate: float) -> int:
+        """Steps for about --seconds at `rate` steps/s (at least 50, at most 50,000; --smoke: a few)."""
+        return SMOKE_STEPS if args.smoke else int(min(max(rate * args.seconds, 50), 50_000))
+
+    def probe_steps(steps: int) -> int:
+        """Steps of a probe that sizes a measurement (--smoke: a few)."""
+        return SMOKE_STEPS if args.smoke else steps
+
+    rows: list[dict[str, Any]] = []
     for name in args.cases.split(","):
         case = CASES[name]
-        dataset = synthetic(case, device)
+        if args.smoke and case.ensemble:
+            case = dataclasses.replace(case, ensemble=min(case.ensemble, SMOKE_ENSEMBLE))
+        dataset = synthetic(case, SMOKE_TRAIN if args.smoke else N_TRAIN)
         data = (dataset.x_train.to(device), dataset.y_train.to(device))
         if case.channels_last:
             data = (data[0].contiguous(memory_format=torch.channels_last), data[1])
         flops = step_flops(case, data, device)
         peak = peak_flops_for(device, case.precision).value
-        probe = hand_eager(case, data, device, 20)
-        budget = lambda rate: int(min(max(rate * args.seconds, 50), 50_000))  # noqa: E731
+        probe = hand_eager(case, data, device, probe_steps(20))
         rates = {"hand_eager": (hand_eager(case, data, device, budget(probe)), "eager")}
         if cuda:
-            graph_probe = hand_graph(case, data, device, 50)
+            graph_probe = hand_graph(case, data, device, probe_steps(50))
             rates["hand_graph"] = (hand_graph(case, data, device, budget(graph_probe)), "graph")
         else:
             graph_probe = probe
         rates["harness_eager"] = harness_rate(case, dataset, device, budget(probe), "eager")
         rates["harness_graph"] = harness_rate(case, dataset, device, budget(graph_probe), "graph")
         if case.ensemble:
-            e_probe = harness_rate(case, dataset, device, 30, "ensemble", case.ensemble)[0]
+            e_probe = harness_rate(case, dataset, device, probe_steps(30), "ensemble", case.ensemble)[0]
             rates["harness_ensemble"] = harness_rate(
                 case, dataset, device, budget(e_probe), "ensemble", case.ensemble
             )
@@ -306,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"# device: {device_name(device)}; torch {torch.__version__}; CUDA {torch.version.cuda}; "
         f"date {datetime.now(timezone.utc):%Y-%m-%d}; peak from harness/compute/peak_flops.csv; "
-        f"{args.seconds:g} s per measurement"
+        + ("SMOKE RUN (--smoke): not a measurement" if args.smoke else f"{args.seconds:g} s per measurement")
     )
     print(header)
     if args.out is not None:

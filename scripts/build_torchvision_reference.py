@@ -25,13 +25,13 @@ from harness.results.store import atomic_write_text
 from harness.scaling.reference import torchvision_papers
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="harness/scaling/reference/torchvision.csv")
     parser.add_argument("--counted", default="results/measure/torchvision.csv")
     parser.add_argument("--recount", action="store_true", help="count every pair, reuse nothing")
     parser.add_argument("--models", help="comma-separated architectures (default: every classifier)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     counted = None if args.recount else pd.read_csv(args.counted)
     chosen = set(args.models.split(",")) if args.models else None
     pairs = [(m, w) for m, w in torchvision_weights() if chosen is None or m in chosen]

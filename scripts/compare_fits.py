@@ -73,8 +73,13 @@ def differing(a: Path, b: Path, svg_loose: bool) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = revision_parser(__doc__)
     parser.add_argument("--svg-loose", action="store_true", help="mask SVG dates and element ids")
+    parser.add_argument("--fits", default=",".join(FITS), help="which fits, comma-separated (default: all)")
     args = parser.parse_args(argv)
     check_revisions(parser, args)
+    chosen = args.fits.split(",")
+    unknown = sorted(set(chosen) - set(FITS))
+    if unknown:
+        parser.error(f"unknown fit(s) {', '.join(unknown)}; choose from {', '.join(FITS)}")
     differences = 0
     with tempfile.TemporaryDirectory(prefix="compare_fits_") as tmp:
         root = Path(tmp)
@@ -84,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base {base[0][:12]}, head {head[0][:12]}", flush=True)
         results = str(REPO / "results")
         sites = (("base", base), ("head", head))
-        for name, template in FITS.items():
-            fit_args = [a.format(results=results) for a in template]
+        for name in chosen:
+            fit_args = [a.format(results=results) for a in FITS[name]]
             printed = [fit(site, fit_args, root / label / name, root) for label, (_, site) in sites]
             files = differing(root / "base" / name, root / "head" / name, args.svg_loose)
             same_print = printed[0] == printed[1]

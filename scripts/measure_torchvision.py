@@ -23,11 +23,11 @@ from harness.errors import one_line
 from harness.results.store import atomic_write_text
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="results/measure/torchvision.csv")
     parser.add_argument("--models", help="comma-separated names (default: every classifier)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     names = args.models.split(",") if args.models else torchvision_classifiers()
     rows, failed = [], 0
     for i, name in enumerate(names, start=1):

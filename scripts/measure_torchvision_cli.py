@@ -31,11 +31,17 @@ def crop(name: str) -> int:
     return int(torchvision.models.get_model_weights(name)["DEFAULT"].transforms().crop_size[0])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="results/measure/torchvision_cli.csv")
     parser.add_argument("--models", help="comma-separated names (default: every classifier)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a `harness measure` override added to every command (repeatable; default: none, as a user)",
+    )
+    args = parser.parse_args(argv)
     import torchvision
 
     names = (
@@ -55,6 +61,7 @@ def main() -> int:
                 f"model._target_=torchvision.models.{name}",
                 f"input_shape=[1,3,{size},{size}]",
                 "output=json",
+                *args.override,
             ]
             if name.startswith("vit_"):
                 command.append(f"+model.image_size={size}")

@@ -21,12 +21,15 @@
 #   STUDY_COMMIT       the commit the runs were made from, where the machine has no git checkout
 #   STUDY_BUDGET_S     `gpu`: seconds for both studies, packing included (default 540)
 #   STUDY_FASHION_S    `gpu`: the most of it that Fashion-MNIST may take (default 300)
+#   STUDY_DATASETS     `gpu`: which studies, space-separated (default: fashion_mnist mnist1d)
+#   STUDY_FIT_ARGS     extra `harness fit` overrides, space-separated (e.g. contended=keep for a smoke run)
 #   PYTHON             the interpreter that has harness (default python3)
 #   STUDY_ALLOW_BUSY   1: train even when other processes keep a core busy (refused by default: the runs'
 #                      times would measure that work too; their records then say contended)
 set -euo pipefail
 
 DATASETS=(fashion_mnist mnist1d)
+read -r -a GPU_DATASETS <<<"${STUDY_DATASETS:-${DATASETS[*]}}"  # `gpu`: which studies, in this order
 INVOCATION="scripts/study.sh $*"  # as typed, for the README (with the data root when one was given)
 [[ -n ${HARNESS_DATA_ROOT:-} ]] && INVOCATION="HARNESS_DATA_ROOT=$HARNESS_DATA_ROOT $INVOCATION"
 TRAIN_COMMANDS=()  # DATASET=the harness train command it ran, for machine.json and the README
@@ -127,8 +130,10 @@ finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON]
         table_args+=(--machine "$dest/machine.json")
     fi
     "$PY" -m harness.report.study tables "${table_args[@]}"
+    local extra_fit=()
+    read -r -a extra_fit <<<"${STUDY_FIT_ARGS:-}"
     local fit=("${HARNESS[@]}" fit "results=$dest" "x=$X_COLUMNS" frontier=both
-        "out=$dest/fit" overwrite=true)
+        "out=$dest/fit" overwrite=true "${extra_fit[@]}")
     echo "study.sh: ${fit[*]}" >&2
     "${fit[@]}" >"$dest/fit.txt"
     "$PY" -m harness.report.study readme "${table_args[@]}" --fit-command "${fit[*]}"
@@ -186,7 +191,8 @@ gpu_studies() {  # [OUT_DIR] [OVERRIDES...]
         export HARNESS_DATA_ROOT="$idx"
     fi
     local walls=() dataset limit start status left
-    for dataset in "${DATASETS[@]}"; do
+    for dataset in "${GPU_DATASETS[@]}"; do
+        preset "$dataset" gpu >/dev/null
         left=$((budget - SECONDS - 15))  # 15 s kept for collecting and packing
         limit=$left
         [[ $dataset == fashion_mnist ]] && ((fashion_share < left)) && limit=$fashion_share

@@ -133,3 +133,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    """Start the selected smoke runs of tests/test_scripts.py now, in the background: they use the core the
+    suite leaves idle (tests/script_smokes.py); their tests wait for them."""
+    from script_smokes import start_background
+
+    start_background(session)

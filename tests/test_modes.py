@@ -1,6 +1,7 @@
 """Trainer modes: selection and validation, graph fallback, ensembles ≡ separate eager runs, their records.
 
-CPU tests are tiny (digits, an epoch or two); graph capture itself is tested under the gpu marker.
+CPU tests are tiny (digits, an epoch or two). The GPU tests run their bodies on the CPU too; what only CUDA
+can show (capture, its whole batches, a failed capture) is asserted under the gpu marker.
 """
 
 from __future__ import annotations
@@ -196,6 +197,7 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
         eager.append((model, result))
     models = [build(seed) for seed in seeds]
     plan = Plan.make(data, cfg, cpu, drop_last=True)
+    core: ModuleCore | EnsembleCore
     if members == 1:
         core = ModuleCore(
             models[0], models[0], plan.x_train, plan.y_train, plan.objective, cpu, torch.float32, graph_amp
@@ -210,7 +212,7 @@ def test_graph_step_body_equals_eager_steps_on_cpu(compose_train, members, optim
     order = seeds[0] if members == 1 else seeds
     job = TrainingJob(models, seeds, data, cfg, cpu, torch.float32)
     results = run_steps(stepper, shuffled_batches(plan.n, plan.batch_size, order, cpu, True), plan, job)
-    if members > 1:
+    if isinstance(core, EnsembleCore):
         core.write_back()
     for (alone, expected), model, result in zip(eager, models, results, strict=True):
         assert [r.lr for r in result.curve] == pytest.approx([r.lr for r in expected.curve])
@@ -294,19 +296,25 @@ def test_run_records_achieved_flops_and_mfu(compose_train, tmp_path):
         assert 0 < record.mfu < 1
 
 
-# ------------------------------------------------------------------------------------------------ GPU
+# ------------------------------------------------------------------------------------- GPU, and the CPU
+# Each test below runs its whole body on the CPU too (graph mode falls back to eager there, an ensemble runs
+# as eager vmap), so a changed signature or setting breaks it in every suite; only what needs CUDA (capture
+# happened, the graph's whole batches, capture failure) is asserted on the GPU alone.
+
+ON_DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
 
 
-def _cuda(*overrides):
-    return ("trainer.device=cuda", "measure.flops=false", *overrides)
+def _on(device: str, *overrides):
+    return (f"trainer.device={device}", "measure.flops=false", *overrides)
 
 
-@pytest.mark.gpu
+@pytest.mark.parametrize("device", ON_DEVICES)
 @pytest.mark.parametrize(("model", "precision"), [("mlp", "fp32"), ("cnn", "fp32"), ("cnn", "bf16")])
-def test_graph_trains_the_same_model_as_eager(compose_train, tmp_path, model, precision):
+def test_graph_trains_the_same_model_as_eager(compose_train, tmp_path, device, model, precision):
     """Whole batches on both sides: the same batches, the same LR schedule, so the same model (up to
     fused-optimizer and kernel rounding)."""
-    common = _cuda(
+    common = _on(
+        device,
         f"model={model}",
         "model.width=32",
         f"trainer.precision={precision}",
@@ -316,7 +324,12 @@ def test_graph_trains_the_same_model_as_eager(compose_train, tmp_path, model, pr
     )
     eager = run(compose_train(*common), tmp_path / "eager")
     graph = run(compose_train(*common, "trainer.mode=graph"), tmp_path / "graph")
-    assert graph.trainer_mode == "graph" and graph.cuda_graph is True and graph.trainer_fallback is None
+    if device == "cuda":
+        assert graph.trainer_mode == "graph" and graph.cuda_graph is True and graph.trainer_fallback is None
+    else:
+        assert (
+            graph.trainer_mode == "eager" and graph.cuda_graph is False and "CUDA" in graph.trainer_fallback
+        )
     assert graph.steps == eager.steps == 80 and graph.samples_seen == eager.samples_seen
     tolerance = 0.02 if precision == "fp32" else 0.05
     assert abs(graph.test_error - eager.test_error) <= tolerance
@@ -327,19 +340,23 @@ def test_graph_trains_the_same_model_as_eager(compose_train, tmp_path, model, pr
     assert lr[0] == pytest.approx(lr[1]), "the schedule under capture is eager's"
 
 
-@pytest.mark.gpu
-def test_graph_default_drops_the_last_batch_and_stays_within_seed_noise(compose_train, tmp_path):
-    common = _cuda("trainer.epochs=8")
+@pytest.mark.parametrize("device", ON_DEVICES)
+def test_graph_default_drops_the_last_batch_and_stays_within_seed_noise(compose_train, tmp_path, device):
+    common = _on(device, "trainer.epochs=8")
     graph = run(compose_train(*common, "trainer.mode=graph"), tmp_path / "graph")
     eager = run(compose_train(*common), tmp_path / "eager")
-    assert graph.cuda_graph is True
-    assert graph.samples_seen == graph.steps * 64 == 8 * (graph.n_train // 64) * 64, "honest: whole batches"
+    if device == "cuda":  # the fallback trains as eager mode does, last batch included
+        assert graph.cuda_graph is True
+        assert graph.samples_seen == graph.steps * 64 == 8 * (graph.n_train // 64) * 64, (
+            "honest: whole batches"
+        )
     assert abs(graph.test_error - eager.test_error) <= 0.03
 
 
-@pytest.mark.gpu
-def test_graph_with_adam_and_clipping(compose_train, tmp_path):
-    common = _cuda(
+@pytest.mark.parametrize("device", ON_DEVICES)
+def test_graph_with_adam_and_clipping(compose_train, tmp_path, device):
+    common = _on(
+        device,
         "trainer.optimizer._target_=torch.optim.AdamW",
         "~trainer.optimizer.momentum",
         "~trainer.optimizer.nesterov",
@@ -350,40 +367,51 @@ def test_graph_with_adam_and_clipping(compose_train, tmp_path):
     )
     eager = run(compose_train(*common), tmp_path / "eager")
     graph = run(compose_train(*common, "trainer.mode=graph"), tmp_path / "graph")
-    assert graph.cuda_graph is True
+    assert graph.cuda_graph is (device == "cuda")
     assert abs(graph.test_error - eager.test_error) <= 0.02
 
 
-@pytest.mark.gpu
-def test_graph_capture_failure_falls_back_to_eager(compose_train, caplog):
+class _HostSync(torch.nn.Module):
+    """A model whose forward reads a value back to the host: a CUDA graph cannot capture it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.sum().item() > 1e30:  # a host sync: cannot be captured
+            x = x * 0
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("device", ON_DEVICES)
+def test_graph_capture_failure_falls_back_to_eager(compose_train, caplog, device):
     from harness.data import load_dataset
     from harness.training.graph import train_graph
 
-    class HostSync(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = torch.nn.Linear(64, 10)
-
-        def forward(self, x):
-            if x.sum().item() > 1e30:  # a host sync: cannot be captured
-                x = x * 0
-            return self.linear(x.flatten(1))
-
-    cfg = compose_train(*_cuda("trainer.epochs=1"))
+    cfg = compose_train(*_on(device, "trainer.epochs=1"))
     data = load_dataset(DataSettings.from_config(cfg.data))
+    settings = TrainerSettings.from_config(cfg.trainer)
+    job = TrainingJob([_HostSync()], [0], data, settings, torch.device(device), torch.float32)
     with caplog.at_level(logging.WARNING):
-        result = train_graph(HostSync(), data, cfg.trainer, torch.device("cuda"), torch.float32, seed=0)
-    assert any("ran as eager: capture failed" in r.getMessage() for r in caplog.records)
+        (result,) = train_graph(job)
+    # On a GPU the capture itself fails; on the CPU graph mode never tries, and says why.
+    why = "capture failed" if device == "cuda" else "CUDA graphs need a CUDA device"
+    assert any(f"ran as eager: {why}" in r.getMessage() for r in caplog.records)
     assert result.mode == "eager" and result.status == "completed" and not result.cuda_graph
+    assert result.fallback is not None and why in result.fallback
 
 
-@pytest.mark.gpu
-def test_ensemble_on_gpu_is_graphed_and_equals_eager_runs(compose_train, tmp_path):
-    common = _cuda("model=cnn", "model.width=16", "data.n_train=1280", "trainer.epochs=3")
+@pytest.mark.parametrize("device", ON_DEVICES)
+def test_ensemble_on_gpu_is_graphed_and_equals_eager_runs(compose_train, tmp_path, device):
+    # Each member and its run alone see the same data and batches: one subsample, whole batches only (the
+    # ensemble drops the last batch, a static shape; so does the run alone here).
+    same = ("data.subsample_seed=0", "trainer.drop_last=true")
+    common = _on(device, "model=cnn", "model.width=16", "data.n_train=1280", "trainer.epochs=3", *same)
     members = run_all(
         compose_train(*common, "trainer.mode=ensemble", "trainer.ensemble_size=3"), tmp_path / "e"
     )
-    assert all(m.cuda_graph and m.trainer_mode == "ensemble" for m in members)
+    assert all(m.cuda_graph is (device == "cuda") and m.trainer_mode == "ensemble" for m in members)
     for seed, member in enumerate(members):
         alone = run(compose_train(*common, f"seed={seed}"), tmp_path / f"s{seed}")
         assert abs(member.test_error - alone.test_error) <= 0.02

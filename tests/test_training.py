@@ -156,7 +156,8 @@ def test_mixed_precision_on_cpu(compose_train, tmp_path, precision):
     assert record.test_error is not None
 
 
-@pytest.mark.gpu
-def test_cuda_bf16_run(compose_train, tmp_path):
-    record = run(compose_train("trainer.device=cuda", "trainer.precision=bf16", "trainer.epochs=2"), tmp_path)
-    assert record.status == "completed" and record.device.startswith("cuda")
+@pytest.mark.parametrize("device", [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_bf16_run_on_each_device(compose_train, tmp_path, device):
+    overrides = (f"trainer.device={device}", "trainer.precision=bf16", "trainer.epochs=2")
+    record = run(compose_train(*overrides), tmp_path)
+    assert record.status == "completed" and record.device.startswith(device) and record.precision == "bf16"

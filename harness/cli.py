@@ -33,6 +33,9 @@ Run `harness <command> --help` for the command's configuration."""
 
 # Hydra's flags that only show something (help, the composed config, info, shell completion): no job runs.
 SHOW_ONLY_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
+# Hydra refuses these beside --multirun (a ValueError traceback): a one-line error says so first.
+ONE_JOB_FLAGS = ("-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,14 @@ def _run_command(name: str, args: list[str]) -> None:
     # Hydra reads sys.argv itself: hand it the subcommand's arguments, named like the subcommand.
     sys.argv = [f"harness {name}", *args]
     if any(arg in SHOW_ONLY_FLAGS for arg in args):
+        shown = [arg for arg in args if arg in ONE_JOB_FLAGS]
+        if shown and any(arg in MULTIRUN_FLAGS for arg in args):
+            from harness.errors import exit_with_error
+
+            exit_with_error(
+                f"{shown[0]} shows one job's configuration and cannot be combined with -m/--multirun; "
+                "drop -m and give each swept key one value"
+            )
         show_config(command.config_name)
         return
     from harness.preflight import preflight

@@ -127,3 +127,13 @@ def test_unknown_model_is_refused_with_the_choices(harness_cli, tmp_path):
     (line,) = proc.stderr.strip().splitlines()
     assert "unknown model 'nope'" in line and "mlp" in line
     assert not _records(tmp_path)
+
+
+@pytest.mark.parametrize("flag", ["--cfg", "--info"])
+def test_show_only_flags_with_multirun_are_one_line_errors(harness_cli, flag):
+    proc = harness_cli("train", "-m", flag, "job", "model.width=8,16")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {flag} shows one job's configuration and cannot be combined with -m/--multirun; "
+        "drop -m and give each swept key one value"
+    )

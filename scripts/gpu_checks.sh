@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks and figures that only a CUDA GPU gives, in one call, each step writing its log and CSV into
+# The checks and figures that only a CUDA GPU gives, in one script, each step writing its log and CSV into
 # OUT_DIR and the next step starting whether or not it passed (exit status 1 when any step failed):
 #   tests      pytest -m gpu: the energy cross-check (NVML window vs an independent counter delta and
 #              codecarbon), graph and ensemble modes (capture, equality with eager), CUDA runs
@@ -10,9 +10,10 @@
 #              on Fashion-MNIST, OVERHEAD_PAIRS rounds of off/full -> overhead.csv, overhead.log
 #   study      the Fashion-MNIST scaling study (+sweep=study_fashion: CNN and MLP, 5 widths x 5 data
 #              fractions) with its 3 seeds trained together (trainer.mode=ensemble, ensemble_size=3), in
-#              STUDY_S seconds (scripts/study.sh gpu; runs cut at the limit are kept), then finished there:
-#              -> study/fashion_mnist-gpu.tar.gz, study/machine.json, study.log and, collected and fitted,
-#                 study/results/fashion_mnist-gpu/ (runs.csv, fit/, README.md: copy it to results/study/)
+#              STUDY_S seconds (scripts/study.sh gpu; runs cut at the limit are kept)
+#              -> study/fashion_mnist-gpu.tar.gz, study/machine.json, study.log; back on any machine,
+#                 `scripts/study.sh finish OUT_DIR/study` collects, fits and writes results/study/fashion_mnist-gpu/
+#                 (CPU work: no device time spent on it)
 #   track      scripts/bench_track.py (the harness.track overhead), when that script exists -> track.csv, .log
 #
 #   scripts/gpu_checks.sh OUT_DIR                     # every step, in the order above
@@ -20,13 +21,15 @@
 #   scripts/gpu_checks.sh --dry-run OUT_DIR           # on the CPU: every step's command, CPU-sized (CI runs it)
 #
 # Each step runs under its own time limit (seconds; TESTS_S=150 STEP_RATE_S=120 OVERHEAD_S=90 STUDY_S=480
-# TRACK_S=60 by default: about 15 minutes, start-up left aside), so that one slow step cannot starve the rest.
+# TRACK_S=60 by default), so that one slow step cannot starve the rest. Where one command may run at most 10
+# minutes, run `tests step_rate overhead track` (7 minutes at most) in one and `study` in the next.
 # The dry run runs the very same argument lists, with what makes them CPU-sized added at the end (pytest
 # --collect-only; --smoke and --device cpu; a few steps of a small subset; the study's overrides through
 # `scripts/study.sh DATASET cpu`), so a renamed option, setting or signature fails on the CPU first.
 #
 # On a GPU machine without network: carry the wheels and the data with the checkout. Here, once:
-#   ../shared/tools/offline-wheels.sh      # the dependencies the GPU image lacks, as wheels in .whl/
+#   ../shared/tools/offline-wheels.sh pytest iniconfig pluggy   # what the GPU image lacks, as wheels in .whl/
+#   apt-get install dataset-fashion-mnist                       # Debian's IDX files, if not installed yet
 #   mkdir -p data/fashion_mnist && cp /usr/share/datasets/fashion-mnist/*-ubyte* data/fashion_mnist/
 # then run with .whl and data/fashion_mnist carried (both git-ignored), e.g. as one command:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl &&
@@ -59,6 +62,7 @@ done
 py=${PYTHON:-python3}
 command -v "$py" >/dev/null 2>&1 || { echo "gpu_checks.sh: no $py on PATH; set PYTHON" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
+tests=$(dirname "$here")/tests
 
 if ((dry)); then
     device=cpu
@@ -128,10 +132,10 @@ for step in "${steps[@]}"; do
     case $step in
         tests)
             if ((dry)); then
-                run_step gpu_tests "${TESTS_S:-150}" "$py" -m pytest -m gpu -q -p no:cacheprovider --collect-only tests
+                run_step gpu_tests "${TESTS_S:-150}" "$py" -m pytest -m gpu -q -p no:cacheprovider --collect-only "$tests"
             else
                 run_step gpu_tests "${TESTS_S:-150}" "$py" -m pytest -m gpu -q -rs -p no:cacheprovider \
-                    --junitxml "$out/gpu_tests.xml" tests
+                    --junitxml "$out/gpu_tests.xml" "$tests"
                 [ -f "$out/gpu_tests.xml" ] && junit_to_csv
             fi
             ;;
@@ -156,11 +160,9 @@ for step in "${steps[@]}"; do
                     STUDY_FIT_ARGS=contended=keep \
                     "$here/study.sh" "$dataset" cpu "$out/study/runs" "${study_overrides[@]}" "${dry_study[@]}"
             else
-                # study.sh keeps 15 s of its budget for packing; the finish (tables, fit) runs after it.
-                run_step study "$((limit + 120))" env STUDY_DATASETS=fashion_mnist STUDY_BUDGET_S="$limit" \
-                    STUDY_FASHION_S="$((limit - 15))" STUDY_DEST="$out/study/results" \
-                    bash -c '"$0" gpu "$1" "${@:2}" && "$0" finish "$1"' \
-                    "$here/study.sh" "$out/study" "${study_overrides[@]}"
+                # study.sh keeps 15 s of its budget for packing; SIGTERM stops a run with a record.
+                run_step study "$((limit + 30))" env STUDY_DATASETS=fashion_mnist STUDY_BUDGET_S="$limit" \
+                    STUDY_FASHION_S="$((limit - 15))" "$here/study.sh" gpu "$out/study" "${study_overrides[@]}"
             fi
             ;;
         track)

@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import ONE_THREAD, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
-# The environment of every smoke run: the CPU, one thread, this interpreter and its `harness` first on PATH.
-SMOKE_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
 # A tiny `harness train`: what the training scripts' smoke runs pass as overrides.
 TINY_RUN = ("trainer.max_steps=3", "trainer.eval_every_steps=3", "measure.flops=false", "data.n_train=256")
 # The one torchvision model the zoo scripts count: small (0.35 GMACs at 224), a count takes well under 1 s.
@@ -39,7 +37,6 @@ class Smoke:
     command: Callable[[Path], list[str]]
     env: Callable[[Path], dict[str, str]] = lambda out: {}
     needs_git: bool = False  # installs committed revisions: needs a git checkout
-    cwd: Path = REPO
 
 
 def _python(name: str, *args: str) -> list[str]:
@@ -68,7 +65,6 @@ SMOKES = {
             "--",
             *TINY_RUN,
         ),
-        cwd=Path(tempfile.gettempdir()),
     ),
     "test_theory_smoke": Smoke(
         lambda out: _shell("theory.sh", str(out / "theory"), *THEORY_SWEEP),
@@ -163,11 +159,13 @@ class Background:
                 if smoke.needs_git and not git_checkout():
                     self.results[name] = Finished(None, out, "needs a git checkout (it installs revisions)")
                     continue
-                env = {**os.environ, **SMOKE_ENV, "PATH": path, "PYTHON": sys.executable, **smoke.env(out)}
+                # The CPU, one thread (as every harness process a test starts), this interpreter and its
+                # `harness` first on PATH.
+                env = {**os.environ, **ONE_THREAD, "PATH": path, "PYTHON": sys.executable, **smoke.env(out)}
                 command = smoke.command(out)
                 self.running = subprocess.Popen(
                     command,
-                    cwd=smoke.cwd,
+                    cwd=out,  # each run in a folder of its own
                     env=env,
                     text=True,
                     start_new_session=True,

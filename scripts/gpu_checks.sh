@@ -103,8 +103,10 @@ run_step() {  # NAME LIMIT_S COMMAND... : the command under its time limit, logg
     local name=$1 limit=$2
     shift 2
     echo "== $name$( ((dry)) && echo ' (dry run)'): $*" >&2
+    local start=$SECONDS
     timeout --signal=TERM --kill-after=20 "$limit" "$@" 2>&1 | tee "$out/$name.log"
     local status=${PIPESTATUS[0]}
+    echo "== $name: exit $status after $((SECONDS - start)) s" >&2
     if [ $status -ne 0 ]; then
         [ $status -eq 124 ] && echo "gpu_checks.sh: $name stopped at its time limit (${limit} s)" >&2
         echo "gpu_checks.sh: $name failed (exit $status); see $out/$name.log" >&2

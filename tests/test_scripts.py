@@ -169,3 +169,19 @@ def test_gpu_checks_refuses_an_unknown_step(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("gpu_checks.sh: unknown step 'turbo'; choose from")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_script_has_a_smoke_run():
+    """A script added to scripts/ gets its smoke run (here or in tests/script_smokes.py) in the same change."""
+    covered = {
+        "bench_table.py": "the CSV writer of the benchmarks whose smoke runs are here",
+        "slurm_cluster.sh": "tests/test_slurm.py",
+        **dict.fromkeys(("bench_step_rate.py", "bench_overhead.py", "study.sh"), "gpu_checks.sh --dry-run"),
+    }
+    here = Path(__file__).read_text() + (Path(__file__).parent / "script_smokes.py").read_text()
+    missing = [
+        p.name
+        for p in sorted(SCRIPTS.iterdir())
+        if p.suffix in (".py", ".sh") and p.name not in covered and f'"{p.stem}' not in here
+    ]
+    assert not missing, f"scripts without a smoke run: {missing}; add one to tests/script_smokes.py"

@@ -172,7 +172,7 @@ def test_gpu_checks_refuses_an_unknown_step(tmp_path):
 
 
 def test_every_script_has_a_smoke_run():
-    """A script added to scripts/ gets its smoke run (here or in tests/script_smokes.py) in the same change."""
+    """A script added to scripts/ gets a smoke run (here or in tests/script_smokes.py) in the same change."""
     covered = {
         "bench_table.py": "the CSV writer of the benchmarks whose smoke runs are here",
         "slurm_cluster.sh": "tests/test_slurm.py",

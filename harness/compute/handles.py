@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from harness.compute._fvcore import elementwise_flop_counter, get_shape
+from harness.compute._fvcore import conv_flop_count, elementwise_flop_counter, get_shape, norm_flop_counter
 
 Handle = Callable[[list[Any], list[Any]], int]
 
@@ -134,13 +134,14 @@ def rnn_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return steps * sum(prod(shape) for shape in _listed_shapes(weights) if len(shape) == 2)
 
 
-def _sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> int:
+def sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> int:
     """Q·Kᵀ (L×S×E per batch-head) plus softmax(·)·V (L×S×Ev), dense.
 
     Works for any head layout: every dim before the last two is a batch dim of the query (B, H, or B×H;
     with grouped-query attention the key/value heads are broadcast, the work follows the query's heads).
     A mask or is_causal does not reduce the count: the dense product is what the math computes (and what
-    torch's own counter counts); kernels that skip masked blocks do less, and that saving is not claimed.
+    torch's own counter counts); kernels that skip masked blocks do less, and that saving is claimed only
+    under `attention_causal="half"` (attention.py).
     """
     *batch, length, embed = q_shape
     source = k_shape[-2]
@@ -149,7 +150,7 @@ def _sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> in
 
 def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """aten::scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, ...)."""
-    return _sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
+    return sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
 
 
 def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
@@ -167,6 +168,15 @@ def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     projections = (2 * length + 2 * source) * embed * embed
     attention = 2 * length * source * embed
     return batch * (projections + attention)
+
+
+def convolution_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::_convolution_mode(input, weight, bias, stride, padding: str, dilation, groups): a convolution
+    with string padding ('same', 'valid'). Its closed form is aten::_convolution's (fvcore's rule: every
+    output element costs C_in/groups × kernel MACs); fvcore's own handle cannot read this signature, whose
+    7th argument is `groups`, not `transposed`. A string padding never transposes."""
+    shapes = get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0])
+    return int(conv_flop_count(*shapes, transposed=False))
 
 
 def zero(reason: str) -> Handle:
@@ -204,6 +214,9 @@ FORMULAS: dict[str, Handle] = {
     # Matrix products with torch.matmul's broadcasting (fvcore's matmul/mm/addmm rules are replaced).
     **{op: product_of(*operands) for op, operands in _PRODUCTS.items()},
     "aten::einsum": einsum_flop_jit,
+    "aten::_convolution_mode": convolution_mode_flop_jit,
+    # torch's fused RMSNorm (nn.RMSNorm) as fvcore counts layer_norm: 5 per element with a weight, else 4.
+    "aten::rms_norm": norm_flop_counter(2),
     **dict.fromkeys(_RECURRENT, rnn_flop_jit),
     # fvcore counts adaptive_avg_pool2d as one per input element; the 1-D and 3-D pools likewise.
     "aten::adaptive_avg_pool1d": elementwise_flop_counter(1, 0),
@@ -224,10 +237,12 @@ FORMULAS: dict[str, Handle] = {
 CATEGORY: dict[str, str] = {
     **dict.fromkeys(["aten::linear", "aten::einsum", *_PRODUCTS, *_RECURRENT], "matmul"),
     "aten::_convolution": "convolution",
+    "aten::_convolution_mode": "convolution",
     "aten::scaled_dot_product_attention": "attention",
     "aten::_native_multi_head_attention": "attention",
     **dict.fromkeys(
-        ["aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm"], "norm"
+        ["aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm", "aten::rms_norm"],
+        "norm",
     ),
     **{op: "pool" for op in FORMULAS if "avg_pool" in op},
     "aten::adaptive_avg_pool2d": "pool",

@@ -24,7 +24,10 @@ from harness.compute.zoo import count_timm, timm_families
 from harness.errors import one_line
 from harness.results.store import atomic_write_text
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/timm/benchmark-infer-amp-nchw-pt291-cu128-4090.csv"
+REFERENCE = (
+    Path(__file__).resolve().parents[2]
+    / "shared/reference/timm/benchmark-infer-amp-nchw-pt291-cu128-4090.csv"
+)
 
 
 def main() -> int:
@@ -36,16 +39,19 @@ def main() -> int:
     import timm
 
     published = pd.read_csv(args.reference)
-    gmacs = dict(zip(published["model"], published["infer_gmacs"], strict=True))
-    sizes = dict(zip(published["model"], published["infer_img_size"], strict=True))
+    # A model may be published at several sizes: --models takes its first row (timm's default size first).
+    gmacs = {(row.model, int(row.infer_img_size)): float(row.infer_gmacs) for row in published.itertuples()}
+    first_size = published.drop_duplicates("model").set_index("model")["infer_img_size"]
     names = (
-        [(name, int(sizes[name])) for name in args.models.split(",")] if args.models else timm_families(published)
+        [(name, int(first_size[name])) for name in args.models.split(",")]
+        if args.models
+        else timm_families(published)
     )
     torch.set_num_threads(1)
     rows, failed = [], 0
     for i, (name, size) in enumerate(names, start=1):
         try:
-            row = count_timm(name, size, float(gmacs[name]))
+            row = count_timm(name, size, gmacs[name, size])
             row["error"] = ""
         except Exception as exc:  # noqa: BLE001 - every model gets a row; the error is its content
             row, failed = {"model": name, "image_size": size, "error": one_line(exc)}, failed + 1

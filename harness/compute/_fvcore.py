@@ -28,8 +28,8 @@ import torch
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.script.*")
-    from fvcore.nn import FlopCountAnalysis as _FvcoreFlopCountAnalysis
     from fvcore.common.checkpoint import _named_modules_with_dup
+    from fvcore.nn import FlopCountAnalysis as _FvcoreFlopCountAnalysis
     from fvcore.nn import jit_analysis as _jit_analysis
     from fvcore.nn.jit_handles import conv_flop_count, elementwise_flop_counter, get_shape, norm_flop_counter
 
@@ -117,7 +117,9 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
             scope = node.scopeName()
             if scope not in ancestors_of:
                 names = scope.split("/")
-                ancestors = set(names) if self._ancestor_mode == "caller" else self._get_all_ancestors(names[-1])
+                ancestors = (
+                    set(names) if self._ancestor_mode == "caller" else self._get_all_ancestors(names[-1])
+                )
                 seen.update(names, ancestors)
                 ancestors_of[scope] = tuple(ancestors)
             handle = handles.get(kind)

@@ -37,7 +37,9 @@ _SETTER = "_ZN5torch3jit6tracer23setRecordSourceLocationEPFvPNS0_4NodeEE"
 _VARIABLE = "_ZN5torch3jit6tracerL22record_source_locationE"
 _DEFAULT = "_ZN5torch3jit6tracerL27defaultRecordSourceLocationEPNS0_4NodeE"
 _SHT_SYMTAB = 2
-_SYMBOL = np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")])
+_SYMBOL = np.dtype(
+    [("name", "<u4"), ("info", "u1"), ("other", "u1"), ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")]
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def _symbol_values(path: str, names: list[str]) -> dict[str, int]:
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as image:
         if image[:6] != b"\x7fELF\x02\x01":  # 64-bit little-endian only
             return {}
-        shoff, = struct.unpack_from("<Q", image, 0x28)
+        (shoff,) = struct.unpack_from("<Q", image, 0x28)
         shentsize, shnum = struct.unpack_from("<HH", image, 0x3A)
         sections = [struct.unpack_from("<IIQQQQIIQQ", image, shoff + i * shentsize) for i in range(shnum)]
         symtab = next((s for s in sections if s[1] == _SHT_SYMTAB), None)

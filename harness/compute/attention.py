@@ -62,7 +62,9 @@ class _CausalProbe(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _is_causal_call(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *args, **kwargs) -> bool:
+def _is_causal_call(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *args, **kwargs
+) -> bool:
     if is_causal:
         return True
     if attn_mask is None:

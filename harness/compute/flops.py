@@ -155,7 +155,9 @@ class TensorOutputs(torch.nn.Module):
         output = self.model(*inputs[:split], **dict(zip(self.keywords, inputs[split:], strict=True)))
         tensors = tuple(_tensors_in(output))
         if not tensors:
-            raise TypeError(f"the forward pass returned no tensor ({type(output).__name__}): nothing to trace")
+            raise TypeError(
+                f"the forward pass returned no tensor ({type(output).__name__}): nothing to trace"
+            )
         return tensors
 
 
@@ -346,14 +348,23 @@ def math_attention() -> Iterator[None]:
 
 def torch_forward_flops(model: torch.nn.Module, inputs: Any, *, math: bool = False) -> float:
     """torch.utils.flop_counter's FLOPs (2 per MAC) for one eval-mode forward pass of `model` (see
-    `evaluating`: the module is put back as it was).
+    `evaluating`: the module is put back as it was) on `inputs`, as count_flops takes them (a mapping is
+    keyword inputs), with the cache off and compiled submodules run eager, as count_flops counts.
 
     torch counts only matmuls, convolutions and the attention kernels it knows. On the CPU it knows none
     of them for attention: `scaled_dot_product_attention` dispatches to a CPU flash kernel it does not
     register, and nn.MultiheadAttention's fused eval path is invisible too, so attention counts 0 there.
     math=True runs attention as plain products (`math_attention`), which it then counts.
     """
+    values, keywords = _split_inputs(inputs)
     attention = math_attention() if math else contextlib.nullcontext()
-    with evaluating(model) as net, torch.no_grad(), attention, FlopCounterMode(display=False) as counter:
-        net(*_as_tuple(inputs))
+    with (
+        evaluating(model) as net,
+        torch.no_grad(),
+        _cache_off(net),
+        _eager_submodules(net),
+        attention,
+        FlopCounterMode(display=False) as counter,
+    ):
+        TensorOutputs(net, keywords)(*values)
     return float(counter.get_total_flops())

@@ -179,6 +179,19 @@ def convolution_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return int(conv_flop_count(*shapes, transposed=False))
 
 
+def antialiased_upsample(support: int) -> Handle:
+    """aten::_upsample_{bilinear,bicubic}2d_aa (interpolate(antialias=True)): taps per output element, as
+    the plain interpolations count theirs (bilinear 2 × 2, bicubic 4 × 4), but when shrinking by a factor s
+    the kernel is stretched to cover s input pixels per tap, so `support` × s taps per dim."""
+
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        source, out = get_shape(inputs[0]), get_shape(outputs[0])
+        taps = prod(support * max(1, -(-i // o)) for i, o in zip(source[-2:], out[-2:], strict=True))
+        return prod(out) * taps
+
+    return handle
+
+
 def zero(reason: str) -> Handle:
     """An op that costs no MACs under our convention; the reason is kept for the documentation table."""
 
@@ -228,6 +241,8 @@ FORMULAS: dict[str, Handle] = {
     "aten::upsample_linear1d": elementwise_flop_counter(0, 2),
     "aten::upsample_trilinear3d": elementwise_flop_counter(0, 8),
     "aten::upsample_bicubic2d": elementwise_flop_counter(0, 16),
+    "aten::_upsample_bilinear2d_aa": antialiased_upsample(2),
+    "aten::_upsample_bicubic2d_aa": antialiased_upsample(4),
     "aten::upsample_nearest1d": elementwise_flop_counter(0, 1),
     "aten::upsample_nearest3d": elementwise_flop_counter(0, 1),
 }
@@ -246,7 +261,7 @@ CATEGORY: dict[str, str] = {
     ),
     **{op: "pool" for op in FORMULAS if "avg_pool" in op},
     "aten::adaptive_avg_pool2d": "pool",
-    **{op: "resample" for op in FORMULAS if op.startswith("aten::upsample")},
+    **{op: "resample" for op in FORMULAS if op.startswith(("aten::upsample", "aten::_upsample"))},
     "aten::upsample_nearest2d": "resample",
     "aten::upsample_bilinear2d": "resample",
     "aten::grid_sampler": "resample",

@@ -110,7 +110,9 @@ CATEGORIES: tuple[FreeCategory, ...] = (
         "schema: no tensor result; name: _shape_as_tensor",
         "reads sizes or scalars, computes nothing on the data",
         ("aten::numel",),
-        lambda name, packet: name == "_shape_as_tensor" or (packet is not None and _returns_no_tensor(packet)),
+        lambda name, packet: (
+            name == "_shape_as_tensor" or (packet is not None and _returns_no_tensor(packet))
+        ),
     ),
     FreeCategory(
         "dropout and random",

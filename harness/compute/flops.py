@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.compute._fvcore import FlopCountAnalysis
+from harness.compute._fvcore import FlopCountAnalysis, all_modules
 from harness.compute.attention import ATTENTION_CONVENTIONS, causal_attention
 from harness.compute.handles import CATEGORY, extra_handles
 from harness.compute.policy import free_category
@@ -90,14 +90,15 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     values put back if the pass wrote them. No copy: copying the modules cost more than a tenth of a count
     of resnet50, and parameters are not written by a forward pass without gradients."""
     eager = getattr(model, "_orig_mod", model)
-    modes = [(module, module.training) for module in eager.modules()]
+    modules = all_modules(eager)
+    modes = [(module, module.training) for module in modules]
     # An inference tensor keeps no version and cannot be written outside inference mode: only its place
     # is kept.
     buffers = [
         (module, name, buffer, None, None)
         if buffer.is_inference()
         else (module, name, buffer, buffer._version, buffer.detach().clone())
-        for module in eager.modules()
+        for module in modules
         for name, buffer in module._buffers.items()
         if buffer is not None
     ]
@@ -106,7 +107,7 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield eager
     finally:
         for module, training in modes:
-            module.training = training
+            object.__setattr__(module, "training", training)  # not nn.Module's __setattr__: a plain bool
         with torch.no_grad():
             for module, name, buffer, version, saved in buffers:
                 module._buffers[name] = buffer
@@ -167,8 +168,9 @@ def _cache_off(model: torch.nn.Module) -> Iterator[None]:
     output, and it is work for the next call, not this one): off for the count, each config put back."""
     configs = {
         id(config): config
-        for module in model.modules()
-        if (config := getattr(module, "config", None)) is not None and getattr(config, "use_cache", None)
+        for module in all_modules(model)
+        # read from the instance's own attributes: nn.Module's __getattr__ raises for every other module
+        if (config := vars(module).get("config")) is not None and getattr(config, "use_cache", None)
     }
     for config in configs.values():
         config.use_cache = False
@@ -180,8 +182,8 @@ def _cache_off(model: torch.nn.Module) -> Iterator[None]:
 
 
 def _is_compiled(module: torch.nn.Module) -> bool:
-    # torch.compile(module) returns an OptimizedModule that holds the eager module as `_orig_mod`.
-    return isinstance(getattr(module, "_orig_mod", None), torch.nn.Module)
+    # torch.compile(module) returns an OptimizedModule that holds the eager module as its child `_orig_mod`.
+    return isinstance(module._modules.get("_orig_mod"), torch.nn.Module)
 
 
 @contextlib.contextmanager
@@ -190,16 +192,17 @@ def _eager_submodules(model: torch.nn.Module) -> Iterator[None]:
     eager modules for the count: torch's tracer cannot trace a dynamo-optimized function, and the count is
     of the model's arithmetic, which compiling does not change. `harness train` counts a compiled model the
     same way. Each swap is put back on exit."""
+    modules = all_modules(model)
     swapped = [
         (parent, name, child)
-        for parent in model.modules()
+        for parent in modules
         for name, child in parent._modules.items()
         if child is not None and _is_compiled(child)
     ]
     compiled_calls = [
         (module, module._compiled_call_impl)
-        for module in model.modules()
-        if getattr(module, "_compiled_call_impl", None) is not None
+        for module in modules
+        if vars(module).get("_compiled_call_impl") is not None
     ]
     for parent, name, child in swapped:
         parent._modules[name] = child._orig_mod

@@ -106,7 +106,11 @@ def main() -> None:
                 model(x)
 
         counted: list[float] = []
-        steps = {"forward": forward, "count": lambda model=model, x=x: counted.append(count_flops(model, x).macs)}
+
+        def count(model=model, x=x, counted=counted) -> None:
+            counted.append(count_flops(model, x).macs)
+
+        steps = {"forward": forward, "count": count}
         for step in steps.values():
             step()  # warm-up: allocations, first-call paths
         times: dict[str, list[float]] = {key: [] for key in steps}

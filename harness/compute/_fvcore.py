@@ -59,6 +59,8 @@ def all_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
         found.append(module)
         stack.extend(child for child in reversed(module._modules.values()) if child is not None)
     return found
+
+
 _WRAPPERS = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
 
 
@@ -108,7 +110,8 @@ def _trace_graph(module: torch.nn.Module, inputs: tuple) -> torch._C.Graph:
     state = _state(module)
 
     def traced(*values: torch.Tensor) -> Any:
-        outputs, _ = torch._C._jit_flatten(module(*torch._C._jit_unflatten(list(values[: len(flat)]), layout)))
+        arguments = torch._C._jit_unflatten(list(values[: len(flat)]), layout)
+        outputs, _ = torch._C._jit_flatten(module(*arguments))
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     graph, _ = torch._C._create_graph_by_tracing(traced, [*flat, *state], _unnamed, True, False)
@@ -212,7 +215,9 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
                 bucket = totals[name]
                 for op, value in tally.items():
                     bucket[op] = bucket.get(op, 0) + value
-        return {name: Counter({op: v for op, v in bucket.items() if v > 0}) for name, bucket in totals.items()}
+        return {
+            name: Counter({op: v for op, v in bucket.items() if v > 0}) for name, bucket in totals.items()
+        }
 
 
 __all__ = [

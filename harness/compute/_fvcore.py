@@ -195,7 +195,7 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
                 op_counts = {self._simplify_op_name(kind): op_counts}
             tally = per_scope.setdefault(scope, {})
             for op, value in op_counts.items():
-                if not isinstance(value, (int, float, np.float64, np.int64)):
+                if not isinstance(value, (int, float, np.floating, np.integer)):
                     raise ValueError(f"Invalid type {type(value)} for the flop count of {kind}")
                 tally[op] = tally.get(op, 0) + value
         counts = self._per_module(names, ancestors_of, per_scope)

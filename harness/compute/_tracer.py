@@ -88,7 +88,10 @@ def _recorder() -> _Recorder | None:
     if len(values) != 3:
         return None
     setter.argtypes, setter.restype = [ctypes.c_void_p], None
-    base = ctypes.cast(setter, ctypes.c_void_p).value - values[_SETTER]  # where the library was loaded
+    address = ctypes.cast(setter, ctypes.c_void_p).value
+    if address is None:
+        return None
+    base = address - values[_SETTER]  # where the library was loaded
     return _Recorder(setter, base + values[_VARIABLE], base + values[_DEFAULT])
 
 

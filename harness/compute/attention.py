@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from harness.compute._fvcore import get_shape
-from harness.compute.handles import Handle, sdpa_macs
+from harness.compute.handles import Handle, sdpa_flop_jit
 
 ATTENTION_CONVENTIONS = ("full", "half")
 
@@ -70,18 +69,18 @@ def _is_causal_call(
     if attn_mask is None:
         return False
     state = torch._C._get_tracing_state()
-    torch._C._set_tracing_state(None)  # the check is not part of the model: keep it out of the trace
+    torch._C._set_tracing_state(None)  # type: ignore[attr-defined]  # the check is not the model's: untraced
     try:
         return mask_is_causal(attn_mask, query.shape[-2], key.shape[-2])
     finally:
-        torch._C._set_tracing_state(state)
+        torch._C._set_tracing_state(state)  # type: ignore[attr-defined]
 
 
 def _half_causal_sdpa(causal: list[bool]) -> Handle:
     calls = iter(causal)
 
     def handle(inputs: list[Any], outputs: list[Any]) -> int:
-        macs = sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
+        macs = sdpa_flop_jit(inputs, outputs)
         seen = next(calls, None)
         if seen is None:  # a call the probe did not see (scripted code): only its own flag can say
             seen = bool(inputs[5].toIValue())

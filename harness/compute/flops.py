@@ -205,7 +205,7 @@ def _eager_submodules(model: torch.nn.Module) -> Iterator[None]:
         if vars(module).get("_compiled_call_impl") is not None
     ]
     for parent, name, child in swapped:
-        parent._modules[name] = child._orig_mod
+        parent._modules[name] = child._modules["_orig_mod"]
     for module, _ in compiled_calls:
         module._compiled_call_impl = None
     try:

@@ -111,8 +111,12 @@ def main() -> None:
             counted.append(count_flops(model, x).macs)
 
         steps = {"forward": forward, "count": count}
-        for step in steps.values():
-            step()  # warm-up: allocations, first-call paths
+        try:
+            for step in steps.values():
+                step()  # warm-up: allocations, first-call paths
+        except Exception as exc:  # noqa: BLE001 - an earlier revision may refuse a model: say so, go on
+            print(f"{spec}: not counted ({type(exc).__name__}: {str(exc).splitlines()[0]})", flush=True)
+            continue
         times: dict[str, list[float]] = {key: [] for key in steps}
         for i in range(args.rounds):
             for key in list(steps) if i % 2 == 0 else list(steps)[::-1]:

@@ -125,3 +125,24 @@ def test_vit_patches_and_class_token():
     assert split["convolution"] == patches * 3 * patch * patch * d
     assert split["matmul"] == tokens * layers * (4 * d * d + 2 * d * inner) + d * d  # + the pooler on [CLS]
     assert split["attention"] == layers * 2 * tokens * tokens * d
+
+
+def test_mixtral_experts_count_the_tokens_routed_to_them():
+    """A mixture of experts' grouped matmul (aten::_grouped_mm): each token through its top-k experts."""
+    d, inner, layers, experts, top_k = 64, 128, 2, 8, 2
+    config = transformers.MixtralConfig(
+        num_hidden_layers=layers,
+        hidden_size=d,
+        intermediate_size=inner,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        num_local_experts=experts,
+        num_experts_per_tok=top_k,
+    )
+    report = count_flops(transformers.MixtralForCausalLM(config), ids())
+    head = d // 4
+    # q, o; k, v (2 heads); the router; top_k experts' gate, up and down; the LM head
+    per_token = layers * (2 * d * d + 2 * d * 2 * head + d * experts + top_k * 3 * d * inner) + d * VOCAB
+    assert report.by_category["matmul"] == T * per_token
+    assert report.free["aten::histc"] == "indexing and lookup"

@@ -13,6 +13,11 @@ behind on the model if the forward pass raises. Where torch lacks the map, or fo
 The tracer makes many short-lived Python objects, enough to set off several full garbage collections per
 count, each a walk over every object torch and torchvision hold; the collector is paused while the graph
 is traced and walked (objects freed by reference counting are freed as usual; cycles wait until after).
+
+What is traced is `wrap(model)` (flops.TensorOutputs: keyword inputs, only the output's tensors), built
+into a graph the way torch.onnx's tracer builds it but without its per-value name lookup, and without the
+Python stack torch records per op (_tracer.py). The walk over the graph is fvcore's, done per scope
+instead of per node (`FlopCountAnalysis._walk`); the handles and the Statistics are fvcore's.
 """
 
 import contextlib

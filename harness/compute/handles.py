@@ -179,6 +179,24 @@ def convolution_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return int(conv_flop_count(*shapes, transposed=False))
 
 
+def grouped_mm_macs(a: list[int], b: list[int]) -> int:
+    """torch._grouped_mm(a, b, offs): one matrix product per group (a mixture of experts' expert weights),
+    the groups cut along one dim by `offs`. Whichever dim is cut, the groups' products add up to one dense
+    product over the uncut extents: 2-D × 3-D (tokens routed to experts: rows of `a` by group, b = G×K×N)
+    M·K·N; 3-D × 3-D (G batched products) G·M·K·N; 3-D × 2-D (columns of b by group) M·K·N_total per
+    group's a, i.e. G·M·K·N_total / G summed; 2-D × 2-D (the inner dim by group) M·K_total·N."""
+    if len(a) == 2:
+        return a[0] * a[1] * b[-1]
+    if len(b) == 3:
+        return a[0] * a[1] * a[2] * b[-1]
+    return a[1] * a[2] * b[-1]
+
+
+def grouped_mm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::_grouped_mm(self, mat2, offs, bias, out_dtype): see grouped_mm_macs; the bias is not counted."""
+    return grouped_mm_macs(get_shape(inputs[0]), get_shape(inputs[1]))
+
+
 def antialiased_upsample(support: int) -> Handle:
     """aten::_upsample_{bilinear,bicubic}2d_aa (interpolate(antialias=True)): taps per output element, as
     the plain interpolations count theirs (bilinear 2 × 2, bicubic 4 × 4), but when shrinking by a factor s
@@ -227,6 +245,7 @@ FORMULAS: dict[str, Handle] = {
     # Matrix products with torch.matmul's broadcasting (fvcore's matmul/mm/addmm rules are replaced).
     **{op: product_of(*operands) for op, operands in _PRODUCTS.items()},
     "aten::einsum": einsum_flop_jit,
+    "aten::_grouped_mm": grouped_mm_flop_jit,
     "aten::_convolution_mode": convolution_mode_flop_jit,
     # torch's fused RMSNorm (nn.RMSNorm) as fvcore counts layer_norm: 5 per element with a weight, else 4.
     "aten::rms_norm": norm_flop_counter(2),
@@ -250,7 +269,7 @@ FORMULAS: dict[str, Handle] = {
 # What each counted op is, for the split of a count (and the comparison with torch's counter, which
 # counts only matmul, convolution and attention). fvcore's own handles are listed too.
 CATEGORY: dict[str, str] = {
-    **dict.fromkeys(["aten::linear", "aten::einsum", *_PRODUCTS, *_RECURRENT], "matmul"),
+    **dict.fromkeys(["aten::linear", "aten::einsum", "aten::_grouped_mm", *_PRODUCTS, *_RECURRENT], "matmul"),
     "aten::_convolution": "convolution",
     "aten::_convolution_mode": "convolution",
     "aten::scaled_dot_product_attention": "attention",
@@ -307,6 +326,9 @@ ZEROS: dict[str, str] = {
     "aten::clone": _MOVEMENT,
     "aten::feature_dropout": "dropout: identity in eval mode, where counting happens",
     "aten::alpha_dropout": "dropout: identity in eval mode, where counting happens",
+    # A custom autograd function is refused unless named here: this one is Bloom's GeLU (transformers'
+    # BloomGelu), elementwise; the name is the Function's class, so another GeLUFunction is taken as one.
+    "prim::PythonOp.GeLUFunction": _ACTIVATION,
 }
 
 

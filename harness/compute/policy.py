@@ -130,11 +130,13 @@ CATEGORIES: tuple[FreeCategory, ...] = (
     ),
     FreeCategory(
         "indexing and lookup",
-        "name: index, gather, scatter, embedding, masked, take, nonzero, sort, topk, one_hot",
-        "selects, looks up or orders elements (an embedding is a row lookup): no multiply-accumulate",
+        "name: index, gather, scatter, embedding, masked, take, nonzero, sort, topk, one_hot, histc",
+        "selects, looks up, counts or orders elements (an embedding is a row lookup, histc counts a mixture "
+        "of experts' routing): no multiply-accumulate",
         ("aten::embedding", "aten::gather", "aten::index_put_", "aten::topk"),
         _named(
             r"index|gather|scatter|embedding|masked|take|nonzero|sort|topk|kthvalue|bucketize|unique|one_hot"
+            r"|histc|bincount"
         ),
     ),
     FreeCategory(

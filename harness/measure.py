@@ -10,9 +10,11 @@ energy per inference (NVML's energy counter over a window of back-to-back forwar
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
+from math import prod
 from typing import Any
 
 import hydra
@@ -21,7 +23,8 @@ from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
-from harness.compute.flops import FlopReport, count_flops, declared_batch_dim, torch_forward_flops
+from harness.compute.flops import CountError, FlopReport, count_flops, declared_batch_dim, torch_forward_flops
+from harness.compute.inputs import InputSpec, call, make_inputs, parse_inputs
 from harness.console import table_console
 from harness.device import autocast, device_name, resolve_device, resolve_precision
 from harness.energy import EnergyMeter, EnergySettings
@@ -29,6 +32,64 @@ from harness.errors import ConfigError, HarnessError, one_line
 from harness.settings import ModelMeasureSettings
 from harness.training.clock import Stopwatch
 from harness.training.threads import apply_cpu_threads, resolve_cpu_threads
+
+Inputs = InputSpec | dict[str, InputSpec]
+
+
+def _inputs(settings: ModelMeasureSettings) -> tuple[Inputs, tuple[int, ...]]:
+    """(what the model is fed, the shape whose batch dim is the batch): named inputs if given, else one
+    float tensor of input_shape."""
+    if settings.inputs:
+        specs = parse_inputs(settings.inputs)
+        return specs, next(iter(specs.values())).shape
+    shape = _input_shape(settings)
+    return InputSpec(shape), shape
+
+
+def _batched(inputs: Inputs, batch_dim: int, batch_size: int) -> Inputs:
+    if isinstance(inputs, InputSpec):
+        return inputs.with_batch(batch_dim, batch_size)
+    return {name: spec.with_batch(batch_dim, batch_size) for name, spec in inputs.items()}
+
+
+def _described(inputs: Inputs) -> str:
+    if isinstance(inputs, InputSpec):
+        return f"input {list(inputs.shape)}"
+    return ", ".join(
+        f"{name} {list(spec.shape)} {str(spec.dtype).removeprefix('torch.')}" for name, spec in inputs.items()
+    )
+
+
+def _tokens(inputs: Inputs) -> int | None:
+    """Tokens in one forward pass: the elements of the first integer input of 2 or more dims (token ids,
+    batch × sequence), or None when the model reads no token ids."""
+    specs = [inputs] if isinstance(inputs, InputSpec) else list(inputs.values())
+    ids = next((spec for spec in specs if spec.integral and len(spec.shape) >= 2), None)
+    return None if ids is None else prod(ids.shape)
+
+
+_DTYPE_PROBLEM = re.compile(
+    r"scalar type|dtype|expected .*(Long|Int|Float|Half|Bool)|to be (Long|Int|Float)", re.I
+)
+
+
+def _does_not_fit(
+    exc: CountError, settings: ModelMeasureSettings, shape: tuple[int, ...], label: str
+) -> ConfigError:
+    """The one-line error for a forward pass that failed on the inputs given: a dtype problem (token ids fed
+    as floats) says dtype and how to give integers; anything else says the shape does not fit."""
+    if _DTYPE_PROBLEM.search(exc.cause):
+        given = "named inputs" if settings.inputs else f"a float32 input of shape {list(shape)}"
+        return ConfigError(
+            f"the input dtype does not fit {label}: it was given {given} and failed in {exc.module} "
+            f"({exc.cause}); token ids are integers: +inputs.input_ids='{{shape:{list(shape)},dtype:int64,"
+            "high:<vocabulary size>}'"
+        )
+    what = "inputs=" + ",".join(settings.inputs) if settings.inputs else f"input_shape={list(shape)}"
+    return ConfigError(
+        f"{what} does not fit {label}: it failed in {exc.module} ({exc.cause}); "
+        "pass the shape the model expects"
+    )
 
 
 def _input_shape(settings: ModelMeasureSettings) -> tuple[int, ...]:
@@ -47,10 +108,6 @@ def _batch_dim(settings: ModelMeasureSettings, shape: tuple[int, ...]) -> int | 
     if dim is not None and not 0 <= dim < len(shape):
         raise ConfigError(f"batch_dim={dim} is not a dim of input_shape={list(shape)}; e.g. batch_dim=1")
     return dim
-
-
-def _with_batch(shape: tuple[int, ...], batch_dim: int, batch_size: int) -> tuple[int, ...]:
-    return (*shape[:batch_dim], batch_size, *shape[batch_dim + 1 :])
 
 
 def _say(message: str) -> None:
@@ -82,7 +139,7 @@ def module_table(model: torch.nn.Module, report: FlopReport, depth: int) -> list
 @torch.no_grad()
 def time_inference(
     model,
-    shape,
+    inputs: Inputs,
     batch_size,
     device,
     dtype,
@@ -91,24 +148,24 @@ def time_inference(
     *,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, float]:
-    """Seconds per forward pass of a batch (`shape` is the input's, batch included), as timeit's autorange
-    does: synchronized clock; warm-up first, `warmup_iters` passes but none begun after `min_time_s` of
-    warm-up (a pass that long has paid its allocations); then rounds of 1, 2, 4, ... passes until one
-    lasts `min_time_s`. At least one warm-up and one timed pass. `progress` hears of each round."""
-    x = torch.randn(*shape, device=device)
+    """Seconds per forward pass of a batch (`inputs` are made from the specs, batch included), as timeit's
+    autorange does: synchronized clock; warm-up first, `warmup_iters` passes but none begun after
+    `min_time_s` of warm-up (a pass that long has paid its allocations); then rounds of 1, 2, 4, ... passes
+    until one lasts `min_time_s`. At least one warm-up and one timed pass. `progress` hears of each round."""
+    x = make_inputs(inputs, device)
     watch = Stopwatch(device)
     with autocast(device, dtype):
         start = watch.now()
         warmups = 0
         while warmups < max(1, warmup_iters) and (warmups == 0 or watch.now() - start < min_time_s):
-            model(x)
+            call(model, x)
             warmups += 1
         progress(f"batch {batch_size}: {warmups} warm-up passes in {watch.now() - start:.1f} s")
         iterations = 1
         while True:
             start = watch.now()
             for _ in range(iterations):
-                model(x)
+                call(model, x)
             elapsed = watch.now() - start
             progress(f"batch {batch_size}: {iterations} timed passes in {elapsed:.1f} s")
             if elapsed >= min_time_s:
@@ -142,7 +199,7 @@ def _over_budget(rows: list[dict[str, Any]], batch_size: int, max_time_s: float 
 @torch.no_grad()
 def inference_energy(
     model,
-    shape,
+    inputs: Inputs,
     batch_size: int,
     device: torch.device,
     dtype,
@@ -163,16 +220,16 @@ def inference_energy(
         # The inference window only: no codecarbon tracker (its CPU figure needs its own long window).
         settings = EnergySettings(codecarbon=False, save_timeline=False)
         meter = EnergyMeter(settings, device, None, clock=clock)
-    x = torch.randn(*shape, device=device)
+    x = make_inputs(inputs, device)
     iterations = 0
     meter.start()
     with autocast(device, dtype):
-        model(x)  # the first pass after an idle spell can be slower; keep it out of the window
+        call(model, x)  # the first pass after an idle spell can be slower; keep it out of the window
         with meter.window():
             start = clock()
             # Host time bounds the loop; the window closes after a device sync, so it lasts at least as long.
             while clock() - start < min_window_s:
-                model(x)
+                call(model, x)
                 iterations += 1
     fields = meter.finish()
     energy = fields["energy_gpu_j"]
@@ -197,10 +254,9 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
         from harness.scaling import placement
 
         placement.check(settings.error, list(settings.place_on))
-    result, model, device, dtype = _count(settings, progress)
+    result, model, device, dtype, inputs = _count(settings, progress)
     if settings.latency.enabled:
-        shape, batch_dim = tuple(result["input_shape"]), result["batch_dim"]
-        result["latency"] = _latency(model, settings, shape, batch_dim, device, dtype, progress)
+        result["latency"] = _latency(model, settings, inputs, result["batch_dim"], device, dtype, progress)
     if settings.error is not None:
         progress(
             f"placing {result['model']} at error {settings.error} against {', '.join(settings.place_on)}"
@@ -212,8 +268,8 @@ def measure(cfg: DictConfig, *, progress: Callable[[str], None] = lambda message
 
 
 def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
-    """(the result's counting part, the model, device, dtype): the model built and counted."""
-    shape = _input_shape(settings)
+    """(the result's counting part, the model, device, dtype, input specs): the model built and counted."""
+    inputs, shape = _inputs(settings)
     declared = _batch_dim(settings, shape)
     # train's thread policy (trainer.cpu_threads=auto): torch's default, a thread per core, spins against
     # other work on a shared machine; mobilenet_v3_small took 1.7 s a pass beside it on 2 busy cores.
@@ -225,33 +281,48 @@ def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
     label = model_label(settings.model)
     model = build_model_from_config(settings.model, shape[:at] + shape[at + 1 :], settings.num_classes)
     model = model.to(device).eval()
-    x = torch.randn(*shape, device=device)
-    progress(f"counting FLOPs of {label} on input {list(shape)}")
+    x = make_inputs(inputs, device)
+    progress(f"counting FLOPs of {label} on {_described(inputs)}")
     try:
-        report = count_flops(model, x, strict=settings.strict, batch_dim=declared)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"input_shape={list(shape)} does not fit {label} ({one_line(exc)}); "
-            "pass the shape the model expects"
-        ) from None
-    torch_flops = None
+        report = count_flops(
+            model, x, strict=settings.strict, batch_dim=declared, attention_causal=settings.attention_causal
+        )
+    except CountError as exc:
+        raise _does_not_fit(exc, settings, shape, label) from None
+    torch_flops, torch_error = None, None
     if settings.check_torch:  # a second forward pass: opt-in, as the zoo's 80 models agree with it
         progress("counting again with torch.utils.flop_counter (math attention)")
-        torch_flops = torch_forward_flops(model, x, math=True)
+        try:
+            torch_flops = torch_forward_flops(model, x, math=True)
+        except Exception as exc:  # noqa: BLE001 - a cross-check that fails is reported, never fatal
+            torch_error = f"{type(exc).__name__}: {one_line(exc)}"
+    tokens = _tokens(inputs)
     result = {
         "model": label,
         "input_shape": list(shape),
+        "inputs": (
+            {
+                name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
+                for name, spec in inputs.items()
+            }
+            if isinstance(inputs, dict)
+            else None
+        ),
         "batch_dim": declared_batch_dim(model, declared),
         "batch_size": report.batch_size,
         "macs": report.macs,
         "flops": report.flops,
         "macs_per_sample": report.macs_per_sample,
         "flops_per_sample": report.flops_per_sample,
+        "tokens": tokens,
+        "flops_per_token": report.flops / tokens if tokens else None,
+        "attention_causal": report.attention_causal,
         "params": sum(p.numel() for p in model.parameters()),
         "unsupported": report.unsupported,
         "free": report.free,
         "torch_flops": torch_flops,
         "torch_ratio": torch_flops / report.flops if torch_flops is not None and report.flops else None,
+        "torch_error": torch_error,
         "by_operator": report.by_operator,
         "macs_by_category": report.by_category,
         "modules": module_table(model, report, settings.table_depth),
@@ -262,22 +333,24 @@ def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
         "cpu_threads_policy": threads_policy,
         "latency": [],
     }
-    return result, model, device, dtype
+    return result, model, device, dtype, inputs
 
 
-def _latency(model, settings: ModelMeasureSettings, shape, batch_dim, device, dtype, progress) -> list[dict]:
+def _latency(
+    model, settings: ModelMeasureSettings, inputs: Inputs, batch_dim, device, dtype, progress
+) -> list[dict]:
     """One row per latency batch size: timed (and, on a GPU, energy per inference), or skipped with why."""
     latency = settings.latency
     rows: list[dict[str, Any]] = []
     window = settings.energy.min_window_s if settings.energy.enabled else None
     for b in latency.batch_sizes:
-        batched = _with_batch(shape, batch_dim, b)
+        batched = _batched(inputs, batch_dim, b)
         skipped = _over_budget(rows, b, latency.max_time_s)
         if skipped is not None:
             progress(f"batch {b}: {skipped}")
             rows.append({"batch_size": b, "latency_s": None, "skipped": skipped})
             continue
-        progress(f"timing batch {b} on {device_name(device)} (input {list(batched)})")
+        progress(f"timing batch {b} on {device_name(device)} ({_described(batched)})")
         row = time_inference(
             model, batched, b, device, dtype, latency.warmup_iters, latency.min_time_s, progress=progress
         )
@@ -313,14 +386,23 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(table)
     ratio = result["torch_ratio"]
     torch_line = (
-        "torch.utils.flop_counter: not run (check_torch=true runs it: a second forward pass)"
+        f"torch.utils.flop_counter: failed ({result['torch_error']}); our count stands"
+        if result.get("torch_error")
+        else "torch.utils.flop_counter: not run (check_torch=true runs it: a second forward pass)"
         if result["torch_flops"] is None
         else f"torch.utils.flop_counter: {_si(result['torch_flops'])}FLOP "
         f"(ratio {'n/a' if ratio is None else f'{ratio:.4f}'}; it counts matmul/conv/attention only)"
     )
     console.print(
         f"total: {_si(result['flops'])}FLOP ({_si(result['macs'])}MAC) for batch {result['batch_size']}, "
-        f"{_si(result['flops_per_sample'])}FLOP per sample; params {_si(result['params'])}\n"
+        f"{_si(result['flops_per_sample'])}FLOP per sample"
+        + (
+            f", {_si(result['flops_per_token'])}FLOP per token ({result['tokens']} tokens)"
+            if result.get("flops_per_token") is not None
+            else ""
+        )
+        + f"; params {_si(result['params'])}\n"
+        f"causal attention counted {result['attention_causal']} (attention_causal=full|half)\n"
         f"{torch_line}\n"
         f"MACs by kind: {', '.join(f'{k} {_si(v)}' for k, v in result['macs_by_category'].items())}\n"
         f"unsupported ops: {result['unsupported'] or 'none'}"

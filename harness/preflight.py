@@ -108,9 +108,10 @@ def _check_kinds(defaults, values_of: dict[str, list], settings: type | None) ->
                 exit_with_error(f"{key}={value} is not a number; give a number {hint}")
 
 
-# Where a key of one's own is legal: user labels (kept in the record, not in config_hash), and a model's
-# arguments (passed to its constructor, which refuses the ones it does not take).
-OPEN_NODES = ("tags", "model")
+# Where a key of one's own is legal: user labels (kept in the record, not in config_hash), a model's
+# arguments (passed to its constructor, which refuses the ones it does not take), and harness measure's
+# named inputs (passed to the model's forward; each one checked by harness.compute.inputs).
+OPEN_NODES = ("tags", "model", "inputs")
 
 
 def _check_appended(defaults, keys: list[str]) -> None:

@@ -590,10 +590,13 @@ class ModelMeasureSettings(FromConfig):
     model: Mapping[str, Any] = field(default_factory=dict)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     input_shape: Sequence[int] = (1, 1, 8, 8)
+    # named keyword inputs instead of input_shape's one tensor: name -> {shape, dtype, low, high}
+    inputs: Mapping[str, Any] = field(default_factory=dict)
     batch_dim: int | None = None
     num_classes: int = 10
     strict: bool = True
     check_torch: bool = False
+    attention_causal: str = "full"
     table_depth: int = 2
     output: str = "table"
     error: float | None = None
@@ -603,6 +606,7 @@ class ModelMeasureSettings(FromConfig):
 
     def __post_init__(self) -> None:
         _one_of(self.output, ("table", "json"), "output")
+        _one_of(self.attention_causal, ("full", "half"), "attention_causal")
         _require(self.num_classes >= 1, f"num_classes must be a positive integer, got {self.num_classes}")
         _require(self.table_depth >= 0, f"table_depth must be 0 or more, got {self.table_depth}")
 

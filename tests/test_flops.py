@@ -97,17 +97,17 @@ def _ops_seen(model, x, grad):
     return {node.kind() for node in graph.nodes()}
 
 
-class Cumsum(nn.Module):
+class Cdist(nn.Module):
     def forward(self, x):
-        return torch.cumsum(x, dim=1)
+        return torch.cdist(x, x)
 
 
 def test_strict_mode_names_the_unhandled_op():
-    with pytest.raises(UnsupportedOpError, match="aten::cumsum"):
-        count_flops(Cumsum(), torch.randn(2, 3))
-    with pytest.warns(UserWarning, match="aten::cumsum"):
-        report = count_flops(Cumsum(), torch.randn(2, 3), strict=False)
-    assert report.unsupported == {"aten::cumsum": 1} and report.macs == 0
+    with pytest.raises(UnsupportedOpError, match="aten::cdist"):
+        count_flops(Cdist(), torch.randn(2, 3))
+    with pytest.warns(UserWarning, match="aten::cdist"):
+        report = count_flops(Cdist(), torch.randn(2, 3), strict=False)
+    assert report.unsupported == {"aten::cdist": 1} and report.macs == 0
 
 
 def test_zero_handles_each_carry_a_reason():
@@ -416,7 +416,7 @@ def test_every_category_claims_its_examples_and_the_readme_has_the_table():
 
     for category in CATEGORIES:
         assert all(free_category(op) is category for op in category.examples), category.name
-    for op in ("aten::cdist", "aten::fft_rfft", "aten::linalg_solve", "aten::cumsum", "prim::PythonOp"):
+    for op in ("aten::cdist", "aten::fft_rfft", "aten::linalg_solve", "aten::bilinear", "prim::PythonOp"):
         assert free_category(op) is None, op
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert policy_table() in readme, (
@@ -435,3 +435,105 @@ def test_counted_ops_each_have_a_category():
 
 def torchvision_free_resnet():
     return build_model("resnet", (3, 16, 16), 10, width=8, depth=2)
+
+
+def test_same_padding_convolution_is_counted_as_a_convolution():
+    """nn.Conv2d(padding='same') traces to aten::_convolution_mode: its closed form, and torch's count."""
+    conv = nn.Conv2d(64, 64, 3, padding="same")
+    x = torch.randn(1, 64, 32, 32)
+    report = count_flops(conv, x)
+    assert report.macs == 64 * 64 * 9 * 32 * 32 == 37_748_736
+    assert report.by_category == {"convolution": 37_748_736}
+    assert torch_forward_flops(conv, x) == 2 * report.macs
+    assert macs(nn.Conv1d(4, 8, 5, padding="valid", groups=2), torch.randn(2, 4, 20)) == 2 * 8 * 16 * 2 * 5
+
+
+class Scans(nn.Module):
+    """Packed-sequence masks (cumsum, diff), positional encodings (cumprod), nn.Unfold and nn.Fold."""
+
+    def forward(self, x):
+        patches = F.unfold(x, 2, stride=1)  # im2col
+        folded = F.fold(patches, (6, 6), 2, stride=1)  # col2im: overlapping patches summed
+        return folded.flatten(1).cumsum(1).diff(dim=1).cumprod(1)
+
+
+def test_scans_and_folds_are_free_by_category():
+    report = count_flops(Scans(), torch.randn(1, 2, 6, 6))
+    assert report.macs == 0 and report.unsupported == {}
+    assert report.free["aten::col2im"] == report.free["aten::cumsum"] == "scans and overlap sums"
+    assert report.free["aten::im2col"] == "data movement"
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(5, 3)
+
+    def forward(self, x, *, extra=None, cache=None):
+        return {"out": self.a(x) + self.b(extra), "cache": object(), "none": None}
+
+
+def test_keyword_inputs_and_non_tensor_outputs():
+    report = count_flops(TwoInputs(), {"x": torch.randn(2, 4), "extra": torch.randn(2, 5)})
+    assert report.macs == 2 * (4 * 3 + 5 * 3) and report.batch_size == 2
+
+
+class CompiledInside(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = torch.compile(nn.Linear(8, 8))
+        self.head = nn.Linear(8, 2)
+        self.head.compile()
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+def test_compiled_submodules_count_their_eager_modules():
+    model = CompiledInside()
+    compiled, call = model.block, model.head._compiled_call_impl
+    report = count_flops(model, torch.randn(3, 8))
+    assert report.macs == 3 * (8 * 8 + 8 * 2) and report.by_module["block"] == 3 * 64
+    assert model.block is compiled and model.head._compiled_call_impl is call, "put back"
+
+
+class MaskedAttention(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, q):
+        return F.scaled_dot_product_attention(q, q, q, attn_mask=self.mask)
+
+
+@pytest.mark.parametrize(
+    ("mask", "halved"),
+    [
+        (torch.ones(8, 8, dtype=torch.bool).tril(), True),
+        (torch.zeros(8, 8).masked_fill(torch.ones(8, 8, dtype=torch.bool).triu(1), float("-inf")), True),
+        (torch.ones(8, 8, dtype=torch.bool), False),
+        (None, False),
+    ],
+)
+def test_half_attention_for_causal_masks_only(mask, halved):
+    q = torch.randn(1, 2, 8, 4)
+    full = 2 * 2 * 8 * 8 * 4
+    assert macs(MaskedAttention(mask), q) == full, "full is the default"
+    report = count_flops(MaskedAttention(mask), q, attention_causal="half")
+    assert report.macs == (full // 2 if halved else full) and report.attention_causal == "half"
+    assert macs(Attention(is_causal=True), q, q, q, attention_causal="half") == full // 2
+    with pytest.raises(ValueError, match="attention_causal"):
+        count_flops(MaskedAttention(mask), q, attention_causal="quarter")
+
+
+def test_tracing_without_source_locations_puts_torchs_recorder_back():
+    from harness.compute._tracer import _recorder, no_source_locations
+
+    if _recorder() is None:
+        pytest.skip("torch's recorder is not found in this build: tracing records source locations")
+
+    model = nn.Sequential(nn.Linear(3, 3))
+    with no_source_locations():
+        inside, _ = torch.jit._get_trace_graph(model, (torch.randn(1, 3),))
+    after, _ = torch.jit._get_trace_graph(model, (torch.randn(1, 3),))
+    assert "linear.py" not in str(inside) and "linear.py" in str(after)

@@ -171,3 +171,72 @@ def test_a_skipped_batch_is_one_line_of_the_table(harness_cli):
     assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stdout.splitlines() if "batch 1000000" in line]
     assert "skipped" in line and "torch.utils.flop_counter: not run" in proc.stdout
+
+
+GPT2 = [
+    "model._target_=transformers.GPT2LMHeadModel",
+    "+model.config._target_=transformers.GPT2Config",
+    "+model.config.n_layer=2",
+    "+model.config.n_embd=64",
+    "+model.config.n_head=4",
+    "+model.config.vocab_size=1000",
+]
+
+
+def test_a_language_model_from_the_cli_with_token_ids(harness_cli):
+    pytest.importorskip("transformers")
+    proc = harness_cli(
+        "measure",
+        *GPT2,
+        "+inputs.input_ids={shape:[1,32],dtype:int64,high:1000}",
+        "+inputs.attention_mask={shape:[1,32],dtype:int64,low:1,high:2}",
+        "latency.batch_sizes=[1,2]",
+        "latency.min_time_s=0.01",
+        "output=json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["inputs"] == {
+        "input_ids": {"shape": [1, 32], "dtype": "int64"},
+        "attention_mask": {"shape": [1, 32], "dtype": "int64"},
+    }
+    assert result["tokens"] == 32 and result["flops_per_token"] == result["flops"] / 32
+    assert result["attention_causal"] == "full" and result["unsupported"] == {}
+    assert [row["batch_size"] for row in result["latency"]] == [1, 2], "named inputs are batched too"
+
+
+def test_token_ids_given_as_floats_say_dtype_not_shape(compose_measure):
+    pytest.importorskip("transformers")
+    with pytest.raises(ConfigError, match=r"the input dtype does not fit .* token ids are integers") as info:
+        measure(compose_measure(*GPT2, "input_shape=[1,16]", "latency.enabled=false"))
+    assert "\n" not in str(info.value) and "transformer.wte (Embedding)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{shape:[1,8],dtype:int64}", "give high"),
+        ("{shape:[1,8],dtype:int65,high:3}", "dtype=int65 is not a torch dtype"),
+        ("{shape:[0,8]}", "shape of positive ints"),
+        ("{dtype:int64,high:3}", "has no shape"),
+        ("{shape:[1,8],dtype:int64,high:3,vocab:9}", "unknown key"),
+    ],
+)
+def test_bad_named_inputs(compose_measure, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        measure(compose_measure("model=mlp", f"+inputs.x={spec}", "latency.enabled=false"))
+
+
+def test_a_failing_torch_cross_check_is_reported_not_fatal(compose_measure, monkeypatch, capsys):
+    import harness.measure as measuring
+
+    def broken(*args, **kwargs):
+        raise AssertionError(
+            "Expected gradient function to be set"
+        )  # torch's ModuleTracker, cait under no_grad
+
+    monkeypatch.setattr(measuring, "torch_forward_flops", broken)
+    result = measure(compose_measure("model=mlp", "check_torch=true", "latency.enabled=false"))
+    assert result["torch_flops"] is None and "Expected gradient function" in result["torch_error"]
+    measuring.print_table(result)
+    assert "torch.utils.flop_counter: failed (AssertionError" in capsys.readouterr().out

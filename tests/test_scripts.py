@@ -58,10 +58,15 @@ def test_bench_step_rate_refuses_an_unknown_case(monkeypatch, capsys):
     assert "unknown case(s) mlp99; choose from mlp128" in capsys.readouterr().err
 
 
-def test_bench_counting_smoke(monkeypatch, capsys):
-    script("bench_counting", monkeypatch).main(["--models", SMALL_TORCHVISION, "--rounds", "1"])
+def test_bench_counting_smoke(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "counting.csv"
+    script("bench_counting", monkeypatch).main(
+        ["--models", f"tv:{SMALL_TORCHVISION}", "--rounds", "1", "--out", str(out)]
+    )
     printed = capsys.readouterr().out
-    assert f"{SMALL_TORCHVISION}: forward" in printed and "count" in printed and "torch" in printed
+    assert f"tv:{SMALL_TORCHVISION}: forward" in printed and "median count/forward" in printed
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["model"] == f"tv:{SMALL_TORCHVISION}" and int(row["macs"]) > 0 and float(row["ratio"]) > 0
 
 
 def test_measure_torchvision_smoke(monkeypatch, tmp_path):

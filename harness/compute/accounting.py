@@ -22,6 +22,7 @@ class ForwardCompute:
     flops_forward: float
     flops_forward_torch: float
     step: StepFlops
+    attention_causal: str = "full"  # how causal attention was counted (harness.compute.attention)
 
 
 def count_run_compute(
@@ -42,6 +43,7 @@ def count_run_compute(
         flops_forward=report.flops_per_sample,
         flops_forward_torch=torch_forward_flops(model, x[:1]),
         step=measure_train_step(model, make_optimizer, x, y, dtype, loss_fn=loss_fn),
+        attention_causal=report.attention_causal,
     )
 
 
@@ -74,6 +76,7 @@ def compute_fields(
         "macs_forward": counted.macs_forward,
         "flops_forward": counted.flops_forward,
         "flops_forward_torch": counted.flops_forward_torch,
+        "attention_causal": counted.attention_causal,
         "network_operations": net_ops,
         # A solver runs no gradient step, so a counted SGD step would describe work that never happened.
         "flops_train_measured": measured,

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from harness.compute._fvcore import elementwise_flop_counter, get_shape
+from harness.compute._fvcore import conv_flop_count, elementwise_flop_counter, get_shape, norm_flop_counter
 
 Handle = Callable[[list[Any], list[Any]], int]
 
@@ -134,13 +134,14 @@ def rnn_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return steps * sum(prod(shape) for shape in _listed_shapes(weights) if len(shape) == 2)
 
 
-def _sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> int:
+def sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> int:
     """Q·Kᵀ (L×S×E per batch-head) plus softmax(·)·V (L×S×Ev), dense.
 
     Works for any head layout: every dim before the last two is a batch dim of the query (B, H, or B×H;
     with grouped-query attention the key/value heads are broadcast, the work follows the query's heads).
     A mask or is_causal does not reduce the count: the dense product is what the math computes (and what
-    torch's own counter counts); kernels that skip masked blocks do less, and that saving is not claimed.
+    torch's own counter counts); kernels that skip masked blocks do less, and that saving is claimed only
+    under `attention_causal="half"` (attention.py).
     """
     *batch, length, embed = q_shape
     source = k_shape[-2]
@@ -149,7 +150,7 @@ def _sdpa_macs(q_shape: list[int], k_shape: list[int], v_shape: list[int]) -> in
 
 def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """aten::scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, ...)."""
-    return _sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
+    return sdpa_macs(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(inputs[2]))
 
 
 def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
@@ -167,6 +168,46 @@ def native_mha_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     projections = (2 * length + 2 * source) * embed * embed
     attention = 2 * length * source * embed
     return batch * (projections + attention)
+
+
+def convolution_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::_convolution_mode(input, weight, bias, stride, padding: str, dilation, groups): a convolution
+    with string padding ('same', 'valid'). Its closed form is aten::_convolution's (fvcore's rule: every
+    output element costs C_in/groups × kernel MACs); fvcore's own handle cannot read this signature, whose
+    7th argument is `groups`, not `transposed`. A string padding never transposes."""
+    shapes = get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0])
+    return int(conv_flop_count(*shapes, transposed=False))
+
+
+def grouped_mm_macs(a: list[int], b: list[int]) -> int:
+    """torch._grouped_mm(a, b, offs): one matrix product per group (a mixture of experts' expert weights),
+    the groups cut along one dim by `offs`. Whichever dim is cut, the groups' products add up to one dense
+    product over the uncut extents: 2-D × 3-D (tokens routed to experts: rows of `a` by group, b = G×K×N)
+    M·K·N; 3-D × 3-D (G batched products) G·M·K·N; 3-D × 2-D (columns of b by group) M·K·N_total per
+    group's a, i.e. G·M·K·N_total / G summed; 2-D × 2-D (the inner dim by group) M·K_total·N."""
+    if len(a) == 2:
+        return a[0] * a[1] * b[-1]
+    if len(b) == 3:
+        return a[0] * a[1] * a[2] * b[-1]
+    return a[1] * a[2] * b[-1]
+
+
+def grouped_mm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::_grouped_mm(self, mat2, offs, bias, out_dtype): see grouped_mm_macs; the bias is not counted."""
+    return grouped_mm_macs(get_shape(inputs[0]), get_shape(inputs[1]))
+
+
+def antialiased_upsample(support: int) -> Handle:
+    """aten::_upsample_{bilinear,bicubic}2d_aa (interpolate(antialias=True)): taps per output element, as
+    the plain interpolations count theirs (bilinear 2 × 2, bicubic 4 × 4), but when shrinking by a factor s
+    the kernel is stretched to cover s input pixels per tap, so `support` × s taps per dim."""
+
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        source, out = get_shape(inputs[0]), get_shape(outputs[0])
+        taps = prod(support * max(1, -(-i // o)) for i, o in zip(source[-2:], out[-2:], strict=True))
+        return prod(out) * taps
+
+    return handle
 
 
 def zero(reason: str) -> Handle:
@@ -204,6 +245,10 @@ FORMULAS: dict[str, Handle] = {
     # Matrix products with torch.matmul's broadcasting (fvcore's matmul/mm/addmm rules are replaced).
     **{op: product_of(*operands) for op, operands in _PRODUCTS.items()},
     "aten::einsum": einsum_flop_jit,
+    "aten::_grouped_mm": grouped_mm_flop_jit,
+    "aten::_convolution_mode": convolution_mode_flop_jit,
+    # torch's fused RMSNorm (nn.RMSNorm) as fvcore counts layer_norm: 5 per element with a weight, else 4.
+    "aten::rms_norm": norm_flop_counter(2),
     **dict.fromkeys(_RECURRENT, rnn_flop_jit),
     # fvcore counts adaptive_avg_pool2d as one per input element; the 1-D and 3-D pools likewise.
     "aten::adaptive_avg_pool1d": elementwise_flop_counter(1, 0),
@@ -215,6 +260,8 @@ FORMULAS: dict[str, Handle] = {
     "aten::upsample_linear1d": elementwise_flop_counter(0, 2),
     "aten::upsample_trilinear3d": elementwise_flop_counter(0, 8),
     "aten::upsample_bicubic2d": elementwise_flop_counter(0, 16),
+    "aten::_upsample_bilinear2d_aa": antialiased_upsample(2),
+    "aten::_upsample_bicubic2d_aa": antialiased_upsample(4),
     "aten::upsample_nearest1d": elementwise_flop_counter(0, 1),
     "aten::upsample_nearest3d": elementwise_flop_counter(0, 1),
 }
@@ -222,16 +269,18 @@ FORMULAS: dict[str, Handle] = {
 # What each counted op is, for the split of a count (and the comparison with torch's counter, which
 # counts only matmul, convolution and attention). fvcore's own handles are listed too.
 CATEGORY: dict[str, str] = {
-    **dict.fromkeys(["aten::linear", "aten::einsum", *_PRODUCTS, *_RECURRENT], "matmul"),
+    **dict.fromkeys(["aten::linear", "aten::einsum", "aten::_grouped_mm", *_PRODUCTS, *_RECURRENT], "matmul"),
     "aten::_convolution": "convolution",
+    "aten::_convolution_mode": "convolution",
     "aten::scaled_dot_product_attention": "attention",
     "aten::_native_multi_head_attention": "attention",
     **dict.fromkeys(
-        ["aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm"], "norm"
+        ["aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm", "aten::rms_norm"],
+        "norm",
     ),
     **{op: "pool" for op in FORMULAS if "avg_pool" in op},
     "aten::adaptive_avg_pool2d": "pool",
-    **{op: "resample" for op in FORMULAS if op.startswith("aten::upsample")},
+    **{op: "resample" for op in FORMULAS if op.startswith(("aten::upsample", "aten::_upsample"))},
     "aten::upsample_nearest2d": "resample",
     "aten::upsample_bilinear2d": "resample",
     "aten::grid_sampler": "resample",
@@ -277,6 +326,9 @@ ZEROS: dict[str, str] = {
     "aten::clone": _MOVEMENT,
     "aten::feature_dropout": "dropout: identity in eval mode, where counting happens",
     "aten::alpha_dropout": "dropout: identity in eval mode, where counting happens",
+    # A custom autograd function is refused unless named here: this one is Bloom's GeLU (transformers'
+    # BloomGelu), elementwise; the name is the Function's class, so another GeLUFunction is taken as one.
+    "prim::PythonOp.GeLUFunction": _ACTIVATION,
 }
 
 

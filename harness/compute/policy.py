@@ -76,6 +76,29 @@ CATEGORIES: tuple[FreeCategory, ...] = (
         lambda name, packet: packet is not None and "reduction" in _tags(packet),
     ),
     FreeCategory(
+        "element-wise operators",
+        "name: Python's bitwise operators (__and__, __or__, ...), floor_divide, isin",
+        "boolean masks and integer arithmetic element by element (attention-mask helpers): no accumulation",
+        ("aten::__and__", "aten::__or__", "aten::isin"),
+        _named(r"^__i?(and|or|xor|lshift|rshift)__$|^floor_divide$|^isin$"),
+    ),
+    FreeCategory(
+        "scans and overlap sums",
+        "name: cumsum, cumprod, cummax, cummin, logcumsumexp, diff, col2im",
+        "running sums, products or extrema along one dim (a packed-sequence mask, a positional encoding), "
+        "neighbour differences, and col2im's (nn.Fold's) sums of overlapping patches: one addition, "
+        "multiplication or comparison per element, never a product of two operands accumulated",
+        ("aten::cumsum", "aten::diff", "aten::col2im"),
+        _named(r"^(_?cumsum|_?cumprod|cummax|cummin|_?logcumsumexp|diff|col2im)$"),
+    ),
+    FreeCategory(
+        "max pooling",
+        "name: max_pool, adaptive_max_pool, fractional_max_pool, max_unpool",
+        "comparisons within each window, or placing values back: no multiply-accumulate",
+        ("aten::adaptive_max_pool2d", "aten::max_unpool2d"),
+        _named(r"^(adaptive_|fractional_)?max_pool\dd(_with_indices)?$|^max_unpool\dd$"),
+    ),
+    FreeCategory(
         "view",
         "schema: every result aliases an input",
         "a new shape or stride over the same memory: no arithmetic",
@@ -84,10 +107,12 @@ CATEGORIES: tuple[FreeCategory, ...] = (
     ),
     FreeCategory(
         "shape query",
-        "schema: no tensor result",
+        "schema: no tensor result; name: _shape_as_tensor",
         "reads sizes or scalars, computes nothing on the data",
         ("aten::numel",),
-        lambda name, packet: packet is not None and _returns_no_tensor(packet),
+        lambda name, packet: (
+            name == "_shape_as_tensor" or (packet is not None and _returns_no_tensor(packet))
+        ),
     ),
     FreeCategory(
         "dropout and random",
@@ -105,20 +130,25 @@ CATEGORIES: tuple[FreeCategory, ...] = (
     ),
     FreeCategory(
         "indexing and lookup",
-        "name: index, gather, scatter, embedding, masked, take, nonzero, sort, topk",
-        "selects, looks up or orders elements (an embedding is a row lookup): no multiply-accumulate",
+        "name: index, gather, scatter, embedding, masked, take, nonzero, sort, topk, one_hot, histc",
+        "selects, looks up, counts or orders elements (an embedding is a row lookup, histc counts a mixture "
+        "of experts' routing): no multiply-accumulate",
         ("aten::embedding", "aten::gather", "aten::index_put_", "aten::topk"),
-        _named(r"index|gather|scatter|embedding|masked|take|nonzero|sort|topk|kthvalue|bucketize|unique"),
+        _named(
+            r"index|gather|scatter|embedding|masked|take|nonzero|sort|topk|kthvalue|bucketize|unique|one_hot"
+            r"|histc|bincount"
+        ),
     ),
     FreeCategory(
         "data movement",
-        "name: cat, stack, pad, roll, flip, repeat, tile, clone, copy, unsafe_*, *_shuffle, tril, triu, "
-        "(un)packing sequences",
-        "copies or rearranges elements: no arithmetic",
-        ("aten::cat", "aten::unsafe_chunk", "aten::roll", "aten::copy_", "aten::_pack_padded_sequence"),
+        "name: cat, stack, pad, roll, flip, repeat, tile, clone, copy, to, unsafe_*, *_(un)shuffle, tril, "
+        "triu, im2col, broadcast_tensors, meshgrid, (un)packing sequences",
+        "copies, converts or rearranges elements (im2col, nn.Unfold, copies each patch out): no arithmetic",
+        ("aten::cat", "aten::roll", "aten::copy_", "aten::im2col", "aten::_pack_padded_sequence"),
         _named(
             r"^(cat|concat|stack|[hvd]stack|pad|constant_pad_nd|\w+_pad\dd|roll|flip\w*|rot90|repeat\w*|tile"
-            r"|clone|copy|unsafe_\w+|\w*_shuffle|tril|triu|_pack_padded_sequence|_pad_packed_sequence)$"
+            r"|clone|copy|_to_copy|type_as|unsafe_\w+|\w*_(un)?shuffle|tril|triu|im2col|broadcast_tensors|meshgrid"
+            r"|_pack_padded_sequence|_pad_packed_sequence)$"
         ),
     ),
 )

@@ -143,3 +143,115 @@ def reference_row(
         "pretraining": pretraining,
         "torchvision": torchvision.__version__,
     }
+
+
+# timm's published figures: its benchmark CSVs (shared/reference/timm/, from huggingface/pytorch-image-models
+# results/), `infer_gmacs` rounded to 0.01 GMAC, counted by fvcore's FlopCountAnalysis with its default
+# handles (timm's benchmark.py), batch 1, at `infer_img_size`.
+TIMM_ROUNDING_GMACS = 0.005
+
+
+def timm_families(published: pd.DataFrame) -> list[tuple[str, int]]:
+    """(model, image size): one architecture per timm model module (family), the cheapest in `published`
+    that is not one of timm's `test_*` models, so that every family's ops are met at the least CPU time."""
+    from timm.models import _registry
+
+    chosen: dict[str, tuple[float, str, int]] = {}
+    for row in published.itertuples():
+        name = str(row.model)
+        module = _registry._model_to_module.get(name.split(".")[0])
+        if module is None or name.startswith("test_"):
+            continue
+        candidate = (float(row.infer_gmacs), name, int(row.infer_img_size))
+        chosen[module] = min(chosen.get(module, candidate), candidate)
+    return [(name, size) for _, name, size in sorted(chosen.values())]
+
+
+def _fvcore_default_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """What timm's benchmark counts: fvcore's FlopCountAnalysis with its default handles only."""
+    from harness.compute._fvcore import FlopCountAnalysis
+
+    with torch.no_grad():
+        analysis = FlopCountAnalysis(model, x)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        return float(analysis.total()), {op: float(v) for op, v in analysis.by_operator().items()}
+
+
+def count_timm(name: str, image_size: int, published_gmacs: float) -> dict[str, Any]:
+    """One row of results/measure/timm.csv: our strict count of timm model `name` (untrained, batch 1, at
+    `image_size`) beside timm's published GMACs, with fvcore's default count (timm's method) and the
+    reason for a difference over 1%."""
+    import timm
+
+    # timm's benchmark builds each model at its default configuration and feeds its default input size,
+    # which is what `infer_img_size` records.
+    model = timm.create_model(name, pretrained=False).eval()
+    x = torch.randn(1, 3, image_size, image_size)
+    start = time.perf_counter()
+    report = count_flops(model, x)
+    count_s = time.perf_counter() - start
+    default_macs, default_ops = _fvcore_default_macs(model, x)
+    reparameterized = _reparameterized_macs(model, x)
+    published = published_gmacs * 1e9
+    ours_ops = report.by_operator
+    differing = {
+        op: ours_ops.get(op, 0.0) - default_ops.get(op, 0.0)
+        for op in sorted(set(ours_ops) | set(default_ops))
+        if ours_ops.get(op, 0.0) != default_ops.get(op, 0.0)
+    }
+    ratio = report.macs / published if published else float("nan")
+    return {
+        "model": name,
+        "image_size": image_size,
+        "timm_gmacs": published_gmacs,
+        "macs": int(report.macs),
+        "ratio": ratio,
+        "fvcore_default_macs": int(default_macs),
+        "fvcore_default_ratio": default_macs / published if published else float("nan"),
+        # Models with training-time branches that timm fuses for inference (MobileOne, FastViT, RepViT, ...):
+        # the count after timm.utils.reparameterize_model, empty for the others.
+        "macs_reparameterized": reparameterized,
+        "ours_minus_fvcore_default": "; ".join(f"{op} {v / 1e9:+.4f} G" for op, v in differing.items()),
+        "free_ops": " ".join(sorted(report.free)),
+        "reason": _reason(report.macs, default_macs, published, differing, reparameterized),
+        "count_s": round(count_s, 3),
+    }
+
+
+def _reparameterized_macs(model: torch.nn.Module, x: torch.Tensor) -> int | None:
+    """Our count of the inference form timm fuses a re-parameterizable model into, or None if it has none."""
+    import copy
+
+    from timm.utils.model import reparameterize_model
+
+    if not any(
+        hasattr(m, name) for m in model.modules() for name in ("reparameterize", "fuse", "switch_to_deploy")
+    ):
+        return None
+    fused = reparameterize_model(copy.deepcopy(model))
+    return int(count_flops(fused, x).macs)
+
+
+def _reason(
+    ours: float, default: float, published: float, differing: dict[str, float], reparameterized: int | None
+) -> str:
+    """Why ours differs from timm's figure by over 1% (empty when it does not)."""
+    if not published or abs(ours - published) <= 0.01 * published:
+        return ""
+    rounding = TIMM_ROUNDING_GMACS * 1e9
+    if abs(ours - published) <= rounding:
+        return "rounding: timm publishes 0.01 GMAC steps"
+    if reparameterized is not None and abs(reparameterized - published) <= max(rounding, 0.01 * published):
+        return (
+            "timm's figure is of the re-parameterized (fused, inference) model, "
+            f"which we count at {reparameterized / 1e9:.4f} G; ours is the model as built, branches unfused"
+        )
+    parts = []
+    if abs(default - published) <= max(rounding, 0.01 * published):
+        parts.append("timm's figure is fvcore's default count")
+    else:
+        parts.append(f"fvcore's default count is {default / 1e9:.4f} G, not timm's figure either")
+    if differing:
+        biggest = max(differing, key=lambda op: abs(differing[op]))
+        parts.append(f"ours differs most in {biggest} ({differing[biggest] / 1e9:+.4f} G)")
+    return "; ".join(parts)

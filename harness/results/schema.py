@@ -112,6 +112,10 @@ class RunRecord:
         "torch.utils.flop_counter's forward FLOPs per sample (matmul/conv/attention only), a cross-check",
         unit="FLOP",
     )
+    attention_causal: str | None = _f(
+        "how causal attention is counted in macs_forward: full (the dense products computed; Kaplan's and "
+        "Chinchilla's convention) or half (FlashAttention's)"
+    )
     network_operations: float | None = _f(
         "flops_forward × fp_bp_ratio × epochs_completed × n_train (the paper's definition)", unit="FLOP"
     )

@@ -30,12 +30,12 @@ REFERENCE = (
 )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="results/measure/timm.csv")
     parser.add_argument("--models", help="comma-separated names (default: one per family)")
     parser.add_argument("--reference", default=str(REFERENCE))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import timm
 
     published = pd.read_csv(args.reference)

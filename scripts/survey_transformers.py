@@ -150,16 +150,22 @@ def inputs_for(kind: str, config: Any) -> Any:
     return {"input_features": torch.randn(1, config.num_mel_bins, 100), "decoder_input_ids": ids[:, :8]}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default="results/measure/transformers_families.csv")
-    args = parser.parse_args()
+    parser.add_argument("--families", help=f"comma-separated, of: {', '.join(FAMILIES)} (default: all)")
+    args = parser.parse_args(argv)
+    chosen = args.families.split(",") if args.families else list(FAMILIES)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown:
+        parser.error(f"unknown families {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
     import transformers
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     rows, failed = [], 0
-    for family, (config_class, model_class, arguments, kind) in FAMILIES.items():
+    for family in chosen:
+        config_class, model_class, arguments, kind = FAMILIES[family]
         row: dict[str, Any] = {"family": family, "model": model_class}
         try:
             config = getattr(transformers, config_class)(**arguments)

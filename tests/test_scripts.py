@@ -69,6 +69,23 @@ def test_bench_counting_smoke(monkeypatch, capsys, tmp_path):
     assert row["model"] == f"tv:{SMALL_TORCHVISION}" and int(row["macs"]) > 0 and float(row["ratio"]) > 0
 
 
+def test_measure_timm_smoke(monkeypatch, tmp_path):
+    reference = tmp_path / "published.csv"
+    reference.write_text("model,infer_img_size,infer_gmacs\nresnet18,224,1.82\n")
+    out = tmp_path / "timm.csv"
+    measure_timm = script("measure_timm", monkeypatch)
+    assert measure_timm.main([str(out), "--models", "resnet18", "--reference", str(reference)]) == 0
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["model"] == "resnet18" and not row["error"] and abs(float(row["ratio"]) - 1) < 0.01
+
+
+def test_survey_transformers_smoke(monkeypatch, tmp_path):
+    out = tmp_path / "families.csv"
+    assert script("survey_transformers", monkeypatch).main([str(out), "--families", "bert"]) == 0
+    (row,) = list(csv.DictReader(out.open()))
+    assert row["family"] == "bert" and int(row["macs"]) > 0 and not row["error"]
+
+
 def test_measure_torchvision_smoke(monkeypatch, tmp_path):
     out = tmp_path / "zoo.csv"
     assert script("measure_torchvision", monkeypatch).main([str(out), "--models", SMALL_TORCHVISION]) == 0

@@ -19,12 +19,19 @@ def _f(doc: str, default: Any = None, unit: str = "") -> Any:
     return field(default=default, metadata={"doc": doc, "unit": unit})
 
 
+def _shared(doc: str, unit: str = "") -> Any:
+    """An energy field that adds up over an ensemble's members, which share it out evenly."""
+    return field(default=None, metadata={"doc": doc, "unit": unit, "shared_by_members": True})
+
+
 def _dict(doc: str) -> Any:
     return field(default_factory=dict, metadata={"doc": doc, "unit": ""})
 
 
 @dataclass
-class RunRecord:
+class RunHead:
+    """What a run is and how it went: identity, outcome, what was trained on what, and its clock."""
+
     # identity and outcome
     run_id: str = _f("unique id: UTC start time + random suffix")
     status: str = _f("completed | diverged | failed | interrupted")
@@ -56,6 +63,11 @@ class RunRecord:
     epochs_completed: float | None = _f("epochs actually trained (steps × batch / n_train)", unit="epochs")
     steps: int | None = _f("optimizer steps taken (timing warm-up excluded)", unit="steps")
     samples_seen: int | None = _f("training samples processed", unit="samples")
+    tokens_seen: int | None = _f(
+        "tokens in the training samples processed (language models via harness.track and its callbacks; "
+        "padding included)",
+        unit="tokens",
+    )
     batch_size: int | None = _f("trainer.batch_size", unit="samples")
     trainer_mode: str | None = _f("trainer.mode: how the steps were run (eager, ...)")
     trainer_fallback: str | None = _f(
@@ -75,15 +87,20 @@ class RunRecord:
     device_count: int | None = _f("devices used by the run", unit="count")
     cpu_threads: int | None = _f("torch intra- and inter-op threads (trainer.cpu_threads)", unit="count")
     cpu_threads_policy: str | None = _f("how cpu_threads was chosen: trainer.cpu_threads, or auto's reasons")
-    usable_cores: int | None = _f(
-        "cores this process may use: its CPU affinity, capped by a cgroup quota", unit="count"
-    )
     # time (one monotonic clock, device synchronized before each reading)
     train_time_s: float | None = _f("training time: warm-up and evaluation excluded", unit="s")
     eval_time_s: float | None = _f("test-set evaluation time", unit="s")
     warmup_time_s: float | None = _f("untimed warm-up steps (compile, autotune), undone afterwards", unit="s")
     wall_time_s: float | None = _f("whole run, data loading to record", unit="s")
-    # contention: what else the machine did while this run trained (harness/training/threads.py)
+
+
+@dataclass
+class ContentionFields:
+    """What else the machine did while this run trained (harness/training/threads.py measures it)."""
+
+    usable_cores: int | None = _f(
+        "cores this process may use: its CPU affinity, capped by a cgroup quota", unit="count"
+    )
     cpu_time_s: float | None = _f("this process's CPU time (all threads) in the training segments", unit="s")
     cpu_utilization: float | None = _f("cpu_time_s / (train_time_s × cpu_threads)", unit="fraction")
     machine_load_others: float | None = _f(
@@ -96,18 +113,17 @@ class RunRecord:
         "usable_cores by 0.25 core or more, or other processes used the GPU (energy_gpu_shared)"
     )
     contended_reason: str | None = _f("why contended is true, in one line")
-    # results
-    error_metric: str | None = _f("what test_error measures: classification_error (1 − accuracy) | rmse")
-    test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")
-    best_test_error: float | None = _f("lowest test error over the evaluations", unit="error_metric")
-    test_loss: float | None = _f("final test loss: cross-entropy (nats), or MSE for regression")
-    train_loss: float | None = _f("mean training loss since the previous evaluation, at the end", unit="nats")
-    target_error: float | None = _f("trainer.target_error", unit="fraction")
-    time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")
-    steps_to_target: int | None = _f("steps when test error first reached target_error", unit="steps")
-    # compute (filled by the compute-accounting issue)
+
+
+@dataclass
+class ComputeFields:
+    """FLOPs counted before training, priced after it from what ran (harness/compute/accounting.py)."""
+
     macs_forward: float | None = _f("multiply-accumulates of one forward pass, per sample", unit="MAC")
     flops_forward: float | None = _f("2 × macs_forward (the paper's FLOP), per sample", unit="FLOP")
+    flops_forward_per_token: float | None = _f(
+        "flops_forward / tokens per sample of the counted input (language models)", unit="FLOP"
+    )
     flops_forward_torch: float | None = _f(
         "torch.utils.flop_counter's forward FLOPs per sample (matmul/conv/attention only), a cross-check",
         unit="FLOP",
@@ -134,29 +150,29 @@ class RunRecord:
     mfu: float | None = _f(
         "model FLOP utilization: achieved_flops_per_s / (n_processors × peak_flops)", unit="fraction"
     )
-    # energy, carbon, cost (filled by the energy issue)
-    energy_gpu_j: float | None = _f("GPU energy over the training window", unit="J")
-    energy_cpu_j: float | None = _f("CPU energy over the training window", unit="J")
-    energy_ram_j: float | None = _f("RAM energy over the training window", unit="J")
-    energy_total_j: float | None = _f("sum of the energies above", unit="J")
-    energy_total_kwh: float | None = _f("energy_total_j in kWh", unit="kWh")
+
+
+@dataclass
+class EnergyFields:
+    """Energy of the training windows, each figure with its method (harness/energy/meter.py measures it)."""
+
+    energy_gpu_j: float | None = _shared("GPU energy over the training window", unit="J")
+    energy_cpu_j: float | None = _shared("CPU energy over the training window", unit="J")
+    energy_ram_j: float | None = _shared("RAM energy over the training window", unit="J")
+    energy_total_j: float | None = _shared("sum of the energies above", unit="J")
+    energy_total_kwh: float | None = _shared("energy_total_j in kWh", unit="kWh")
     energy_method_gpu: str | None = _f("how energy_gpu_j was obtained")
     energy_method_cpu: str | None = _f("how energy_cpu_j was obtained")
     energy_method_ram: str | None = _f("how energy_ram_j was obtained")
     energy_gpu_shared: bool | None = _f("another process used the GPU during the window")
     power_mean_w: float | None = _f("mean GPU power over the window", unit="W")
     power_peak_w: float | None = _f("peak GPU power over the window", unit="W")
-    energy_gpu_j_codecarbon: float | None = _f("codecarbon's GPU energy, a cross-check only", unit="J")
-    emissions_kg: float | None = _f("emissions of energy_total", unit="kg CO2e")
+    energy_gpu_j_codecarbon: float | None = _shared("codecarbon's GPU energy, a cross-check only", unit="J")
     carbon_intensity_g_per_kwh: float | None = _f("grid carbon intensity used", unit="g/kWh")
-    cost_usd_energy: float | None = _f("energy × electricity price", unit="USD")
-    cost_usd_cloud: float | None = _f("device-hours × cloud price", unit="USD")
-    cost_usd_paper: float | None = _f("hardware burden at the paper's USD per FLOP", unit="USD")
-    co2_kg_paper: float | None = _f("hardware burden at the paper's CO2 per FLOP", unit="kg CO2e")
     energy_gpu_mig: bool | None = _f(
         "the GPU is in MIG mode: energy and power are whole-GPU, not the instance's"
     )
-    energy_gpu_error_j: float | None = _f(
+    energy_gpu_error_j: float | None = _shared(
         "worst-case bound on the error of energy_gpu_j from the NVML counter's ~100 ms refresh "
         "(null for nvml_power_integral)",
         unit="J",
@@ -166,11 +182,23 @@ class RunRecord:
         unit="fraction",
     )
     carbon_intensity_source: str | None = _f("where carbon_intensity_g_per_kwh comes from")
-    energy_meter_s: float | None = _f(
+    energy_meter_s: float | None = _shared(
         "wall time of the energy meter's window edges (device sync, NVML counter reads): the cost of "
         "measuring, spent outside train_time_s",
         unit="s",
     )
+
+
+@dataclass
+class CostFields:
+    """Carbon and cost: the paper's conversion of hardware burden, and from the measured energy
+    (harness/energy/cost.py)."""
+
+    emissions_kg: float | None = _f("emissions of energy_total", unit="kg CO2e")
+    cost_usd_energy: float | None = _f("energy × electricity price", unit="USD")
+    cost_usd_cloud: float | None = _f("device-hours × cloud price", unit="USD")
+    cost_usd_paper: float | None = _f("hardware burden at the paper's USD per FLOP", unit="USD")
+    co2_kg_paper: float | None = _f("hardware burden at the paper's CO2 per FLOP", unit="kg CO2e")
     pue: float | None = _f(
         "power usage effectiveness applied to emissions_kg and cost_usd_energy", unit="ratio"
     )
@@ -182,7 +210,12 @@ class RunRecord:
         "cloud price per device-hour for cost_usd_cloud", unit="USD/h"
     )
     cloud_price_source: str | None = _f("the cloud price table row used (device, instance, region, source)")
-    # provenance
+
+
+@dataclass
+class ProvenanceFields:
+    """What produced the record (harness/results/provenance.py): never the hostname but the SLURM node's."""
+
     versions: dict[str, str | None] = _dict("harness, torch, CUDA, cuDNN, Python, numpy, platform")
     git_commit: str | None = _f("commit of the harness checkout, when it is a git checkout")
     git_dirty: bool | None = _f("uncommitted changes in that checkout")
@@ -193,7 +226,38 @@ class RunRecord:
     )
     slurm_array_task_id: int | None = _f("SLURM array task id (null outside an array)")
     slurm_node: str | None = _f("SLURM node the run ran on (SLURMD_NODENAME), the only host name recorded")
+
+
+# The typed parts that `harness train` and `harness.track` fill through one builder (harness/recording.py),
+# so a field cannot exist in one path and not the other. A dataclass orders inherited fields from the last
+# base to the first, then its own: head, contention, compute, energy, cost, provenance, results, config.
+RecordPart = ContentionFields | ComputeFields | EnergyFields | CostFields | ProvenanceFields
+
+
+@dataclass
+class RunRecord(ProvenanceFields, CostFields, EnergyFields, ComputeFields, ContentionFields, RunHead):
+    """One run's record: the parts above, then its results and its config."""
+
+    # results
+    error_metric: str | None = _f("what test_error measures: classification_error (1 − accuracy) | rmse")
+    test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")
+    best_test_error: float | None = _f("lowest test error over the evaluations", unit="error_metric")
+    test_loss: float | None = _f("final test loss: cross-entropy (nats), or MSE for regression")
+    train_loss: float | None = _f("mean training loss since the previous evaluation, at the end", unit="nats")
+    target_error: float | None = _f("trainer.target_error", unit="fraction")
+    time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")
+    steps_to_target: int | None = _f("steps when test error first reached target_error", unit="steps")
+    metrics: dict[str, float] = _dict(
+        "the last value of each other metric a loop logged (harness.track's run.log, a callback's metric)"
+    )
     config: dict[str, Any] = _dict("the resolved Hydra config of the run")
+
+    def fill(self, *parts: RecordPart) -> RunRecord:
+        """Set every field of each part on this record (every part's field is a record field)."""
+        for part in parts:
+            for f in dataclasses.fields(part):
+                setattr(self, f.name, getattr(part, f.name))
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

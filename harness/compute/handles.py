@@ -253,6 +253,9 @@ ZEROS: dict[str, str] = {
     "aten::pow": _ELEMENTWISE,
     "aten::sum": "reduction: additions only, no multiply-accumulate",
     "aten::mean": "reduction: additions only (fvcore counts only adaptive average pools)",
+    # Hugging Face language models (GPT-2 in transformers 5) make position ids from the attention mask.
+    "aten::cumsum": "scan: running additions, no multiply-accumulate",
+    "aten::diff": "differences of neighbours: subtractions, no multiply-accumulate",
     "aten::gelu": _ACTIVATION,
     "aten::gelu_": _ACTIVATION,
     "aten::silu": _ACTIVATION,

@@ -49,8 +49,13 @@ from harness.training.clock import Stopwatch
 from harness.training.spec import TrainResult
 from harness.training.threads import MachineSample, sample_machine
 
-# Metrics that have a column of their own in the record; any other logged metric goes into `metrics`.
-RESULT_METRICS = ("test_error", "test_loss", "train_loss")
+# Metrics with a column of their own: the record's results (its own float fields, not a part's), less what
+# the run was asked for or derives; any other logged metric goes into the record's `metrics`.
+RESULT_METRICS = tuple(
+    name
+    for name, hint in RunRecord.__annotations__.items()
+    if hint == "float | None" and name not in ("target_error", "time_to_target_s", "best_test_error")
+)
 
 
 class KeywordCall(torch.nn.Module):
@@ -247,8 +252,9 @@ class Run:
             self.resume()
 
     def log(self, **metrics: Any) -> None:
-        """Record metrics (numbers; the last value of each is kept). test_error, test_loss and train_loss are
-        record columns (best_test_error is the lowest test_error logged); others go into `metrics`."""
+        """Record metrics (numbers; the last value of each is kept). A name in RESULT_METRICS (test_error,
+        test_loss, train_loss) fills that record column (best_test_error is the lowest test_error logged);
+        any other goes into the record's `metrics`."""
         for name, value in metrics.items():
             number = _number(name, value)
             self.metrics[name] = number

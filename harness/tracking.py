@@ -24,6 +24,7 @@ The Lightning and Hugging Face callbacks (harness.integrations) drive the same `
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import time
@@ -382,6 +383,21 @@ def _int_or_none(value: Any) -> int | None:
 
 def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+
+
+# What a caller may pass on to Run besides the model: harness.track's and the callbacks' options.
+RUN_OPTIONS = tuple(
+    name for name in inspect.signature(Run.__init__).parameters if name not in ("self", "model")
+)
+
+
+def check_options(options: Mapping[str, Any], owner: str) -> None:
+    """A misspelt option is refused when the caller is made (not after its first training batch)."""
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{owner} has no option {', '.join(unknown)}; the options are {', '.join(RUN_OPTIONS)}"
+        )
 
 
 def track(model: torch.nn.Module, **options: Any) -> Run:

@@ -255,17 +255,17 @@ def test_lightning_fit_writes_a_record_that_fit_reads(tmp_path):
     torch.manual_seed(0)
     module = Classifier()
     callback = HarnessCallback(root, metric="test_error", data="toy", n_train=100, energy=NO_CODECARBON)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        callbacks=[callback],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Lightning's advice on workers and logging intervals
+        warnings.simplefilter("ignore")  # Lightning's advice on workers, logging intervals and srun
+        trainer = pl.Trainer(
+            max_epochs=2,
+            callbacks=[callback],
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
         trainer.fit(module, loader, loader)
 
     record = callback.record
@@ -301,15 +301,25 @@ def test_an_exception_in_lightning_fit_leaves_a_failed_record(tmp_path):
     x, y = _data(64)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     callback = HarnessCallback(tmp_path, metric=None, energy=NO_CODECARBON)
-    trainer = pl.Trainer(
-        max_epochs=1, callbacks=[callback], accelerator="cpu", logger=False, enable_progress_bar=False
-    )
     with pytest.raises(RuntimeError, match="loss exploded"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        trainer = pl.Trainer(
+            max_epochs=1, callbacks=[callback], accelerator="cpu", logger=False, enable_progress_bar=False
+        )
         trainer.fit(Broken(), loader)
     record = read_record(next(tmp_path.rglob("run.json")))
     assert record.status == "failed" and record.error == "RuntimeError: loss exploded"
     assert record.samples_seen == 32, "the two batches that finished"
+
+
+def test_a_misspelt_callback_option_is_refused_when_the_callback_is_made():
+    pytest.importorskip("lightning.pytorch")
+    from harness.integrations.lightning import HarnessCallback
+
+    with pytest.raises(
+        ConfigError, match="HarnessCallback has no option n_trian; the options are results_dir"
+    ):
+        HarnessCallback("runs", n_trian=100)
 
 
 # ------------------------------------------------------------------------------------------ Hugging Face

@@ -16,7 +16,6 @@ a `failed` record (a KeyboardInterrupt an `interrupted` one); Lightning re-raise
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +23,31 @@ import lightning.pytorch as pl
 
 from harness.integrations.batches import batch_size, first_tensor, precision_name
 from harness.results.schema import RunRecord
-from harness.settings import EnergySettings
-from harness.tracking import Run
+from harness.tracking import Run, check_options
 
 
 class HarnessCallback(pl.Callback):
     """Measure `Trainer.fit` (see the module). `metric`: the logged value recorded after each validation
     (test_error, test_loss and train_loss fill their own columns, any other name goes into `metrics`);
-    the other arguments are harness.track's."""
+    `example_input`: what to count FLOPs on instead of the first batch's first tensor; `options` are
+    harness.track's (name, config, data, n_train, seed, precision, strict_flops, energy, peak_flops), name
+    defaulting to the module's class, config to its hparams, precision to the Trainer's."""
 
     def __init__(
         self,
         results_dir: str | Path = "results/runs",
         *,
         metric: str | None = "val_error",
-        name: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        data: str | None = None,
-        n_train: int | None = None,
-        seed: int | None = None,
         example_input: Any = None,
-        precision: str | None = None,
-        strict_flops: bool = True,
-        energy: EnergySettings | None = None,
-        peak_flops: float | None = None,
+        **options: Any,
     ):
-        self.results_dir, self.metric, self.name, self.config = results_dir, metric, name, config
-        self.data, self.n_train, self.seed, self.example_input = data, n_train, seed, example_input
-        self.precision, self.strict_flops = precision, strict_flops
-        self.energy, self.peak_flops = energy, peak_flops
+        check_options(options, "HarnessCallback")
+        self.results_dir, self.metric, self.example_input, self.options = (
+            results_dir,
+            metric,
+            example_input,
+            options,
+        )
         self.run: Run | None = None
 
     @property
@@ -61,21 +56,13 @@ class HarnessCallback(pl.Callback):
         return None if self.run is None else self.run.record
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        config = self.config if self.config is not None else dict(pl_module.hparams)
-        self.run = Run(
-            pl_module,
-            results_dir=self.results_dir,
-            name=self.name or type(pl_module).__name__,
-            config=config,
-            data=self.data,
-            n_train=self.n_train,
-            seed=self.seed,
-            precision=self.precision or precision_name(trainer.precision),
-            strict_flops=self.strict_flops,
-            energy=self.energy,
-            peak_flops=self.peak_flops,
-            trainer_mode="lightning",
-        )
+        defaults = {
+            "name": type(pl_module).__name__,
+            "config": dict(pl_module.hparams),
+            "precision": precision_name(trainer.precision),
+        }
+        options = {**defaults, **{k: v for k, v in self.options.items() if v is not None}}
+        self.run = Run(pl_module, results_dir=self.results_dir, trainer_mode="lightning", **options)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

@@ -33,8 +33,7 @@ from transformers import TrainerCallback
 
 from harness.integrations.batches import batch_size
 from harness.results.schema import RunRecord
-from harness.settings import EnergySettings
-from harness.tracking import Run
+from harness.tracking import Run, check_options
 
 TOTAL_FLOS_METRIC = "trainer_total_flos"
 
@@ -54,27 +53,15 @@ def _tokens(inputs: Mapping[str, Any]) -> int | None:
 class HarnessCallback(TrainerCallback):
     """Measure `Trainer.train` (see the module). `metric`: the Trainer's metric recorded after each
     evaluation (eval_loss, or eval_<name> of compute_metrics; any name other than test_error, test_loss and
-    train_loss goes into the record's `metrics`); the other arguments are harness.track's, `precision`
-    defaulting to the TrainingArguments' (bf16, fp16, else fp32) and `seed` to their seed."""
+    train_loss goes into the record's `metrics`); `options` are harness.track's (name, config, data, n_train,
+    seed, precision, strict_flops, energy, peak_flops), name defaulting to the model's class, precision to the
+    TrainingArguments' (bf16, fp16, else fp32) and seed to theirs."""
 
     def __init__(
-        self,
-        results_dir: str | Path = "results/runs",
-        *,
-        metric: str | None = "eval_loss",
-        name: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        data: str | None = None,
-        n_train: int | None = None,
-        seed: int | None = None,
-        precision: str | None = None,
-        strict_flops: bool = True,
-        energy: EnergySettings | None = None,
-        peak_flops: float | None = None,
+        self, results_dir: str | Path = "results/runs", *, metric: str | None = "eval_loss", **options: Any
     ):
-        self.results_dir, self.metric, self.name, self.config = results_dir, metric, name, config
-        self.data, self.n_train, self.seed, self.precision = data, n_train, seed, precision
-        self.strict_flops, self.energy, self.peak_flops = strict_flops, energy, peak_flops
+        check_options(options, "HarnessCallback")
+        self.results_dir, self.metric, self.options = results_dir, metric, options
         self.run: Run | None = None
         self._hook: torch.utils.hooks.RemovableHandle | None = None
 
@@ -87,21 +74,13 @@ class HarnessCallback(TrainerCallback):
         if model is None:
             return
         self._close(UnfinishedTraining("Trainer.train ended without on_train_end: it raised"))
-        precision = self.precision or ("bf16" if args.bf16 else "fp16" if args.fp16 else "fp32")
-        self.run = Run(
-            model,
-            results_dir=self.results_dir,
-            name=self.name or type(model).__name__,
-            config=self.config,
-            data=self.data,
-            n_train=self.n_train,
-            seed=self.seed if self.seed is not None else args.seed,
-            precision=precision,
-            strict_flops=self.strict_flops,
-            energy=self.energy,
-            peak_flops=self.peak_flops,
-            trainer_mode="hf_trainer",
-        )
+        defaults = {
+            "name": type(model).__name__,
+            "seed": args.seed,
+            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        }
+        options = {**defaults, **{k: v for k, v in self.options.items() if v is not None}}
+        self.run = Run(model, results_dir=self.results_dir, trainer_mode="hf_trainer", **options)
         self._hook = model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
 
     def _before_forward(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:

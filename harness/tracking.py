@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -38,7 +39,7 @@ import torch
 
 from harness.compute.accounting import ForwardCompute
 from harness.compute.flops import count_flops, torch_forward_flops
-from harness.compute.hardware import peak_flops_for
+from harness.compute.hardware import PeakFlops, peak_flops_for
 from harness.energy import EnergyMeter
 from harness.errors import ConfigError, one_line
 from harness.interrupts import interrupt_on_signals
@@ -206,6 +207,8 @@ class Run:
         self._begun = self._ended = False
         self._wall_start = 0.0
         self._counted: ForwardCompute | None = None
+        self._device = torch.device("cpu")  # the model's, read by begin()
+        self._peak: PeakFlops | None = None
         self._watch: Stopwatch | None = None
         self._meter = EnergyMeter.off()
         self._machine_before: MachineSample | None = None
@@ -278,7 +281,7 @@ class Run:
         device = _device_of(self.model)
         if example_input is not None:
             self._counted = count_forward(self.model, example_input, strict=self.strict)
-        self.peak = peak_flops_for(device, self.precision, self.peak_override)
+        self._peak = peak_flops_for(device, self.precision, self.peak_override)
         threads = (torch.get_num_threads(), "the caller's: torch.get_num_threads()")
         self.record = new_record(
             self.config,
@@ -299,10 +302,15 @@ class Run:
         self.run_dir = self.results_dir / f"{started:%Y-%m-%d}" / f"{self.record.run_id}_{self.name}"
         self.run_dir.mkdir(parents=True, exist_ok=False)
         self._device = device
-        self._meter = EnergyMeter(self.energy_settings, device, self.run_dir)
+        try:
+            self._meter = EnergyMeter(self.energy_settings, device, self.run_dir)
+            self._meter.wait_ready()  # codecarbon's set-up ends before anything is timed
+            self._meter.start()
+        except BaseException:  # nothing was measured: leave no empty run directory behind
+            self._meter.finish()
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self._begun = True
-        self._meter.wait_ready()  # codecarbon's set-up ends before anything is timed
-        self._meter.start()
         self._machine_before = sample_machine()
         self._watch = Stopwatch(device)
         self._meter.begin()
@@ -314,7 +322,7 @@ class Run:
         if not self._begun or self._ended or self.record is None or self.run_dir is None:
             return None
         self._ended = True
-        assert self._watch is not None and self._machine_before is not None
+        assert self._watch is not None and self._machine_before is not None and self._peak is not None
         self._watch.stop("train")
         self._watch.stop("eval")
         self._meter.end()
@@ -338,7 +346,7 @@ class Run:
         )
         measured = Measured(
             counted=self._counted,
-            peak=self.peak,
+            peak=self._peak,
             energy=energy,
             machine=machine,
             threads=torch.get_num_threads(),

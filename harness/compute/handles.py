@@ -253,7 +253,7 @@ ZEROS: dict[str, str] = {
     "aten::pow": _ELEMENTWISE,
     "aten::sum": "reduction: additions only, no multiply-accumulate",
     "aten::mean": "reduction: additions only (fvcore counts only adaptive average pools)",
-    # Hugging Face language models (GPT-2 in transformers 5) make position ids from the attention mask.
+    # Hugging Face decoder models (GPT-2, Llama in transformers 5) build their attention masks with these.
     "aten::cumsum": "scan: running additions, no multiply-accumulate",
     "aten::diff": "differences of neighbours: subtractions, no multiply-accumulate",
     "aten::gelu": _ACTIVATION,

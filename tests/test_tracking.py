@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -150,6 +151,36 @@ def test_an_interrupt_leaves_an_interrupted_record(tmp_path):
     record = read_record(next(tmp_path.rglob("run.json")))
     assert record.status == "interrupted" and "SIGTERM" in record.error and record.samples_seen == 8
     assert record.flops_forward is None, "no example_input: FLOPs not counted, not guessed"
+
+
+SIGNALLED_LOOP = """
+import sys, torch, harness
+from harness.settings import EnergySettings
+model = torch.nn.Linear(4, 2)
+with harness.track(model, example_input=torch.randn(1, 4), results_dir=sys.argv[1],
+                   energy=EnergySettings(enabled=False)) as run:
+    run.step(samples=4)
+    print("training", flush=True)
+    while True:
+        run.step(samples=4)
+"""
+
+
+def test_sigterm_leaves_an_interrupted_record(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED_LOOP, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == b"training\n"  # handshake: in the loop
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and b"KeyboardInterrupt: SIGTERM" in err
+    record = read_record(next(tmp_path.rglob("run.json")))
+    assert record.status == "interrupted" and record.error.startswith("interrupted (SIGTERM) at step ")
+    assert record.samples_seen >= 4 and record.flops_forward == 2 * 4 * 2
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import torch
 from harness.compute.flops import count_flops, torch_forward_flops
 from harness.compute.hardware import PeakFlops, count_processors, hardware_burden
 from harness.compute.training import StepFlops, measure_train_step, network_operations
-from harness.results.schema import ComputeFields
+from harness.record_parts import ComputeFields
 
 
 @dataclass(frozen=True)

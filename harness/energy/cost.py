@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.results.schema import CostFields
+from harness.record_parts import CostFields
 
 FLOP_PER_USD_PAPER = 6.874e16
 FLOP_PER_LB_CO2_PAPER = 3.498e17

@@ -32,7 +32,7 @@ import torch
 
 from harness.energy.carbon import J_PER_KWH, CodeCarbonMeter, CodeCarbonReading, grid_intensity
 from harness.energy.nvml import NOT_USED, GpuEnergyReading, NvmlEnergyMeter
-from harness.results.schema import EnergyFields
+from harness.record_parts import EnergyFields
 from harness.settings import EnergySettings
 
 TIMELINE_NAME = "power.csv"

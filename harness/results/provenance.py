@@ -13,7 +13,7 @@ import numpy
 import torch
 
 import harness
-from harness.results.schema import ProvenanceFields
+from harness.record_parts import ProvenanceFields
 
 
 def versions() -> dict[str, str | None]:

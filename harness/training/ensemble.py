@@ -27,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.device import autocast
 from harness.errors import ConfigError
-from harness.results.schema import EnergyFields
+from harness.record_parts import EnergyFields
 from harness.training.graph import GraphStepper, GraphUnavailable, graph_amp, graph_blocker, warn_fallback
 from harness.training.loop import (
     EagerStepper,

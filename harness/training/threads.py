@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import ConfigError
-from harness.results.schema import ContentionFields
+from harness.record_parts import ContentionFields
 
 # Demand over supply, in cores, from which a run counts as contended: its threads plus other processes' load
 # exceed the cores it may use by this much. Others' load is what they achieved, capped by the machine (three

@@ -4,8 +4,9 @@
 #              codecarbon), graph and ensemble modes (capture, equality with eager, fallbacks), CUDA runs
 #   step_rate  scripts/bench_step_rate.py: trainer modes beside hand-written eager and CUDA-graph loops
 #   overhead   scripts/bench_overhead.py: what the energy meter costs in training throughput (>= 0.99)
+#   track      scripts/bench_track.py: a plain loop with and without harness.track (>= 0.98)
 #
-#   scripts/gpu_checks.sh OUT_DIR                     # all three (not yet timed on a GPU)
+#   scripts/gpu_checks.sh OUT_DIR                     # all four (not yet timed on a GPU)
 #   scripts/gpu_checks.sh OUT_DIR tests step_rate     # some of them
 #
 # The overhead check trains on Fashion-MNIST: its IDX files are looked for in $FASHION_MNIST_ROOT when set,
@@ -13,19 +14,19 @@
 # when any failed. Set PYTHON to choose the interpreter (default python3).
 set -uo pipefail
 
-usage="usage: scripts/gpu_checks.sh OUT_DIR [tests|step_rate|overhead ...]"
+usage="usage: scripts/gpu_checks.sh OUT_DIR [tests|step_rate|overhead|track ...]"
 out=${1:?$usage}
 shift
 steps=("$@")
-if [ ${#steps[@]} -eq 0 ]; then steps=(tests step_rate overhead); fi
+if [ ${#steps[@]} -eq 0 ]; then steps=(tests step_rate overhead track); fi
 py=${PYTHON:-python3}
 fashion_root=()
 if [ -n "${FASHION_MNIST_ROOT:-}" ]; then fashion_root=("data.root=$FASHION_MNIST_ROOT"); fi
 
 for step in "${steps[@]}"; do
     case $step in
-        tests | step_rate | overhead) ;;
-        *) echo "gpu_checks.sh: unknown step '$step'; choose from tests, step_rate, overhead" >&2; exit 2 ;;
+        tests | step_rate | overhead | track) ;;
+        *) echo "gpu_checks.sh: unknown step '$step'; choose from tests, step_rate, overhead, track" >&2; exit 2 ;;
     esac
 done
 if ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -46,6 +47,9 @@ for step in "${steps[@]}"; do
             "$py" scripts/bench_overhead.py --pairs 3 --conditions off,windows,sampler,full \
                 trainer.device=cuda data=fashion_mnist "${fashion_root[@]}" trainer.epochs=20 \
                 2>&1 | tee "$out/overhead.log" ;;
+        track)
+            "$py" scripts/bench_track.py --device cuda --width 1024 --steps 20000 --rounds 5 \
+                --conditions plain,track,bare --out "$out/track.csv" 2>&1 | tee "$out/track.log" ;;
     esac
     status=$?
     if [ $status -ne 0 ]; then

@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import logging
 import random
-import secrets
 import shutil
 import sys
 import time
@@ -17,7 +16,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import hydra
 import numpy as np
@@ -28,17 +26,19 @@ from omegaconf import DictConfig
 
 from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
-from harness.compute.accounting import ForwardCompute, compute_fields, count_run_compute
-from harness.compute.hardware import PeakFlops, peak_flops_for
+from harness.compute.accounting import ForwardCompute, count_run_compute
+from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
-from harness.device import device_name, resolve_device, resolve_precision
-from harness.energy import EnergyMeter, cost_fields
+from harness.device import resolve_device, resolve_precision
+from harness.energy import EnergyMeter
 from harness.errors import ConfigError, HarnessError
 from harness.interrupts import interrupt_on_signals
+from harness.recording import Measured, finish_record, new_record, new_run_id
 from harness.results import RunRecord, write_curve, write_record
 from harness.results.claims import Holder, acquire
 from harness.results.index import config_hash, find_completed, mark_completed
-from harness.results.provenance import git_state, slurm_job, versions
+from harness.results.provenance import slurm_job, versions
+from harness.results.schema import EnergyFields
 from harness.results.store import RECORD_NAME
 from harness.results.summary import note_resumed
 from harness.settings import RunSettings, TrainerSettings, plain
@@ -50,9 +50,7 @@ from harness.training.objective import objective_for
 from harness.training.progress import LogProgress, Progress, progress_for
 from harness.training.spec import TrainingJob, TrainResult
 from harness.training.threads import (
-    MachineSample,
     apply_cpu_threads,
-    contention_fields,
     jobs_at_once,
     resolve_cpu_threads,
     sample_machine,
@@ -61,21 +59,10 @@ from harness.training.threads import (
 log = logging.getLogger(__name__)
 
 
-def new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _set_fields(record: RunRecord, fields: dict) -> None:
-    for key, value in fields.items():
-        if not hasattr(record, key):
-            raise AttributeError(f"run record has no field {key}; add it to harness/results/schema.py")
-        setattr(record, key, value)
 
 
 def run(cfg: DictConfig, output_dir: Path, progress: Progress | None = None) -> RunRecord:
@@ -127,11 +114,20 @@ def run_all(
     try:
         results = trainer_for(settings.trainer.mode)(job)
     except Exception as exc:
-        done.write_failed(share_energy(job.energy.finish(), len(records)), exc)
+        done.write_failed(share_energy(EnergyFields(**job.energy.finish()), len(records)), exc)
         raise
     machine = (machine_before, sample_machine())
-    energy = share_energy(job.energy.finish(), len(records))
-    measured = _Measured(settings, job, counted, peak, energy, machine, threads[0])
+    energy = share_energy(EnergyFields(**job.energy.finish()), len(records))
+    measured = Measured(
+        counted=counted,
+        peak=peak,
+        energy=energy,
+        machine=machine,
+        threads=threads[0],
+        fp_bp_ratio=settings.measure.fp_bp_ratio,
+        energy_settings=settings.energy,
+        device=job.device,
+    )
     for record, result in zip(records, results, strict=True):
         _finish_record(record, result, measured)
     done.write(results if settings.measure.learning_curve else None)
@@ -169,19 +165,13 @@ def _training_job(settings: RunSettings, output_dir: Path, progress: Progress | 
 def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tuple[int, str]) -> RunRecord:
     """The record every model of this job starts from (`config`: the composed config, as plain Python):
     what was asked, on what, with which code."""
-    commit, dirty = git_state()
     data, trainer = job.data, settings.trainer
-    return RunRecord(
-        run_id=new_run_id(),
-        status="failed",
-        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        config=config,
-        config_hash=config_hash(config),
+    return new_record(
+        config,
+        device=job.device,
+        precision=trainer.precision,
+        threads=threads,
         seed=settings.seed,
-        versions=versions(),
-        git_commit=commit,
-        git_dirty=dirty,
-        **slurm_job(),
         model=model_label(settings.model),
         model_width=settings.model.get("width"),
         model_depth=settings.model.get("depth"),
@@ -200,12 +190,6 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         seeds=_seeds(config["data"], settings),
         epochs=trainer.epochs,
         batch_size=trainer.batch_size,
-        precision=trainer.precision,
-        device=str(job.device),
-        device_name=device_name(job.device),
-        device_count=1,
-        cpu_threads=threads[0],
-        cpu_threads_policy=threads[1],
         target_error=trainer.target_error,
     )
 
@@ -277,76 +261,25 @@ class _Done:
                 self.records[0].contended_reason,
             )
 
-    def write_failed(self, energy: dict[str, Any], exc: Exception) -> None:
+    def write_failed(self, energy: EnergyFields, exc: Exception) -> None:
         """Training crashed: each record keeps what the meter measured and the error."""
         for record in self.records:
-            _set_fields(record, energy)
+            record.fill(energy)
             record.error = f"{type(exc).__name__}: {exc}"
         self.write(None)
 
 
-@dataclass(frozen=True)
-class _Measured:
-    """What every model of the job shares for its record: counted compute, peak speed, energy and prices."""
-
-    settings: RunSettings
-    job: TrainingJob
-    counted: ForwardCompute | None
-    peak: PeakFlops
-    energy: dict[str, Any]
-    machine: tuple[MachineSample, MachineSample]  # before and after training
-    threads: int
-
-
-def _finish_record(record: RunRecord, result: TrainResult, measured: _Measured) -> None:
-    """Fill `record` from what training measured: outcome, times, compute, energy, cost, contention."""
-    record.status, record.error = result.status, result.error
+def _finish_record(record: RunRecord, result: TrainResult, measured: Measured) -> None:
+    """Fill `record` from what training measured (harness.recording.finish_record: outcome, times, compute,
+    energy, cost, contention), then what only this trainer knows: its mode and its learning curve."""
+    finish_record(record, result, measured)
     record.trainer_mode = result.mode or record.trainer_mode
     record.trainer_fallback, record.cuda_graph = result.fallback, result.cuda_graph
-    record.steps, record.samples_seen = result.steps, result.samples_seen
-    record.epochs_completed = result.samples_seen / record.n_train
-    record.train_time_s, record.eval_time_s = result.train_time_s, result.eval_time_s
-    record.warmup_time_s = result.warmup_time_s
     record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
     record.train_loss, record.best_test_error = result.last("train_loss"), result.best_test_error()
     reached = result.first_reaching(record.target_error)
     if reached is not None:
         record.time_to_target_s, record.steps_to_target = reached.train_time_s, reached.step
-    if measured.counted is not None:
-        fields = compute_fields(
-            measured.counted,
-            samples_seen=result.samples_seen,
-            n_train=record.n_train,
-            fp_bp_ratio=measured.settings.measure.fp_bp_ratio,
-            device=measured.job.device,
-            peak=measured.peak,
-            train_time_s=result.train_time_s,
-            exact_train_flops=result.flops_train,
-        )
-        _set_fields(record, fields)
-        paper_estimate = "flops_forward × fp_bp_ratio × epochs × n_train"
-        record.flops_train_method = result.flops_train_method or paper_estimate
-    _set_fields(record, measured.energy)
-    _set_fields(
-        record,
-        cost_fields(
-            energy_total_kwh=measured.energy.get("energy_total_kwh"),
-            carbon_intensity_g_per_kwh=measured.energy.get("carbon_intensity_g_per_kwh"),
-            hardware_burden=record.hardware_burden,
-            device_name=record.device_name,
-            device_count=record.device_count,
-            train_time_s=record.train_time_s,
-            settings=measured.settings.energy,
-        ),
-    )
-    contention = contention_fields(
-        *measured.machine,
-        threads=measured.threads,
-        train_time_s=result.train_time_s,
-        train_cpu_s=result.train_cpu_s,
-        gpu_shared=record.energy_gpu_shared,
-    )
-    _set_fields(record, contention)
 
 
 def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:

@@ -172,11 +172,11 @@ for step in "${steps[@]}"; do
                 echo "== track: scripts/bench_track.py does not exist here; skipped" >&2
                 continue
             fi
-            if ((dry)); then
-                run_step track "${TRACK_S:-60}" "$py" "$here/bench_track.py" --help
-            else
-                run_step track "${TRACK_S:-60}" "$py" "$here/bench_track.py" --out "$out/track.csv"
-            fi
+            track_args=(--device cuda --width 1024 --steps 20000 --rounds 5 --conditions plain,track,bare
+                --out "$out/track.csv")
+            # Dry: the same arguments, then a CPU-sized run that never fails on its ratio (argparse: last wins).
+            ((dry)) && track_args+=(--device cpu --width 32 --steps 40 --warmup 5 --rounds 1 --min-ratio 0)
+            run_step track "${TRACK_S:-60}" "$py" "$here/bench_track.py" "${track_args[@]}"
             ;;
     esac
 done

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from harness.energy.cost import (
     paper_cost,
 )
 from harness.errors import ConfigError
-from harness.results import RunRecord
+from harness.results.schema import CostFields
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,14 +100,14 @@ def test_cost_fields_combine_everything():
         train_time_s=1800.0,
         settings=settings,
     )
-    assert fields["cost_usd_energy"] == pytest.approx(0.5 * 1.1 * 0.2)
-    assert fields["emissions_kg"] == pytest.approx(0.5 * 1.1 * 0.3)
-    assert fields["cost_usd_cloud"] == pytest.approx(0.5 * 6.88)
-    assert fields["cost_usd_paper"] == pytest.approx(100.0)
-    assert fields["co2_kg_paper"] == pytest.approx(6.874e18 / 3.498e17 * 0.45359237)
-    assert fields["cloud_price_source"].startswith("NVIDIA H100 SXM: AWS EC2 p5.48xlarge")
-    assert fields["electricity_price_source"] == "test tariff"
-    assert set(fields) <= {f.name for f in dataclasses.fields(RunRecord)}, "every field is in the schema"
+    assert fields.cost_usd_energy == pytest.approx(0.5 * 1.1 * 0.2)
+    assert fields.emissions_kg == pytest.approx(0.5 * 1.1 * 0.3)
+    assert fields.cost_usd_cloud == pytest.approx(0.5 * 6.88)
+    assert fields.cost_usd_paper == pytest.approx(100.0)
+    assert fields.co2_kg_paper == pytest.approx(6.874e18 / 3.498e17 * 0.45359237)
+    assert fields.cloud_price_source.startswith("NVIDIA H100 SXM: AWS EC2 p5.48xlarge")
+    assert fields.electricity_price_source == "test tariff"
+    assert isinstance(fields, CostFields), "a typed part of the record"
 
 
 def test_cost_fields_without_energy_keep_paper_and_cloud():
@@ -121,9 +120,9 @@ def test_cost_fields_without_energy_keep_paper_and_cloud():
         train_time_s=10.0,
         settings=EnergySettings(enabled=False),
     )
-    assert fields["emissions_kg"] is None and fields["cost_usd_energy"] is None
-    assert fields["cost_usd_cloud"] is None and fields["cloud_price_source"] is None
-    assert fields["cost_usd_paper"] is None
+    assert fields.emissions_kg is None and fields.cost_usd_energy is None
+    assert fields.cost_usd_cloud is None and fields.cloud_price_source is None
+    assert fields.cost_usd_paper is None
 
 
 # ------------------------------------------------------------------------------------------ settings

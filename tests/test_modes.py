@@ -16,6 +16,7 @@ import torch
 from harness.errors import ConfigError
 from harness.results import load, read_record
 from harness.results.index import find_completed
+from harness.results.schema import EnergyFields
 from harness.settings import DataSettings, TrainerSettings
 from harness.train import run, run_all
 from harness.training.ensemble import ENERGY_SHARE_TAG, share_energy
@@ -258,17 +259,12 @@ def test_ensemble_energy_is_split_evenly_and_tagged():
         "energy_method_ram": "disabled",
         "power_mean_w": 250.0,
     }
-    member = share_energy(fields, 3)
-    assert (
-        member["energy_gpu_j"] == 100.0 and member["energy_cpu_j"] == 10.0 and member["energy_ram_j"] is None
-    )
-    assert member["energy_total_kwh"] == pytest.approx(1e-4)
-    assert member["energy_method_gpu"] == f"nvml_counter+{ENERGY_SHARE_TAG}"
-    assert (
-        member["energy_method_cpu"] == f"rapl+{ENERGY_SHARE_TAG}"
-        and member["energy_method_ram"] == "disabled"
-    )
-    assert member["power_mean_w"] == 250.0, "power is the device's, not split"
+    member = share_energy(EnergyFields(**fields), 3)
+    assert member.energy_gpu_j == 100.0 and member.energy_cpu_j == 10.0 and member.energy_ram_j is None
+    assert member.energy_total_kwh == pytest.approx(1e-4)
+    assert member.energy_method_gpu == f"nvml_counter+{ENERGY_SHARE_TAG}"
+    assert member.energy_method_cpu == f"rapl+{ENERGY_SHARE_TAG}" and member.energy_method_ram == "disabled"
+    assert member.power_mean_w == 250.0, "power is the device's, not split"
 
 
 def test_diverging_ensemble_records_every_member(compose_train, tmp_path):

@@ -69,6 +69,15 @@ def test_bench_counting_smoke(monkeypatch, capsys, tmp_path):
     assert row["model"] == f"tv:{SMALL_TORCHVISION}" and int(row["macs"]) > 0 and float(row["ratio"]) > 0
 
 
+def test_bench_track_smoke(monkeypatch, tmp_path):
+    out = tmp_path / "track.csv"
+    argv = ["--device", "cpu", "--width", "16", "--steps", "20", "--warmup", "2", "--rounds", "1"]
+    with pytest.raises(SystemExit) as stopped:
+        script("bench_track", monkeypatch).main([*argv, "--min-ratio", "0", "--out", str(out)])
+    assert stopped.value.code == 0
+    assert {row["condition"] for row in rows(out)} >= {"plain", "track"}
+
+
 def test_measure_timm_smoke(monkeypatch, tmp_path):
     reference = tmp_path / "published.csv"
     reference.write_text("model,infer_img_size,infer_gmacs\nresnet18,224,1.82\n")

@@ -87,29 +87,25 @@ def _samples(others_busy_s: float, own_cpu_s: float, wall_s: float = 10.0):
 def test_a_run_beside_a_busy_core_is_contended_and_says_why(four_cores):
     start, end = _samples(others_busy_s=30.0, own_cpu_s=20.0)  # others held 3 of 4 cores; the run used 2
     fields = contention_fields(start, end, threads=2, train_time_s=10.0, train_cpu_s=20.0, gpu_shared=None)
-    assert fields["machine_load_others"] == pytest.approx(3.0) and fields["cpu_utilization"] == pytest.approx(
-        1.0
-    )
-    assert fields["contended"] is True
-    assert (
-        fields["contended_reason"] == "other processes kept 3.0 of 4 cores busy beside this run's 2 thread(s)"
-    )
+    assert fields.machine_load_others == pytest.approx(3.0) and fields.cpu_utilization == pytest.approx(1.0)
+    assert fields.contended is True
+    assert fields.contended_reason == "other processes kept 3.0 of 4 cores busy beside this run's 2 thread(s)"
 
 
 def test_a_fair_share_is_not_contention(four_cores):
     # Two jobs of a sweep on 4 cores, two threads each: each sees the other's 2 cores busy, and that is fine.
     start, end = _samples(others_busy_s=20.0, own_cpu_s=20.0)
     fields = contention_fields(start, end, threads=2, train_time_s=10.0, train_cpu_s=20.0, gpu_shared=False)
-    assert fields["contended"] is False and fields["contended_reason"] is None
+    assert fields.contended is False and fields.contended_reason is None
 
 
 def test_a_shared_gpu_is_contention_and_unreadable_load_is_unknown(four_cores):
     quiet = _samples(others_busy_s=0.0, own_cpu_s=10.0)
     fields = contention_fields(*quiet, threads=1, train_time_s=10.0, train_cpu_s=10.0, gpu_shared=True)
-    assert fields["contended"] is True and "used the GPU" in fields["contended_reason"]
+    assert fields.contended is True and "used the GPU" in fields.contended_reason
     blind = MachineSample(0.0, None, 0.0), MachineSample(1.0, None, 1.0)
     fields = contention_fields(*blind, threads=1, train_time_s=1.0, train_cpu_s=1.0, gpu_shared=None)
-    assert fields["contended"] is None and fields["machine_load_others"] is None
+    assert fields.contended is None and fields.machine_load_others is None
 
 
 def test_cpu_threads_is_not_part_of_the_config_hash():

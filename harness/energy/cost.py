@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.record_parts import CostFields
 
 FLOP_PER_USD_PAPER = 6.874e16
 FLOP_PER_LB_CO2_PAPER = 3.498e17
@@ -118,7 +119,7 @@ def cost_fields(
     device_count: int | None,
     train_time_s: float | None,
     settings: Any,
-) -> dict[str, Any]:
+) -> CostFields:
     """The record's carbon and cost fields. `settings` is an EnergySettings (pue, price, cloud table).
 
     Paper figures and the cloud price need no energy measurement, so they are filled even with
@@ -129,17 +130,17 @@ def cost_fields(
     cloud_usd = None
     if price is not None and device_count and train_time_s is not None:
         cloud_usd = device_count * train_time_s / 3600.0 * price.usd_per_device_hour
-    return {
-        "emissions_kg": emissions_kg(energy_total_kwh, carbon_intensity_g_per_kwh, settings.pue),
-        "cost_usd_energy": energy_cost_usd(
+    return CostFields(
+        emissions_kg=emissions_kg(energy_total_kwh, carbon_intensity_g_per_kwh, settings.pue),
+        cost_usd_energy=energy_cost_usd(
             energy_total_kwh, settings.electricity_price_usd_per_kwh, settings.pue
         ),
-        "cost_usd_cloud": cloud_usd,
-        "cost_usd_paper": usd_paper,
-        "co2_kg_paper": co2_paper,
-        "pue": settings.pue,
-        "electricity_price_usd_per_kwh": settings.electricity_price_usd_per_kwh,
-        "electricity_price_source": settings.electricity_price_source,
-        "cloud_price_usd_per_hour": None if price is None else price.usd_per_device_hour,
-        "cloud_price_source": None if price is None else f"{price.device}: {price.source}",
-    }
+        cost_usd_cloud=cloud_usd,
+        cost_usd_paper=usd_paper,
+        co2_kg_paper=co2_paper,
+        pue=settings.pue,
+        electricity_price_usd_per_kwh=settings.electricity_price_usd_per_kwh,
+        electricity_price_source=settings.electricity_price_source,
+        cloud_price_usd_per_hour=None if price is None else price.usd_per_device_hour,
+        cloud_price_source=None if price is None else f"{price.device}: {price.source}",
+    )

@@ -21,6 +21,7 @@ the same way, is kept as energy_gpu_j_codecarbon: a cross-check, never part of t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,31 +32,14 @@ import torch
 
 from harness.energy.carbon import J_PER_KWH, CodeCarbonMeter, CodeCarbonReading, grid_intensity
 from harness.energy.nvml import NOT_USED, GpuEnergyReading, NvmlEnergyMeter
+from harness.record_parts import EnergyFields
 from harness.settings import EnergySettings
 
 TIMELINE_NAME = "power.csv"
 DISABLED = "disabled"
 
-ENERGY_FIELDS = (
-    "energy_gpu_j",
-    "energy_cpu_j",
-    "energy_ram_j",
-    "energy_total_j",
-    "energy_total_kwh",
-    "energy_method_gpu",
-    "energy_method_cpu",
-    "energy_method_ram",
-    "energy_gpu_shared",
-    "energy_gpu_mig",
-    "energy_gpu_error_j",
-    "power_mean_w",
-    "power_peak_w",
-    "energy_gpu_j_codecarbon",
-    "energy_codecarbon_fraction",
-    "carbon_intensity_g_per_kwh",
-    "carbon_intensity_source",
-    "energy_meter_s",
-)
+# The record's energy part (harness.results.schema.EnergyFields) names them, once.
+ENERGY_FIELDS = tuple(f.name for f in dataclasses.fields(EnergyFields))
 
 
 def _cuda_identity(device: torch.device) -> tuple[int, str | None]:

@@ -14,6 +14,7 @@ import numpy
 import torch
 
 import harness
+from harness.record_parts import ProvenanceFields
 
 
 def versions() -> dict[str, str | None]:
@@ -61,3 +62,18 @@ def slurm_job() -> dict[str, Any]:
         "slurm_array_task_id": int(task) if task else None,
         "slurm_node": env.get("SLURMD_NODENAME"),
     }
+
+
+def provenance() -> ProvenanceFields:
+    """The record's provenance part: versions, the harness's git state and the SLURM job, now."""
+    commit, dirty = git_state()
+    job = slurm_job()
+    task = job["slurm_array_task_id"]
+    return ProvenanceFields(
+        versions=versions(),
+        git_commit=commit,
+        git_dirty=dirty,
+        slurm_job_id=None if job["slurm_job_id"] is None else str(job["slurm_job_id"]),
+        slurm_array_task_id=None if task is None else int(task),
+        slurm_node=None if job["slurm_node"] is None else str(job["slurm_node"]),
+    )

@@ -1,4 +1,5 @@
-"""The run record: one JSON object per run, its fields typed and documented here and only here.
+"""The run record: one JSON object per run, its fields typed and documented here and in its parts
+(harness/record_parts.py), and only there.
 
 `results/README.md` carries the same table (`schema_markdown()` renders it; a test keeps the two equal).
 Fields that a measurement has not filled stay null: never a placeholder number.
@@ -7,24 +8,42 @@ Fields that a measurement has not filled stay null: never a placeholder number.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from harness.record_parts import (
+    ComputeFields,
+    ContentionFields,
+    CostFields,
+    EnergyFields,
+    ProvenanceFields,
+    RecordPart,
+)
+from harness.record_parts import documented as _f
+from harness.record_parts import documented_dict as _dict
 
 SCHEMA_VERSION = 1
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 
-
-def _f(doc: str, default: Any = None, unit: str = "") -> Any:
-    """A record field with its documentation attached (rendered into results/README.md)."""
-    return field(default=default, metadata={"doc": doc, "unit": unit})
-
-
-def _dict(doc: str) -> Any:
-    return field(default_factory=dict, metadata={"doc": doc, "unit": ""})
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "ComputeFields",
+    "ContentionFields",
+    "CostFields",
+    "EnergyFields",
+    "ProvenanceFields",
+    "RecordPart",
+    "RunHead",
+    "RunRecord",
+    "schema_markdown",
+]
 
 
 @dataclass
-class RunRecord:
+class RunHead:
+    """What a run is and how it went: identity, outcome, what was trained on what, and its clock."""
+
     # identity and outcome
     run_id: str = _f("unique id: UTC start time + random suffix")
     status: str = _f("completed | diverged | failed | interrupted")
@@ -56,6 +75,11 @@ class RunRecord:
     epochs_completed: float | None = _f("epochs actually trained (steps × batch / n_train)", unit="epochs")
     steps: int | None = _f("optimizer steps taken (timing warm-up excluded)", unit="steps")
     samples_seen: int | None = _f("training samples processed", unit="samples")
+    tokens_seen: int | None = _f(
+        "tokens in the training samples processed (language models via harness.track and its callbacks; "
+        "padding included)",
+        unit="tokens",
+    )
     batch_size: int | None = _f("trainer.batch_size", unit="samples")
     trainer_mode: str | None = _f("trainer.mode: how the steps were run (eager, ...)")
     trainer_fallback: str | None = _f(
@@ -75,27 +99,21 @@ class RunRecord:
     device_count: int | None = _f("devices used by the run", unit="count")
     cpu_threads: int | None = _f("torch intra- and inter-op threads (trainer.cpu_threads)", unit="count")
     cpu_threads_policy: str | None = _f("how cpu_threads was chosen: trainer.cpu_threads, or auto's reasons")
-    usable_cores: int | None = _f(
-        "cores this process may use: its CPU affinity, capped by a cgroup quota", unit="count"
-    )
     # time (one monotonic clock, device synchronized before each reading)
     train_time_s: float | None = _f("training time: warm-up and evaluation excluded", unit="s")
     eval_time_s: float | None = _f("test-set evaluation time", unit="s")
     warmup_time_s: float | None = _f("untimed warm-up steps (compile, autotune), undone afterwards", unit="s")
     wall_time_s: float | None = _f("whole run, data loading to record", unit="s")
-    # contention: what else the machine did while this run trained (harness/training/threads.py)
-    cpu_time_s: float | None = _f("this process's CPU time (all threads) in the training segments", unit="s")
-    cpu_utilization: float | None = _f("cpu_time_s / (train_time_s × cpu_threads)", unit="fraction")
-    machine_load_others: float | None = _f(
-        "cores kept busy by other processes during training: /proc/stat busy time less this process's, "
-        "over the wall time (null where /proc/stat is unreadable)",
-        unit="cores",
-    )
-    contended: bool | None = _f(
-        "the times are not of this computation alone: cpu_threads + machine_load_others exceeded "
-        "usable_cores by 0.25 core or more, or other processes used the GPU (energy_gpu_shared)"
-    )
-    contended_reason: str | None = _f("why contended is true, in one line")
+
+
+# The record is its head, the typed parts of harness/record_parts.py (which `harness train` and
+# `harness.track` fill through one builder, harness/recording.py, so a field cannot exist in one path and not
+# the other), then its results. A dataclass orders inherited fields from the last base to the first, then its
+# own: head, contention, compute, energy, cost, provenance, results, config.
+@dataclass
+class RunRecord(ProvenanceFields, CostFields, EnergyFields, ComputeFields, ContentionFields, RunHead):
+    """One run's record: the parts above, then its results and its config."""
+
     # results
     error_metric: str | None = _f("what test_error measures: classification_error (1 − accuracy) | rmse")
     test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")
@@ -105,99 +123,17 @@ class RunRecord:
     target_error: float | None = _f("trainer.target_error", unit="fraction")
     time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")
     steps_to_target: int | None = _f("steps when test error first reached target_error", unit="steps")
-    # compute (filled by the compute-accounting issue)
-    macs_forward: float | None = _f("multiply-accumulates of one forward pass, per sample", unit="MAC")
-    flops_forward: float | None = _f("2 × macs_forward (the paper's FLOP), per sample", unit="FLOP")
-    flops_forward_torch: float | None = _f(
-        "torch.utils.flop_counter's forward FLOPs per sample (matmul/conv/attention only), a cross-check",
-        unit="FLOP",
+    metrics: dict[str, float] = _dict(
+        "the last value of each other metric a loop logged (harness.track's run.log, a callback's metric)"
     )
-    attention_causal: str | None = _f(
-        "how causal attention is counted in macs_forward: full (the dense products computed; Kaplan's and "
-        "Chinchilla's convention) or half (FlashAttention's)"
-    )
-    network_operations: float | None = _f(
-        "flops_forward × fp_bp_ratio × epochs_completed × n_train (the paper's definition)", unit="FLOP"
-    )
-    flops_train_measured: float | None = _f(
-        "one real training step (forward, backward, optimizer) counted by torch, per sample × samples_seen",
-        unit="FLOP",
-    )
-    flops_train_method: str | None = _f(
-        "how network_operations was obtained: the paper's estimate, or a solver's exact formula"
-    )
-    fp_bp_ratio_measured: float | None = _f("measured training-step FLOPs / forward FLOPs", unit="ratio")
-    n_processors: int | None = _f("processors counted in the hardware burden", unit="count")
-    peak_flops: float | None = _f("peak FLOP/s per processor at the run's precision", unit="FLOP/s")
-    peak_source: str | None = _f("where peak_flops comes from (table row source, override, unknown)")
-    hardware_burden: float | None = _f("n_processors × peak_flops × train_time_s", unit="FLOP")
-    utilization: float | None = _f("network_operations / hardware_burden", unit="fraction")
-    achieved_flops_per_s: float | None = _f(
-        "flops_train_measured (or a solver's exact FLOPs) / train_time_s", unit="FLOP/s"
-    )
-    mfu: float | None = _f(
-        "model FLOP utilization: achieved_flops_per_s / (n_processors × peak_flops)", unit="fraction"
-    )
-    # energy, carbon, cost (filled by the energy issue)
-    energy_gpu_j: float | None = _f("GPU energy over the training window", unit="J")
-    energy_cpu_j: float | None = _f("CPU energy over the training window", unit="J")
-    energy_ram_j: float | None = _f("RAM energy over the training window", unit="J")
-    energy_total_j: float | None = _f("sum of the energies above", unit="J")
-    energy_total_kwh: float | None = _f("energy_total_j in kWh", unit="kWh")
-    energy_method_gpu: str | None = _f("how energy_gpu_j was obtained")
-    energy_method_cpu: str | None = _f("how energy_cpu_j was obtained")
-    energy_method_ram: str | None = _f("how energy_ram_j was obtained")
-    energy_gpu_shared: bool | None = _f("another process used the GPU during the window")
-    power_mean_w: float | None = _f("mean GPU power over the window", unit="W")
-    power_peak_w: float | None = _f("peak GPU power over the window", unit="W")
-    energy_gpu_j_codecarbon: float | None = _f("codecarbon's GPU energy, a cross-check only", unit="J")
-    emissions_kg: float | None = _f("emissions of energy_total", unit="kg CO2e")
-    carbon_intensity_g_per_kwh: float | None = _f("grid carbon intensity used", unit="g/kWh")
-    cost_usd_energy: float | None = _f("energy × electricity price", unit="USD")
-    cost_usd_cloud: float | None = _f("device-hours × cloud price", unit="USD")
-    cost_usd_paper: float | None = _f("hardware burden at the paper's USD per FLOP", unit="USD")
-    co2_kg_paper: float | None = _f("hardware burden at the paper's CO2 per FLOP", unit="kg CO2e")
-    energy_gpu_mig: bool | None = _f(
-        "the GPU is in MIG mode: energy and power are whole-GPU, not the instance's"
-    )
-    energy_gpu_error_j: float | None = _f(
-        "worst-case bound on the error of energy_gpu_j from the NVML counter's ~100 ms refresh "
-        "(null for nvml_power_integral)",
-        unit="J",
-    )
-    energy_codecarbon_fraction: float | None = _f(
-        "training-window time / codecarbon's tracked time; codecarbon's totals are scaled by it",
-        unit="fraction",
-    )
-    carbon_intensity_source: str | None = _f("where carbon_intensity_g_per_kwh comes from")
-    energy_meter_s: float | None = _f(
-        "wall time of the energy meter's window edges (device sync, NVML counter reads): the cost of "
-        "measuring, spent outside train_time_s",
-        unit="s",
-    )
-    pue: float | None = _f(
-        "power usage effectiveness applied to emissions_kg and cost_usd_energy", unit="ratio"
-    )
-    electricity_price_usd_per_kwh: float | None = _f(
-        "electricity price used for cost_usd_energy", unit="USD/kWh"
-    )
-    electricity_price_source: str | None = _f("where electricity_price_usd_per_kwh comes from")
-    cloud_price_usd_per_hour: float | None = _f(
-        "cloud price per device-hour for cost_usd_cloud", unit="USD/h"
-    )
-    cloud_price_source: str | None = _f("the cloud price table row used (device, instance, region, source)")
-    # provenance
-    versions: dict[str, str | None] = _dict("harness, torch, CUDA, cuDNN, Python, numpy, platform")
-    git_commit: str | None = _f("commit of the harness checkout, when it is a git checkout")
-    git_dirty: bool | None = _f("uncommitted changes in that checkout")
-    # Where the scheduler ran it: the one exception to "no hostname", so that a run can be matched to its
-    # SLURM job (squeue, sacct, the submitit logs) and a bad node found. Null outside SLURM.
-    slurm_job_id: str | None = _f(
-        "SLURM job id; for an array task the array's id, so the task is <slurm_job_id>_<slurm_array_task_id>"
-    )
-    slurm_array_task_id: int | None = _f("SLURM array task id (null outside an array)")
-    slurm_node: str | None = _f("SLURM node the run ran on (SLURMD_NODENAME), the only host name recorded")
     config: dict[str, Any] = _dict("the resolved Hydra config of the run")
+
+    def fill(self, *parts: RecordPart) -> RunRecord:
+        """Set every field of each part on this record (every part's field is a record field)."""
+        for part in parts:
+            for f in dataclasses.fields(part):
+                setattr(self, f.name, getattr(part, f.name))
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

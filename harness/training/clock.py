@@ -24,19 +24,36 @@ class Stopwatch:
         self.device = device
         self.totals: dict[str, float] = {}
         self.cpu_totals: dict[str, float] = {}
+        self._open: dict[str, tuple[float, float]] = {}
 
     def now(self) -> float:
         synchronize(self.device)
         return time.perf_counter()
 
+    def start(self, bucket: str) -> None:
+        """Open a segment of `bucket` (a no-op while one is open): for segments that begin and end in
+        different calls, such as a callback's hooks; `segment` is the block form."""
+        if bucket not in self._open:
+            self._open[bucket] = (self.now(), time.process_time())
+
+    def stop(self, bucket: str) -> None:
+        """Close the open segment of `bucket` and add it to the totals (a no-op when none is open)."""
+        if bucket not in self._open:
+            return
+        start, cpu_start = self._open.pop(bucket)
+        self.totals[bucket] = self.totals.get(bucket, 0.0) + self.now() - start
+        self.cpu_totals[bucket] = self.cpu_totals.get(bucket, 0.0) + time.process_time() - cpu_start
+
+    def running(self, bucket: str) -> bool:
+        return bucket in self._open
+
     @contextmanager
     def segment(self, bucket: str):
-        start, cpu_start = self.now(), time.process_time()
+        self.start(bucket)
         try:
             yield
         finally:
-            self.totals[bucket] = self.totals.get(bucket, 0.0) + self.now() - start
-            self.cpu_totals[bucket] = self.cpu_totals.get(bucket, 0.0) + time.process_time() - cpu_start
+            self.stop(bucket)
 
     def total(self, bucket: str) -> float:
         return self.totals.get(bucket, 0.0)

@@ -17,6 +17,7 @@ first seed's order, so only the initialisation differs. All members share the da
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from harness.device import autocast
 from harness.errors import ConfigError
+from harness.record_parts import EnergyFields
 from harness.training.graph import GraphStepper, GraphUnavailable, graph_amp, graph_blocker, warn_fallback
 from harness.training.loop import (
     EagerStepper,
@@ -45,18 +47,6 @@ log = logging.getLogger(__name__)
 # E independent optimizers.
 ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
 ENERGY_SHARE_TAG = "shared_ensemble"
-# Energy quantities (and the meter's own time) that add up over members, split evenly; methods get the
-# tag; power stays whole-device.
-_SPLIT_ENERGY = (
-    "energy_gpu_j",
-    "energy_cpu_j",
-    "energy_ram_j",
-    "energy_total_j",
-    "energy_total_kwh",
-    "energy_gpu_error_j",
-    "energy_gpu_j_codecarbon",
-    "energy_meter_s",
-)
 _UNMEASURED_METHODS = ("not_used", "disabled")
 
 
@@ -205,16 +195,19 @@ def train_ensemble(job: TrainingJob) -> list[TrainResult]:
     return results
 
 
-def share_energy(fields: dict[str, Any], members: int) -> dict[str, Any]:
-    """One member's energy fields: the window's energy split evenly, each measured method tagged (a job of
-    one model keeps its fields as they are)."""
-    shared = dict(fields)
+def share_energy(energy: EnergyFields, members: int) -> EnergyFields:
+    """One member's energy: the window's quantities that add up (marked shared_by_members in the schema)
+    split evenly, each measured method tagged, power left whole-device (a job of one model keeps its
+    energy as it is)."""
     if members == 1:
-        return shared
-    for key in _SPLIT_ENERGY:
-        if shared.get(key) is not None:
-            shared[key] = shared[key] / members
-    for key in ("energy_method_gpu", "energy_method_cpu", "energy_method_ram"):
-        if shared.get(key) is not None and shared[key] not in _UNMEASURED_METHODS:
-            shared[key] = f"{shared[key]}+{ENERGY_SHARE_TAG}"
-    return shared
+        return energy
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(energy):
+        value = getattr(energy, f.name)
+        if value is None:
+            continue
+        if f.metadata.get("shared_by_members"):
+            changes[f.name] = value / members
+        elif f.name.startswith("energy_method_") and value not in _UNMEASURED_METHODS:
+            changes[f.name] = f"{value}+{ENERGY_SHARE_TAG}"
+    return dataclasses.replace(energy, **changes)

@@ -41,6 +41,7 @@ class TrainResult:
     error: str | None = None
     steps: int = 0
     samples_seen: int = 0
+    tokens_seen: int | None = None  # tokens in those samples, where the loop reports them
     curve: list[CurveRow] = field(default_factory=list)
     train_time_s: float = 0.0
     train_cpu_s: float = 0.0  # this process's CPU time over the training segments (all threads)

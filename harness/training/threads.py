@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import ConfigError
+from harness.record_parts import ContentionFields
 
 # Demand over supply, in cores, from which a run counts as contended: its threads plus other processes' load
 # exceed the cores it may use by this much. Others' load is what they achieved, capped by the machine (three
@@ -145,7 +146,7 @@ def contention_fields(
     train_time_s: float | None,
     train_cpu_s: float | None,
     gpu_shared: bool | None,
-) -> dict:
+) -> ContentionFields:
     """The record's evidence of contention over the training (see the module), with `contended` and why."""
     others = others_busy_cores(start, end)
     utilization = None
@@ -159,11 +160,11 @@ def contention_fields(
         )
     if gpu_shared:
         reasons.append("other processes used the GPU during the run")
-    return {
-        "cpu_time_s": train_cpu_s,
-        "cpu_utilization": utilization,
-        "machine_load_others": others,
-        "usable_cores": cores,
-        "contended": None if others is None and gpu_shared is None else bool(reasons),
-        "contended_reason": "; ".join(reasons) or None,
-    }
+    return ContentionFields(
+        cpu_time_s=train_cpu_s,
+        cpu_utilization=utilization,
+        machine_load_others=others,
+        usable_cores=cores,
+        contended=None if others is None and gpu_shared is None else bool(reasons),
+        contended_reason="; ".join(reasons) or None,
+    )

@@ -90,8 +90,9 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
     except HydraException:
         return []  # Hydra reports its own parse errors, with a pointer to the bad character
     for override in parsed:
-        if override.key_or_group == "hydra.searchpath" and not override.is_sweep_override():
-            search += [str(entry) for entry in override.value() or []]
+        entries = override.value() if override.key_or_group == "hydra.searchpath" else None
+        if isinstance(entries, list):
+            search += [str(entry) for entry in entries]
     searchpath = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     single, groups, values_of, appended = list(searchpath), list(searchpath), {}, []
     swept = set()

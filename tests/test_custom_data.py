@@ -55,6 +55,18 @@ USER_DATA = textwrap.dedent(
         return {"train": Lazy(n, 0, classes), "test": Lazy(n // 4, 10**6, classes), "num_classes": classes}
 
 
+    class LazyTargets(Lazy):
+        """The same samples with a float target (their mean): a regression set."""
+
+        def __getitem__(self, i):
+            x, _ = super().__getitem__(i)
+            return x, x.mean()
+
+
+    def lazy_regression(n: int = 240):
+        return {"train": LazyTargets(n, 0, 4), "test": LazyTargets(n // 4, 10**6, 4)}
+
+
     def no_test():
         return {"train": (np.zeros((4, 2)), np.zeros(4, dtype=np.int64))}
 
@@ -111,6 +123,13 @@ def test_a_map_style_dataset_is_streamed_not_loaded(user_data):
     assert x.shape == (8, 2, 4, 4) and y.tolist() == [int(i) % 4 for i in data.train.indices[:8]]
     untouched = _load(_target_="blobdata.lazy", normalize=False)  # num_classes given, no subset: no pass
     assert untouched.train.dataset.reads == 1  # only the first item, for its shape
+
+
+def test_a_dataset_with_float_targets_is_streamed_regression_with_a_plain_nested_subset(user_data):
+    small, large = (_load(_target_="blobdata.lazy_regression", n_train=n, normalize=False) for n in (30, 90))
+    assert small.task == "regression" and small.num_classes == 1 and small.n_train == 30
+    assert set(small.train.indices) <= set(large.train.indices)  # nested, without reading any labels
+    assert small.train.dataset.reads == 1  # only the first item, for its shape and kind of target
 
 
 def test_a_streamed_dataset_is_standardized_per_batch(user_data):

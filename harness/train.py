@@ -41,7 +41,7 @@ from harness.results.provenance import slurm_job, versions
 from harness.results.schema import EnergyFields
 from harness.results.store import RECORD_NAME
 from harness.results.summary import note_resumed
-from harness.settings import RunSettings, TrainerSettings, plain
+from harness.settings import RunSettings, TrainerSettings, label_of, plain
 from harness.sweep import assign_device, release_job_state
 from harness.training.ensemble import share_energy
 from harness.training.loop import optimizer_factory
@@ -181,25 +181,17 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         data_fraction=settings.data.fraction,
         n_train=data.n_train,
         n_train_full=data.n_train_full,
-        n_test=len(data.y_test),
+        n_test=data.n_test,
         input_shape=list(data.input_shape),
         num_classes=data.num_classes,
         task=data.task,
         error_metric=objective_for(data.task).error_metric,
         trainer_mode=trainer.mode,
-        seeds=_seeds(config["data"], settings),
+        seeds={"init_and_order": settings.seed, **settings.data.seeds},
         epochs=trainer.epochs,
         batch_size=trainer.batch_size,
         target_error=trainer.target_error,
     )
-
-
-def _seeds(data_config: dict, settings: RunSettings) -> dict[str, int]:
-    """Every seed behind the run: init and data order, and the data's own (subsample, generator) where the
-    dataset's config has them."""
-    keys = [key for key in ("subsample_seed", "generator_seed") if key in data_config]
-    data_seeds = {key: getattr(settings.data, key) for key in keys}
-    return {"init_and_order": settings.seed, **data_seeds}
 
 
 def _member_records(base: RunRecord, settings: RunSettings) -> list[RunRecord]:
@@ -228,11 +220,11 @@ def _count_compute(settings: RunSettings, job: TrainingJob) -> ForwardCompute | 
     if not settings.measure.flops:
         return None
     data, device = job.data, job.device
-    batch = min(settings.trainer.batch_size, data.n_train)
+    x, y = data.head(min(settings.trainer.batch_size, data.n_train))
     return count_run_compute(
         job.models[0].to(device),
-        data.x_train[:batch].to(device),
-        data.y_train[:batch].to(device),
+        x.to(device),
+        y.to(device),
         optimizer_factory(settings.trainer),
         job.dtype,
         strict=settings.measure.strict_flops,
@@ -308,7 +300,7 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seed=config.get("seed"),
         model=model_label(config["model"]),
-        data=config["data"].get("name"),
+        data=label_of(config["data"].get("name"), config["data"].get("_target_")),
         versions=versions(),
         **slurm_job(),
     )

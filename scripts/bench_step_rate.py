@@ -101,15 +101,15 @@ def synthetic(case: Case, n_train: int) -> Dataset:
     x = torch.randn(n_train + N_TEST, *case.input_shape, generator=generator)
     y = torch.randint(0, CLASSES, (n_train + N_TEST,), generator=generator)
     return Dataset(
-        "synthetic",
-        x[:n_train],
-        y[:n_train],
-        x[n_train:],
-        y[n_train:],
-        case.input_shape,
-        CLASSES,
-        n_train,
-        "scripts/bench_step_rate.py",
+        name="synthetic",
+        x_train=x[:n_train],
+        y_train=y[:n_train],
+        x_test=x[n_train:],
+        y_test=y[n_train:],
+        input_shape=case.input_shape,
+        num_classes=CLASSES,
+        n_train_full=n_train,
+        source="scripts/bench_step_rate.py",
     )
 
 

@@ -124,12 +124,25 @@ def prepare_runs(
         runs = runs.drop(columns=["error"], errors="ignore").rename(columns={error: "error"})
     filtered = runs.reset_index(drop=True)
     if seeds == "mean":
-        runs = average_seeds(runs, x=x, keys=[k for k in group_by if k in runs.columns and k != "seed"])
+        runs = average_seeds(runs, x=x, keys=[k for k in grouping_columns(group_by, runs) if k != "seed"])
     everything = runs.reset_index(drop=True)
     everything["on_frontier"] = frontier_mask(everything, x)
     points = everything[everything["on_frontier"]] if frontier else everything
     kept = {reason: count for reason, count in dropped.items() if count}
     return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept)
+
+
+def grouping_columns(group_by: Sequence[str], runs: pd.DataFrame) -> list[str]:
+    """The columns of `runs` that `group_by` names; an entry ending in `.*` names every column under it
+    (`config.model.*`: every constructor argument of the model, so runs of a user's model that differ in
+    one, `+model.hidden=8,16`, are separate configurations like model.width)."""
+    columns = []
+    for key in group_by:
+        if key.endswith(".*"):
+            columns += sorted(c for c in runs.columns if c.startswith(key[:-1]) and c not in columns)
+        elif key in runs.columns and key not in columns:
+            columns.append(key)
+    return columns
 
 
 def _keep(frame: pd.DataFrame, mask: pd.Series) -> tuple[pd.DataFrame, int]:

@@ -15,23 +15,25 @@ objects it is handed:
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
-from hydra.utils import instantiate
 
-from harness.data import Dataset
+from harness.data import StreamedDataset, TrainingData
+from harness.data.streamed import Streamed
 from harness.device import autocast
 from harness.errors import ConfigError
+from harness.plugins import checked_arguments, resolve
 from harness.settings import TrainerSettings
 from harness.training.clock import Stopwatch
 from harness.training.objective import Objective, objective_for
 from harness.training.schedule import lr_factor
-from harness.training.spec import CurveRow, TrainingJob, TrainResult
+from harness.training.spec import CurveRow, TrainingJob, TrainResult, resident
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +81,39 @@ def evaluate(
 ) -> tuple[float, float]:
     """(test error, mean test loss) over the whole set, in eval mode; the objective says what error means
     (classification error by default, RMSE for regression)."""
+    return evaluate_batches(model, tensor_batches(x, y, batch_size), len(x), device, dtype, objective)
+
+
+@torch.no_grad()
+def evaluate_batches(
+    model, batches: Iterable[tuple], n: int, device, dtype, objective: Objective | None = None
+) -> tuple[float, float]:
+    """`evaluate` over (x, y) batches that together hold the `n` samples of the set."""
     objective = objective or objective_for("classification")
     was_training = model.training
     model.eval()
-    loss, error = summed_over_batches(model, objective.sums, x, y, batch_size, device, dtype)
+    loss, error = summed_over(model, objective.sums, batches, device, dtype)
     model.train(was_training)
-    return objective.scores(loss.item(), error.item(), len(x))
+    return objective.scores(loss.item(), error.item(), n)
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[tuple]:
+    """(x, y) in consecutive slices of `batch_size`."""
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def summed_over_batches(forward, sums, x, y, batch_size: int, device, dtype, members: tuple[int, ...] = ()):
     """(loss, error) of `forward` on (x, y), each summed over the set batch by batch under autocast;
     `members` is their shape: () for one model, (E,) for an ensemble's E."""
+    return summed_over(forward, sums, tensor_batches(x, y, batch_size), device, dtype, members)
+
+
+def summed_over(forward, sums, batches: Iterable[tuple], device, dtype, members: tuple[int, ...] = ()):
+    """`summed_over_batches` over given (x, y) batches."""
     loss = torch.zeros(members, device=device)
     error = torch.zeros(members, device=device)
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+    for xb, yb in batches:
         with autocast(device, dtype):
             output = forward(xb)
         batch_loss, batch_error = sums(output, yb)
@@ -147,6 +167,29 @@ class ModuleCore:
 
     def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
         return [evaluate(self.model, x, y, batch_size, self.device, self.dtype, self.objective)]
+
+
+class StreamedCore(ModuleCore):
+    """One nn.Module trained on (x, y) batches a DataLoader reads from a map-style Dataset (its steps take
+    a batch, not indices), and evaluated by reading its test split the same way."""
+
+    def __init__(self, model, forward, test: Streamed, objective: Objective, device, dtype):
+        empty = torch.empty(0)
+        super().__init__(model, forward, empty, empty, objective, device, dtype)
+        self.test = test
+
+    def loss_and_grads(self, idx, scale: Callable = lambda loss: loss) -> torch.Tensor:
+        x, y = idx  # a batch the DataLoader read
+        with self.amp(self.device, self.dtype):
+            loss = self.objective.loss(self.forward(x), y)
+        scale(loss).backward()
+        return loss.detach().float().reshape(1)
+
+    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
+        batches = self.test.in_order(batch_size, self.device)
+        return [
+            evaluate_batches(self.model, batches, len(self.test), self.device, self.dtype, self.objective)
+        ]
 
 
 # ------------------------------------------------------------------------------------ how it is stepped
@@ -240,8 +283,14 @@ class EagerStepper:
 
 
 def optimizer_factory(settings: TrainerSettings) -> Callable[..., torch.optim.Optimizer]:
-    """The configured torch.optim class as a partial: call it with the parameters it updates."""
-    return instantiate(dict(settings.optimizer))
+    """The configured optimizer class as a partial: call it with the parameters it updates. Its arguments
+    are checked against its signature first: one line naming the optimizer and the argument it lacks."""
+    options = dict(settings.optimizer)
+    target = options.pop("_target_", None)
+    options.pop("_partial_", None)  # Hydra's spelling of "a partial": it always is one here
+    label = f"trainer.optimizer._target_={target}"
+    optimizer = resolve(target, "trainer.optimizer")
+    return functools.partial(optimizer, **checked_arguments(optimizer, options, label, provided=("params",)))
 
 
 # ------------------------------------------------------------------------------------ the outer loop
@@ -260,13 +309,11 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     drop_last: bool
-
-    @property
-    def n(self) -> int:
-        return len(self.x_train)
+    n: int  # training samples (x_train's length; for a streamed Dataset, its training split's)
 
     @classmethod
-    def make(cls, data: Dataset, settings: TrainerSettings, device: torch.device, drop_last: bool):
+    def make(cls, data: TrainingData, settings: TrainerSettings, device: torch.device, drop_last: bool):
+        data = resident(data, settings.mode)
         x_train, x_test = data.x_train.to(device), data.x_test.to(device)
         if settings.channels_last and x_train.ndim == 4:
             x_train = x_train.contiguous(memory_format=torch.channels_last)
@@ -285,6 +332,7 @@ class Plan:
             steps_per_epoch,
             total,
             drop_last,
+            n,
         )
 
 
@@ -338,17 +386,18 @@ class _Run:
         next_eval = (steps // self.eval_every + 1) * self.eval_every
         return min(self.plan.total_steps, next_eval, (steps // self.check_every + 1) * self.check_every)
 
-    def train_until(self, end: int, batches: Iterator[torch.Tensor]) -> None:
+    def train_until(self, end: int, batches: Iterator) -> None:
         # One energy window per evaluation interval, not per chunk: each window edge costs NVML counter
         # reads (milliseconds each; on an H100, windows per 50-step chunk slowed a small MLP's training by
         # 14%). The loss check between chunks falls inside the window; evaluation does not.
         self.energy.begin()  # no-op while the window is open
         with self.watch.segment("train"):
             while self.steps < end:
-                idx = next(batches)
-                self.stepper.step(idx)
+                batch = next(batches)
+                self.stepper.step(batch)
                 self.steps += 1
-                self.samples += idx.shape[-1]
+                # index batches (members, batch) or (batch,); a streamed batch is an (x, y) pair
+                self.samples += len(batch[1]) if isinstance(batch, tuple) else batch.shape[-1]
                 self.losses += 1
 
     def check_losses(self) -> list[float]:
@@ -393,9 +442,7 @@ class _Run:
         self.losses = 0
 
 
-def run_steps(
-    stepper: Stepper, batches: Iterator[torch.Tensor], plan: Plan, job: TrainingJob
-) -> list[TrainResult]:
+def run_steps(stepper: Stepper, batches: Iterator, plan: Plan, job: TrainingJob) -> list[TrainResult]:
     """Warm up, then train until the plan's steps are done, evaluating at intervals: one TrainResult per
     member. Members share the device, so each is charged its share (1/members) of every time bucket; a
     member whose loss turns non-finite stops (status diverged) while the others go on."""
@@ -437,6 +484,8 @@ def _mean_row(rows: list[CurveRow]) -> CurveRow:
 
 def train(job: TrainingJob) -> list[TrainResult]:
     """trainer.mode=eager: train the job's model as its settings say; never raises on divergence."""
+    if isinstance(job.data, StreamedDataset):
+        return train_streamed(job, job.data)
     model, seed = job.only_model()
     settings, device = job.settings, job.device
     # A compiled model recompiles on a new batch shape, inside timed training: compile implies static shapes.
@@ -449,3 +498,36 @@ def train(job: TrainingJob) -> list[TrainResult]:
     stepper = EagerStepper(core, optimizer, plan.total_steps, settings, job.dtype, device, warmup_idx)
     batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
     return run_steps(stepper, batches, plan, job)
+
+
+def train_streamed(job: TrainingJob, data: StreamedDataset) -> list[TrainResult]:
+    """trainer.mode=eager on a map-style Dataset: the same seeded permutations, steps, clock and evaluations
+    as in-memory data, but each batch is read by a DataLoader (its reading is inside the training time:
+    it is part of what training this data costs)."""
+    model, seed = job.only_model()
+    settings, device = job.settings, job.device
+    drop_last = settings.drop_last_for(static_shapes=settings.compile)
+    n = data.n_train
+    steps_per_epoch, total = plan_steps(
+        n, settings.batch_size, settings.epochs, settings.max_steps, drop_last
+    )
+    batch_size = min(settings.batch_size, n)
+    # The plan's tensors stay empty: the core reads its batches, and its test split, through the DataLoader.
+    empty = torch.empty(0)
+    objective = objective_for(data.task)
+    plan = Plan(empty, empty, empty, empty, objective, batch_size, steps_per_epoch, total, drop_last, n)
+    place(model, device, settings.channels_last)
+    optimizer = optimizer_factory(settings)(model.parameters())
+    forward = torch.compile(model) if settings.compile else model
+    core = StreamedCore(model, forward, data.test, objective, device, job.dtype)
+    warmup_batch = next(data.train.batches([torch.arange(batch_size)], device))
+    stepper = EagerStepper(core, optimizer, total, settings, job.dtype, device, warmup_batch)
+    order = shuffled_batches(n, batch_size, seed, torch.device("cpu"), drop_last)
+    batches = data.train.batches(order, device)
+    if settings.channels_last:  # as Plan.make lays out in-memory images, batch by batch here
+        batches = ((_channels_last(x), y) for x, y in batches)
+    return run_steps(stepper, batches, plan, job)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from harness.training.spec import Trainer, TrainingJob
+from harness.training.spec import STREAMING_MODES, Trainer, TrainingJob, resident
 
 # mode -> ("module:trainer", "module:check" or None); the names are harness.settings' TRAINER_MODES.
 MODES = {
@@ -21,6 +21,10 @@ MODES = {
     "graph": ("harness.training.graph:train_graph", None),
     "ensemble": ("harness.training.ensemble:train_ensemble", "harness.training.ensemble:check_ensemble"),
 }
+
+
+# Modes whose steps use trainer.optimizer (a closed-form solve has none).
+OPTIMIZER_MODES = ("eager", "graph", "ensemble")
 
 
 def _load(path: str):
@@ -35,6 +39,12 @@ def trainer_for(mode: str) -> Trainer:
 
 def check_job(job: TrainingJob) -> None:
     """The job's mode's own checks (one-line ConfigErrors), before anything is counted or trained."""
+    if job.settings.mode not in STREAMING_MODES:
+        resident(job.data, job.settings.mode)
+    if job.settings.mode in OPTIMIZER_MODES:
+        from harness.training.loop import optimizer_factory
+
+        optimizer_factory(job.settings)  # its arguments checked before anything is counted
     check = MODES[job.settings.mode][1]
     if check is not None:
         _load(check)(job)

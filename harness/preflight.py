@@ -163,14 +163,16 @@ def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
     signature = signature_of(optimizer)
     takes = {} if signature is None else signature.parameters
     open_ended = signature is None or any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    for key in [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" in given]:
+    # A config node's keys are names (strings); OmegaConf types them as any dict key (bytes, int, ...).
+    keys = [str(key) for key in node]
+    for key in [key for key in keys if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" in given]:
         if not open_ended and key not in takes:
             names = ", ".join(name for name in takes if name != "params")
             exit_with_error(
                 f"trainer.optimizer._target_={target} takes no argument {key} (it takes: {names}); "
                 f"remove trainer.optimizer.{key}"
             )
-    inherited = [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
+    inherited = [key for key in keys if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
     return [f"~trainer.optimizer.{key}" for key in inherited]
 
 

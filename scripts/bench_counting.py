@@ -71,6 +71,8 @@ def build(spec: str) -> tuple[torch.nn.Module, torch.Tensor]:
     import timm
 
     model = timm.create_model(name, pretrained=False).eval()
+    # timm sets a plain dict; nn.Module's attribute type says tensor or module
+    assert isinstance(model.pretrained_cfg, dict)
     return model, torch.randn(1, *model.pretrained_cfg["input_size"])
 
 

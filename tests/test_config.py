@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from harness.building import build_model_from_config
-from harness.data import load_dataset
+from harness.data import Dataset, load_dataset
 from harness.errors import DataNotFoundError
 from harness.settings import DataSettings
 
@@ -68,6 +68,7 @@ def test_groups_have_the_expected_options():
 def test_every_model_option_builds_for_digits(compose_train, model):
     cfg = compose_train(f"model={model}")
     data = load_dataset(DataSettings.from_config(cfg.data))
+    assert isinstance(data, Dataset)  # digits: in memory, not streamed
     net = build_model_from_config(cfg.model, data.input_shape, data.num_classes)
     assert net(data.x_test[:2]).shape == (2, data.num_classes)
 
@@ -83,6 +84,7 @@ def test_every_data_option_composes_and_loads_or_says_where_to_get_it(compose_tr
         assert option in ("fashion_mnist", "mnist", "cifar10")
         assert str(tmp_path) in str(exc) and "\n" not in str(exc)
     else:
+        assert isinstance(data, Dataset)  # the shipped options load into memory
         assert data.n_train > 0 and len(data.x_train) == data.n_train
 
 

@@ -472,6 +472,7 @@ def test_window_closes_when_the_block_raises(gpu, tmp_path):
 def test_inference_energy_is_one_counter_window_of_at_least_the_minimum(gpu):
     import torch
 
+    from harness.compute.inputs import InputSpec
     from harness.measure import inference_energy
 
     class Busy(torch.nn.Module):
@@ -484,7 +485,8 @@ def test_inference_energy_is_one_counter_window_of_at_least_the_minimum(gpu):
     settings = EnergySettings(codecarbon=False, save_timeline=False, sample_hz=0)
     meter = EnergyMeter(settings, "cuda", None, clock=gpu.clock, gpu_meter=gpu.meter())
     cpu = torch.device("cpu")  # the tensors; the meter is the one on the (fake) GPU
-    row = inference_energy(Busy(), (3,), 8, cpu, torch.float32, 2.0, meter=meter, clock=gpu.clock)
+    batch = InputSpec((8, 3))  # a batch of 8 samples of shape (3,)
+    row = inference_energy(Busy(), batch, 8, cpu, torch.float32, 2.0, meter=meter, clock=gpu.clock)
     assert row["energy_method"] == "nvml_counter"
     assert row["energy_window_s"] >= 2.0 and row["energy_iterations"] == 40
     assert row["energy_j"] == pytest.approx(600.0, abs=row["energy_error_j"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -249,7 +250,7 @@ def test_ensemble_members_are_records_of_their_own(compose_train, tmp_path):
 
 
 def test_ensemble_energy_is_split_evenly_and_tagged():
-    fields = {
+    fields: dict[str, Any] = {
         "energy_gpu_j": 300.0,
         "energy_cpu_j": 30.0,
         "energy_ram_j": None,

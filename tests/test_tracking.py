@@ -256,7 +256,9 @@ def test_importing_harness_imports_neither_integration_library_nor_torch():
 
 
 def test_lightning_fit_writes_a_record_that_fit_reads(tmp_path):
-    pl = pytest.importorskip("lightning.pytorch")
+    pytest.importorskip("lightning.pytorch")
+    import lightning.pytorch as pl
+
     from harness.integrations.lightning import HarnessCallback
 
     class Classifier(pl.LightningModule):
@@ -310,7 +312,9 @@ def test_lightning_fit_writes_a_record_that_fit_reads(tmp_path):
 
 
 def test_an_exception_in_lightning_fit_leaves_a_failed_record(tmp_path):
-    pl = pytest.importorskip("lightning.pytorch")
+    pytest.importorskip("lightning.pytorch")
+    import lightning.pytorch as pl
+
     from harness.integrations.lightning import HarnessCallback
 
     class Broken(pl.LightningModule):

@@ -96,9 +96,9 @@ def _state(module: torch.nn.Module) -> list[torch.Tensor]:
         for tensor in owner._parameters.values():
             if tensor is not None:
                 unique.setdefault(id(tensor), tensor)
-        for name, tensor in owner._buffers.items():
-            if tensor is not None and name not in owner._non_persistent_buffers_set:
-                unique.setdefault(id(tensor), tensor)
+        for name, buffer in owner._buffers.items():
+            if buffer is not None and name not in owner._non_persistent_buffers_set:
+                unique.setdefault(id(buffer), buffer)
     return list(unique.values())
 
 
@@ -137,6 +137,9 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
 
     `wrap`, if given, makes what is traced from the model (flops.TensorOutputs: keyword inputs, only the
     output's tensors); the scopes, and every name fvcore reports, stay the model's own."""
+
+    # fvcore's (set to None in its __init__; fvcore is untyped): the Statistics once analyzed
+    _stats: _jit_analysis.Statistics | None
 
     def __init__(self, model, inputs, *, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None):
         super().__init__(model, inputs)
@@ -179,7 +182,8 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
             if kind in _ARGUMENT_NODES:
                 continue
             if kind == "prim::PythonOp":
-                kind = f"{kind}.{node.pyname()}"  # its Python name says what it is
+                # its Python name says what it is (torch binds Node.pyname; its stubs leave it out)
+                kind = f"{kind}.{node.pyname()}"  # type: ignore[attr-defined]
             scope = node.scopeName()
             if scope not in ancestors_of:
                 parts = scope.split("/")

@@ -41,7 +41,7 @@ class InputSpec:
     def make(self, device: torch.device) -> torch.Tensor:
         if self.integral:
             low = int(self.low or 0)
-            values = torch.randint(low, int(self.high), self.shape, device=device)  # type: ignore[arg-type]
+            values = torch.randint(low, int(self.high), self.shape, device=device)
             return values.to(self.dtype)
         if self.low is not None and self.high is not None:
             return torch.empty(self.shape, dtype=self.dtype, device=device).uniform_(self.low, self.high)

@@ -35,7 +35,7 @@ class Streamed:
         positions = (self.indices[batch.cpu().numpy()].tolist() for batch in index_batches)
         loader = DataLoader(
             self.dataset,
-            batch_sampler=positions,  # type: ignore[arg-type]  (any iterable of index lists serves)
+            batch_sampler=positions,  # any iterable of index lists serves
             num_workers=self.workers,
             pin_memory=device.type == "cuda",
         )

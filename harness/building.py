@@ -9,7 +9,7 @@ import torch
 
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.models import available_models, build_model
-from harness.plugins import accepts, checked_arguments, resolve
+from harness.plugins import accepts, built_values, checked_arguments, resolve
 from harness.settings import label_of, plain
 
 # What the harness hands a model's constructor when it has parameters of these names (and nothing else).
@@ -65,7 +65,7 @@ def _build_target(
             f"{label}: {', '.join(given)} come from the data; remove model.{given[0]} (the harness passes it "
             "to a constructor with a parameter of that name)"
         )
-    arguments = checked_arguments(build, kwargs, label, provided=PROVIDED)
+    arguments = built_values(checked_arguments(build, kwargs, label, provided=PROVIDED), "model")
     shapes = {"input_shape": input_shape, "num_classes": num_classes}
     arguments.update({key: value for key, value in shapes.items() if accepts(build, key)})
     try:

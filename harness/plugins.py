@@ -112,6 +112,27 @@ def checked_arguments(
     return {key: _typed(value, hints.get(key), f"{group}.{key}") for key, value in arguments.items()}
 
 
+def built_values(arguments: Mapping[str, Any], group: str) -> dict[str, Any]:
+    """`arguments` with every value that is itself a node with a `_target_` (a Hugging Face model's
+    `+model.config._target_=transformers.GPT2Config`) built first, as Hydra's instantiate builds nested
+    nodes; a failure is a one-line ConfigError naming the key."""
+    from hydra.utils import instantiate
+
+    built = {}
+    for key, value in arguments.items():
+        if isinstance(value, Mapping) and "_target_" in value:
+            try:
+                value = instantiate(dict(value))
+            except Exception as exc:
+                raise ConfigError(
+                    f"{group}.{key}._target_={value['_target_']} could not be built "
+                    f"({one_line(exc, from_end=True)}); check it and its arguments "
+                    f"(+{group}.{key}.<name>=...)"
+                ) from None
+        built[key] = value
+    return built
+
+
 def _typed(value: Any, hint: Any, name: str) -> Any:
     """`value` typed as a scalar annotation says (a number for `float`, true/false for `bool`, with the
     settings' one-line errors); a value for any other annotation (a tensor, a class) is passed as it came."""

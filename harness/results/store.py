@@ -8,7 +8,6 @@ import json
 import math
 import os
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness.results.schema import RunRecord
+from harness.results.validate import checked_record
 
 RECORD_NAME = "run.json"
 CURVE_NAME = "curve.csv"
@@ -93,11 +93,12 @@ def write_curve(run_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
 
 
 def read_record(path: Path) -> RunRecord:
-    """Read one run.json (or the run.json inside a run directory)."""
+    """Read one run.json (or the run.json inside a run directory). A file that is not JSON raises
+    ValueError; one whose fields have the wrong types raises BadRecord (a TypeError) naming the field."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_NAME
-    return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return checked_record(json.loads(path.read_text(encoding="utf-8")))
 
 
 def find_records(path: Path) -> Iterator[Path]:
@@ -113,11 +114,6 @@ def find_records(path: Path) -> Iterator[Path]:
     yield from sorted(Path(root) / RECORD_NAME for root, _, names in os.walk(path) if RECORD_NAME in names)
 
 
-def _flat(record: dict[str, Any]) -> dict[str, Any]:
-    """One table row: scalar fields as they are, nested ones (config, versions, seeds) as dotted columns."""
-    return pd.json_normalize(record, sep=".").iloc[0].to_dict()
-
-
 # Tables of runs (written by `harness collect`) that load() reads as they are.
 TABLE_SUFFIXES = (".parquet", ".csv")
 
@@ -128,8 +124,12 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     holds one of them and no run records, such as a committed study).
 
     Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
-    and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
+    and `run_dir`. A record that cannot be parsed, or whose fields have the wrong types, is skipped with a
+    warning naming the file. A folder of records is read through its catalog (harness.results.catalog):
+    only records it does not yet hold are opened.
     """
+    from harness.results.catalog import Catalog, catalog_frame  # catalog imports this module
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -138,29 +138,23 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     if path.is_file() and path.suffix in TABLE_SUFFIXES:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         return (frame if columns is None else frame[list(columns)]).reset_index(drop=True)
-    if path.is_dir() and next(find_records(path), None) is None:
-        # A folder that ships only its table (results/study/...): the Parquet one, else the CSV one.
-        for shipped in (path / f"runs{suffix}" for suffix in TABLE_SUFFIXES):
-            if shipped.is_file():
-                return load(shipped, columns=columns)
-    rows = []
-    for file in find_records(path):
-        try:
-            record = RunRecord.from_dict(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:  # truncated, not JSON, or not a record (null, a list)
-            warnings.warn(f"skipping unreadable run record {file}: {exc}", stacklevel=2)
-            continue
-        row = _flat(record.to_dict())
-        row["run_dir"] = str(file.parent)
-        rows.append(row)
-    base = [
-        f.name
-        for f in RunRecord.__dataclass_fields__.values()
-        if f.name not in ("config", "versions", "seeds")
-    ]
-    frame = pd.DataFrame(rows)
+    if path.is_file() or (path / RECORD_NAME).is_file():
+        # One run: read directly, no catalog beside a single record.
+        run_dir = path.parent if path.is_file() else path
+        frame = Catalog(run_dir, persist=False).frame(columns, warn=True)
+        frame = frame[frame["run_dir"] == str(run_dir)].reset_index(drop=True)
+    else:
+        frame = catalog_frame(path, columns)
+        if frame.empty and not any(True for _ in find_records(path)):
+            # A folder that ships only its table (results/study/...): the Parquet one, else the CSV one.
+            for shipped in (path / f"runs{suffix}" for suffix in TABLE_SUFFIXES):
+                if shipped.is_file():
+                    return load(shipped, columns=columns)
     if frame.empty:
-        frame = pd.DataFrame(columns=[*base, "run_dir"])
-    if columns is not None:
-        frame = frame[list(columns)]
-    return frame.reset_index(drop=True)
+        base = [
+            f.name
+            for f in RunRecord.__dataclass_fields__.values()
+            if f.name not in ("config", "versions", "seeds")
+        ]
+        frame = pd.DataFrame(columns=[*base, "run_dir"] if columns is None else list(columns))
+    return frame

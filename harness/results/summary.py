@@ -15,6 +15,7 @@ from harness.labels import short_label
 from harness.results.store import RECORD_NAME, atomic_write_text, load
 
 RESUMED_DIR = ".resumed"  # <sweep dir>/.resumed/<job num>.json: a job skipped by resume, and its record
+CLAIMED_DIR = ".claimed"  # <sweep dir>/.claimed/<job num>.json: a job skipped as another launcher's
 SUMMARY_NAME = "summary.md"
 # What every run cost, after the keys the sweep varies: the figures this tool exists for.
 COST_COLUMNS = (
@@ -41,6 +42,18 @@ def note_resumed(sweep_dir: Path, job_num: int, run_dir: Path) -> None:
     sweep's progress counts it and its table lists it (one file per job: workers never share a file)."""
     marker = {"job": int(job_num), "run_dir": str(Path(run_dir).resolve())}
     atomic_write_text(Path(sweep_dir) / RESUMED_DIR / f"{int(job_num)}.json", json.dumps(marker) + "\n")
+
+
+def note_claimed(sweep_dir: Path, job_num: int, holder: str) -> None:
+    """A job skipped because another live launcher trains its configuration: noted, so that the sweep counts
+    it as accounted for (not as a job that left nothing)."""
+    marker = {"job": int(job_num), "holder": holder}
+    atomic_write_text(Path(sweep_dir) / CLAIMED_DIR / f"{int(job_num)}.json", json.dumps(marker) + "\n")
+
+
+def noted_jobs(sweep_dir: Path, folder: str) -> set[int]:
+    """The job numbers noted in `<sweep_dir>/<folder>` (RESUMED_DIR or CLAIMED_DIR)."""
+    return {int(p.stem) for p in (Path(sweep_dir) / folder).glob("*.json") if p.stem.isdigit()}
 
 
 def _resumed_dirs(sweep_dir: Path) -> list[Path]:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -163,12 +164,10 @@ class Catalog:
                 continue  # another process merged parts away between our listing and our read
         else:
             parts, held = [], _empty()
-        current = held[
-            [
-                on_disk.get(p) == Stat(s, m)
-                for p, s, m in zip(held[PATH], held[SIZE], held[MTIME], strict=False)
-            ]
+        same = [
+            on_disk.get(p) == Stat(s, m) for p, s, m in zip(held[PATH], held[SIZE], held[MTIME], strict=True)
         ]
+        current = held.loc[np.array(same, dtype=bool)]
         known = set(current[PATH])
         new = [r for r in (record_row(self.root, p, s) for p, s in on_disk.items() if p not in known) if r]
         self.read_records = len(new)
@@ -263,7 +262,15 @@ def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
         columns = [c for c in dict.fromkeys([*columns, *KEYS]) if c in schema.names]
     table = pq.read_table(path, columns=columns)
     as_json = json.loads((schema.metadata or {}).get(JSON_COLUMNS, b"[]"))
+    # Lists (input_shape) come back as Python lists, as a record holds them, not as numpy arrays.
+    lists = {
+        name: table.column(name).to_pylist()
+        for name, kind in zip(table.column_names, table.schema.types, strict=True)
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    }
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    for name, values in lists.items():
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
     for name in as_json:
         if name in frame.columns:
             frame[name] = frame[name].map(lambda v: v if v is None else json.loads(v))

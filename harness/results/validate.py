@@ -43,9 +43,11 @@ def _json_types(hint: Any) -> tuple[type, ...]:
 
 
 def type_problem(data: Any) -> str | None:
-    """Why `data` (a parsed run.json) is not a record of this schema, in a few words; None when it is."""
+    """Why `data` (a parsed run.json) is not a record of this schema (every wrong field, in one line);
+    None when it is."""
     if not isinstance(data, dict):
         return f"a run record is a JSON object, not {type(data).__name__}"
+    problems = []
     for name, allowed in _field_types().items():
         value = data.get(name)
         if value is None:
@@ -54,8 +56,8 @@ def type_problem(data: Any) -> str | None:
         wrong_bool = isinstance(value, bool) and bool not in allowed
         if wrong_bool or not isinstance(value, allowed):
             wanted = " or ".join(t.__name__ for t in allowed if t is not int or float not in allowed)
-            return f"field {name} is {type(value).__name__} {_short(value)}, not {wanted}"
-    return None
+            problems.append(f"field {name} is {type(value).__name__} {_short(value)}, not {wanted}")
+    return "; ".join(problems) or None
 
 
 def checked_record(data: Any) -> RunRecord:

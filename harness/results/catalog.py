@@ -181,7 +181,9 @@ class Catalog:
             return current.reset_index(drop=True)
         if columns is not None:  # the part just written holds every column; the caller asked for these
             fresh = fresh[[c for c in fresh.columns if c in {*columns, *KEYS}]]
-        return pd.concat([current, fresh], ignore_index=True)
+        # Copied once: rows of differing columns concatenate into one block per column, which later inserts
+        # (a run_dir, a resumed flag) would warn about and pay for.
+        return pd.concat([current, fresh], ignore_index=True).copy()
 
     def _read(self, parts: list[Path], columns: list[str] | None) -> pd.DataFrame:
         frames = [_read_part(part, columns) for part in parts]
@@ -268,7 +270,7 @@ def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
         for name, kind in zip(table.column_names, table.schema.types, strict=True)
         if pa.types.is_list(kind) or pa.types.is_large_list(kind)
     }
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame = table.to_pandas()
     for name, values in lists.items():
         frame[name] = pd.Series(values, index=frame.index, dtype=object)
     for name in as_json:

@@ -113,12 +113,13 @@ def find_completed(results_dir: Path, digest: str) -> Path | None:
 _LOOKUP_COLUMNS = ["run_id", "status", "config_hash", "ensemble_size", "ensemble_index"]
 
 
-def completed_jobs(results_dir: Path) -> dict[str, tuple[str, Path]]:
+def completed_jobs(results_dir: Path) -> tuple[dict[str, tuple[str, Path]], int]:
     """hash -> (run_id, run directory) of every completed job under `results_dir`, from its catalog.
 
     An ensemble job is complete only when every member's record (sibling seed_* directories) is; it is
     named by its first member (the record and directory `mark_completed` points at). Records with bad
-    types are named in warnings by the catalog and count as nothing."""
+    types are named in warnings by the catalog and count as nothing. Also returns how many records there
+    are."""
     rows = catalog_frame(Path(results_dir), _LOOKUP_COLUMNS)
     done: dict[str, tuple[str, Path]] = {}
     members: dict[tuple[str, str], set[int]] = {}
@@ -137,7 +138,7 @@ def completed_jobs(results_dir: Path) -> dict[str, tuple[str, Path]]:
     for job, (run_id, run_dir, size) in firsts.items():
         if members[job] >= set(range(size)):
             done.setdefault(job[0], (run_id, run_dir))
-    return done
+    return done, len(rows)
 
 
 def reconcile(results_dir: Path) -> int:
@@ -146,13 +147,15 @@ def reconcile(results_dir: Path) -> int:
     results_dir = Path(results_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        done = completed_jobs(results_dir)
+        done, records = completed_jobs(results_dir)
     for warning in caught:
         log.warning("resume: %s", warning.message)
     for digest, (run_id, run_dir) in done.items():
         if _marked(results_dir, digest) is None:
             _write_marker(results_dir, digest, run_id, run_dir)
-    atomic_write_text(results_dir / INDEX_DIR / RECONCILED, f"{datetime.now(timezone.utc).isoformat()}\n")
+    if records:  # a tree without records is reconciled at no cost: nothing is written into it
+        stamp = f"{datetime.now(timezone.utc).isoformat()}\n"
+        atomic_write_text(results_dir / INDEX_DIR / RECONCILED, stamp)
     return len(done)
 
 

@@ -91,7 +91,7 @@ def python(code_text: str, *, cwd: Path, code: Path | None = None) -> dict:
 LOAD_SNIPPET = """
 import json, resource, sys, time, warnings
 from harness.results import load
-import harness.results.catalog, pandas, pyarrow.parquet
+import pandas, pyarrow.parquet
 warnings.simplefilter("ignore")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
@@ -237,6 +237,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_store"))
     parser.add_argument("--baseline-code", type=Path, default=None, help="the code before, for 'before' rows")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench" / "store.csv")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of the empty-directory sweeps"
+    )
     args = parser.parse_args()
     import pandas as pd
 
@@ -246,25 +249,33 @@ def main() -> None:
     record = template(args.work)
     rows = []
     empty = args.work / "empty"
-    for label, code in [("after", None)] + ([("before", args.baseline_code)] if args.baseline_code else []):
-        shutil.rmtree(empty, ignore_errors=True)
-        empty.mkdir()
-        overhead = sweep_overhead(empty, args.work, code)
+    # The per-job overhead into an empty directory, this code and the baseline's, interleaved (A B A B):
+    # the load of a shared machine drifts, and the figure is a difference of two sweeps' wall times.
+    codes = [("after", None)] + ([("before", args.baseline_code)] if args.baseline_code else [])
+    overheads: dict[str, list[dict]] = {label: [] for label, _ in codes}
+    for _ in range(args.rounds):
+        for label, code in codes:
+            shutil.rmtree(empty, ignore_errors=True)
+            empty.mkdir()
+            overheads[label].append(sweep_overhead(empty, args.work, code))
+            print(f"{label:>8} empty: {overheads[label][-1]}", flush=True)
+    for label, _ in codes:
         for what, key in [
             ("sweep per added job", "per_job_s"),
             ("overhead beyond training", "overhead_beyond_training_s"),
             ("overhead beyond run", "overhead_beyond_run_s"),
         ]:
+            value = statistics.median(o[key] for o in overheads[label])
             rows.append(
                 {
                     "code": label,
                     "records": 0,
                     "what": what,
-                    "seconds": round(overhead[key], 4),
+                    "seconds": round(value, 4),
                     "load_1min": round(os.getloadavg()[0], 2),
                 }
             )
-            print(f"{label:>8} {0:>7} {what:<28} {overhead[key]:9.3f} s", flush=True)
+            print(f"{label:>8} {0:>7} {what:<28} {value:9.3f} s (median of {args.rounds})", flush=True)
     tree = args.work / "tree"
     shutil.rmtree(tree, ignore_errors=True)
     have = 0

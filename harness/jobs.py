@@ -16,6 +16,7 @@ the job is (`JobPlace`) and how to read its settings and train. The rules:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -92,10 +93,15 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
         print(f"error: {interrupted_before_training(exc, place.output_dir)}", file=sys.stderr)
         return interruption.exit_code
     except Exception as exc:
+        if _disk_full(exc):
+            return _out_of_space(place, exc, fail_fast)
         if not place.sweeping:
             raise  # alone: the traceback is the report (run_all recorded a crash during training)
         if not _records_in(place.output_dir):  # a crash before training: no record yet, so write one
-            write_record(place.output_dir, steps.failed_record(f"{type(exc).__name__}: {exc}"))
+            try:
+                write_record(place.output_dir, steps.failed_record(f"{type(exc).__name__}: {exc}"))
+            except OSError as unwritable:
+                return _out_of_space(place, unwritable, fail_fast)
         log.exception("%s crashed; its record is in %s", place.name(), place.output_dir)
         if fail_fast:
             raise
@@ -107,6 +113,25 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
     if any(record.status != "completed" for record in records) and (not place.sweeping or fail_fast):
         return 1
     return 0
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _out_of_space(place: JobPlace, exc: OSError, fail_fast: bool) -> int:
+    """A record that cannot be written: one line (the sweep's end names the job among those without a
+    record, with the table of what completed). Exit 1 alone or with fail_fast; 0 lets a sweep go on."""
+    where = exc.filename or place.output_dir
+    message = (
+        f"{place.name()} could not write its record in {where} ({exc.strerror or exc}); "
+        "free space and relaunch: completed runs are kept and skipped"
+    )
+    if place.sweeping and not fail_fast:
+        log.error(message)
+        return 0
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def _nothing_to_train(place: JobPlace, settings: RunSettings, held: ExitStack) -> bool:

@@ -180,6 +180,42 @@ def test_a_crash_before_any_record_leaves_a_failed_one_and_the_sweep_goes_on(tmp
     assert not (tmp_path / "runs" / ".claims").exists(), "claim released"
 
 
+def test_a_full_disk_is_one_line_and_the_sweep_names_the_job(tmp_path, caplog, capsys):
+    def full_disk(settings):
+        raise OSError(errno.ENOSPC, "No space left on device", "/results/x/run.json")
+
+    with caplog.at_level(logging.ERROR, logger="harness.jobs"):
+        assert run_job(_place(tmp_path), _steps(full_disk), fail_fast=False) == 0, "the sweep goes on"
+    assert "job 3 could not write its record in /results/x/run.json (No space left on device)" in caplog.text
+    assert run_job(_place(tmp_path / "alone", number=None), _steps(full_disk), fail_fast=False) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: the run could not write its record in /results/x/run.json")
+
+
+def test_the_sweep_end_on_a_full_disk_prints_what_completed_and_one_line(
+    tmp_path, monkeypatch, caplog, capsys
+):
+    from omegaconf import OmegaConf
+
+    from harness.sweep import CollectOnSweepEnd
+
+    write_record(tmp_path / "0_mlp_digits", _record("a"))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("harness.sweep.collect", full_disk)
+    monkeypatch.setattr("harness.results.summary.atomic_write_text", full_disk)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as stopped:
+        CollectOnSweepEnd().on_multirun_end(config)
+    assert stopped.value.code == 1
+    assert "1 runs" in capsys.readouterr().out, "the table of what completed"
+    assert (
+        f"could not write the sweep's tables in {tmp_path} (the disk is full)" in caplog.records[-1].message
+    )
+
+
 def test_bad_input_alone_is_one_line_and_exit_2_and_leaves_nothing(tmp_path, capsys):
     place = _place(tmp_path, number=None)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.interrupts import interrupt_on_signals
+from harness.interrupts import Interruption, interrupt_on_signals
 from harness.results.claims import Claim, Holder, acquire
 from harness.results.index import find_completed, mark_completed
 from harness.results.schema import RunRecord
@@ -73,6 +73,7 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
     """Run one job as the module says; returns its exit code (0 also for a sweep job whose failure is
     recorded and lets the sweep go on)."""
     records: list[RunRecord] = []
+    interruption = Interruption()  # replaced by the one the block yields
     try:
         with interrupt_on_signals() as interruption, ExitStack() as held:
             settings = steps.read_settings()  # checked before a claim or a lookup uses them
@@ -93,7 +94,7 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
         print(f"error: {interrupted_before_training(exc, place.output_dir)}", file=sys.stderr)
         return interruption.exit_code
     except Exception as exc:
-        if _disk_full(exc):
+        if isinstance(exc, OSError) and _disk_full(exc):
             return _out_of_space(place, exc, fail_fast)
         if not place.sweeping:
             raise  # alone: the traceback is the report (run_all recorded a crash during training)
@@ -115,8 +116,8 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
     return 0
 
 
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+def _disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _out_of_space(place: JobPlace, exc: OSError, fail_fast: bool) -> int:

@@ -204,12 +204,16 @@ def jobs_without_record(sweep_dir: Path, frame: pd.DataFrame, total: int | None)
 
 def failure_report(sweep_dir: Path, frame: pd.DataFrame, missing: list[int]) -> str | None:
     """The sweep's last line when a job failed: each failed job named with its overrides and error."""
-    bad = frame[frame["status"].isin(["failed", "interrupted"])] if "status" in frame.columns else frame[:0]
-    if "resumed" in bad.columns:
-        bad = bad[~bad["resumed"].astype(bool)]
+    failed = frame["status"].isin(["failed", "interrupted"]) if "status" in frame.columns else False
+    if "resumed" in frame.columns:
+        failed = failed & ~frame["resumed"].astype(bool)
+    bad = frame.loc[pd.Series(failed, index=frame.index, dtype=bool)]
     named = []
     for run_dir, status, error in zip(
-        bad["run_dir"], bad["status"], bad.get("error", [None] * len(bad)), strict=True
+        bad["run_dir"],
+        bad["status"],
+        bad["error"] if "error" in bad.columns else [None] * len(bad),
+        strict=True,
     ):
         number = job_number(sweep_dir, run_dir)
         who = job_label(sweep_dir, number) if number is not None else str(run_dir)

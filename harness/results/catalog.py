@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -156,7 +156,11 @@ class Catalog:
             rows[missing] = np.nan
         rows["run_dir"] = run_dirs
         rows.index = pd.RangeIndex(len(rows))
-        return rows if wanted is None else rows[[*[c for c in wanted if c != "run_dir"], "run_dir"]]
+        return (
+            rows
+            if wanted is None
+            else cast(pd.DataFrame, rows[[*(c for c in wanted if c != "run_dir"), "run_dir"]])
+        )
 
     def update(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Bring the catalog up to date; its current rows (bad ones included, bookkeeping columns kept)."""
@@ -173,7 +177,7 @@ class Catalog:
         same = [
             on_disk.get(p) == Stat(s, m) for p, s, m in zip(held[PATH], held[SIZE], held[MTIME], strict=True)
         ]
-        current = held if all(same) else held.loc[np.array(same, dtype=bool)]
+        current = held if all(same) else cast(pd.DataFrame, held.loc[np.array(same, dtype=bool)])
         known = set(current[PATH])
         new = [r for r in (record_row(self.root, p, s) for p, s in on_disk.items() if p not in known) if r]
         self.read_records = len(new)
@@ -186,7 +190,7 @@ class Catalog:
         if fresh.empty:
             return current
         if columns is not None:  # the part just written holds every column; the caller asked for these
-            fresh = fresh[[c for c in fresh.columns if c in {*columns, *KEYS}]]
+            fresh = cast(pd.DataFrame, fresh[[c for c in fresh.columns if c in {*columns, *KEYS}]])
         # Copied once: rows of differing columns concatenate into one block per column, which later inserts
         # (a run_dir, a resumed flag) would warn about and pay for.
         return pd.concat([current, fresh], ignore_index=True).copy()

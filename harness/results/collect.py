@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from harness.results.store import CURVE_NAME, atomic_path, find_records, load, read_record
 
@@ -43,8 +45,22 @@ def collect(
     with atomic_path(parquet) as tmp:
         _parquet_safe(frame).to_parquet(tmp, index=False)
     with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
+        _write_csv(frame, tmp)
     return frame, parquet, csv
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """The table as CSV, written by Arrow's C++ writer (pandas' is about 5x slower: 7 s at 100,000 runs).
+    Lists and mappings are written as Python writes them, as pandas would; true/false as Arrow writes them,
+    which pandas reads back as booleans."""
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_object_dtype(values) and any(isinstance(v, list | dict) for v in values):
+            values = values.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+        columns[str(name)] = values
+    table = pa.Table.from_pandas(_parquet_safe(pd.DataFrame(columns)), preserve_index=False)
+    pa_csv.write_csv(table, path)
 
 
 def load_curves(path: str | Path) -> pd.DataFrame:

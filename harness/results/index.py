@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,12 +74,15 @@ def mark_completed(results_dir: Path, record: RunRecord, run_dir: Path) -> None:
     _write_marker(Path(results_dir), str(record.config_hash), record.run_id, Path(run_dir))
 
 
-def _write_marker(results_dir: Path, digest: str, run_id: str, run_dir: Path) -> None:
+def _write_marker(
+    results_dir: Path, digest: str, run_id: str, run_dir: Path, *, durable: bool = True
+) -> None:
     results_dir = results_dir.resolve()
     run_dir = run_dir.resolve()
     where = str(run_dir.relative_to(results_dir)) if results_dir in run_dir.parents else str(run_dir)
     marker = {"run_id": run_id, "run_dir": where}
-    atomic_write_text(results_dir / INDEX_DIR / f"{digest}.json", json.dumps(marker) + "\n")
+    path = results_dir / INDEX_DIR / f"{digest}.json"
+    atomic_write_text(path, json.dumps(marker) + "\n", durable=durable)
 
 
 def _marked(results_dir: Path, digest: str) -> Path | None:
@@ -99,14 +103,13 @@ def find_completed(results_dir: Path, digest: str) -> Path | None:
     found = _marked(results_dir, digest)
     if found is not None:
         return found
-    marker_exists = (results_dir / INDEX_DIR / f"{digest}.json").exists()
-    if (results_dir / INDEX_DIR / RECONCILED).exists() and not marker_exists:
+    marker = results_dir / INDEX_DIR / f"{digest}.json"
+    if marker.exists():
+        marker.unlink(missing_ok=True)  # its record is gone or disagrees: reconciling finds any other
+    elif (results_dir / INDEX_DIR / RECONCILED).exists():
         return None  # reconciled and no marker: a configuration never completed here
     reconcile(results_dir)
-    found = _marked(results_dir, digest)
-    if found is None and marker_exists:  # a marker whose record is gone or disagrees, and none other
-        (results_dir / INDEX_DIR / f"{digest}.json").unlink(missing_ok=True)
-    return found
+    return _marked(results_dir, digest)
 
 
 # Columns of the catalog a lookup needs.
@@ -150,9 +153,15 @@ def reconcile(results_dir: Path) -> int:
         done, records = completed_jobs(results_dir)
     for warning in caught:
         log.warning("resume: %s", warning.message)
+    # A marker that exists is left as it is (its lookup checks its record, and replaces it if it disagrees):
+    # one listing of the index instead of reading 100,000 markers and records.
+    try:
+        marked = set(os.listdir(results_dir / INDEX_DIR))
+    except FileNotFoundError:
+        marked = set()
     for digest, (run_id, run_dir) in done.items():
-        if _marked(results_dir, digest) is None:
-            _write_marker(results_dir, digest, run_id, run_dir)
+        if f"{digest}.json" not in marked:
+            _write_marker(results_dir, digest, run_id, run_dir, durable=False)
     if records:  # a tree without records is reconciled at no cost: nothing is written into it
         stamp = f"{datetime.now(timezone.utc).isoformat()}\n"
         atomic_write_text(results_dir / INDEX_DIR / RECONCILED, stamp)

@@ -17,6 +17,7 @@ from harness.results.store import RECORD_NAME, atomic_write_text, load
 RESUMED_DIR = ".resumed"  # <sweep dir>/.resumed/<job num>.json: a job skipped by resume, and its record
 CLAIMED_DIR = ".claimed"  # <sweep dir>/.claimed/<job num>.json: a job skipped as another launcher's
 SUMMARY_NAME = "summary.md"
+MAX_PRINTED = 1000  # runs up to which the summary is printed as well as written
 # What every run cost, after the keys the sweep varies: the figures this tool exists for.
 COST_COLUMNS = (
     "test_error",
@@ -84,7 +85,10 @@ def publish_summary(directory: Path, frame: pd.DataFrame, where: Path) -> pd.Dat
     nothing printed or written)."""
     everything = sweep_frame(directory, frame)
     if not everything.empty:
-        print(summary_table(everything))
+        if len(everything) <= MAX_PRINTED:
+            print(summary_table(everything))
+        else:  # a results tree of thousands of runs: a table no one reads on a terminal, seconds to format
+            print(f"{_title(everything)}: the summary is in {Path(where) / SUMMARY_NAME}")
         atomic_write_text(Path(where) / SUMMARY_NAME, summary_markdown(everything))
     return everything
 
@@ -95,13 +99,15 @@ def swept_keys(frame: pd.DataFrame) -> list[str]:
     for column in frame.columns:
         if not column.startswith("config.") or column.startswith(NOT_SWEPT):
             continue
-        values = frame[column].map(lambda v: json.dumps(v, default=str) if isinstance(v, list | dict) else v)
+        values = frame[column]
+        if pd.api.types.is_object_dtype(values):  # lists and mappings are not hashable: compare their JSON
+            values = values.map(lambda v: json.dumps(v, default=str) if isinstance(v, list | dict) else v)
         if values.nunique(dropna=False) > 1:
             keys.append(column)
     return keys
 
 
-def _energy_method(row: pd.Series) -> str | None:
+def _energy_method(row: dict[str, Any]) -> str | None:
     """The methods behind a run's energy, without their details ("estimate", "nvml_counter+rapl")."""
     methods = []
     for part in ("gpu", "cpu", "ram"):
@@ -128,7 +134,11 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for column in COST_COLUMNS:
         columns[short_label(column)] = frame[column] if column in frame.columns else None
     if len(frame):
-        columns[short_label("energy_method")] = frame.apply(_energy_method, axis=1)
+        methods = [f"energy_method_{part}" for part in ("gpu", "cpu", "ram")]
+        present = [frame[c] if c in frame.columns else [None] * len(frame) for c in methods]
+        columns[short_label("energy_method")] = [
+            _energy_method(dict(zip(methods, row, strict=True))) for row in zip(*present, strict=True)
+        ]
     table = pd.DataFrame(columns, index=frame.index)
     order = [short_label(key) for key in keys]
     return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table

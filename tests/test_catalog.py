@@ -23,7 +23,7 @@ from harness.results.validate import type_problem
 from harness.scaling.runs import read_runs
 from harness.settings import RunSettings
 from harness.sweep import failure_report, jobs_without_record
-from harness.training.threads import scheduler_cpus
+from harness.training.threads import resolve_cpu_threads, scheduler_cpus
 
 
 def _record(run_id: str, digest: str = "h", **fields) -> RunRecord:
@@ -274,6 +274,12 @@ def test_cpu_threads_auto_takes_the_schedulers_allocation():
     assert scheduler_cpus({**node, "SLURM_NODEID": "1"}) == 4
     assert scheduler_cpus({**node, "SLURM_NODEID": "3"}) == 8
     assert scheduler_cpus({}) is None
+
+
+def test_a_slurm_task_takes_its_allocation_not_the_nodes_cores(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert resolve_cpu_threads("auto") == (1, "auto: 1 cores allocated by SLURM / 1 job(s) at once")
 
 
 def test_warnings_name_each_bad_record_once_per_read(tmp_path):

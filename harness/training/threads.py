@@ -116,6 +116,8 @@ def resolve_cpu_threads(setting, jobs: int = 1, others_busy_cores: float | None 
     cores = usable_cores()
     share = max(1, cores // max(1, jobs))
     why = f"auto: {cores} usable cores / {jobs} job(s) at once"
+    if scheduler_cpus(os.environ) == cores:
+        why = f"auto: {cores} cores allocated by SLURM / {jobs} job(s) at once"
     ceiling = os.environ.get("OMP_NUM_THREADS", "")
     if ceiling.isdigit() and 0 < int(ceiling) < share:
         share, why = int(ceiling), why + f", at most OMP_NUM_THREADS={ceiling}"

@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -132,9 +133,7 @@ def test_a_new_configuration_is_decided_without_reading_the_tree(tmp_path, monke
 def test_a_deleted_index_or_a_copied_in_tree_is_found(tmp_path):
     write_record(tmp_path / "a", _record("a", "h1"))
     assert find_completed(tmp_path, "h1") is not None
-    for marker in (tmp_path / INDEX_DIR).iterdir():
-        marker.unlink()
-    (tmp_path / INDEX_DIR).rmdir()
+    shutil.rmtree(tmp_path / INDEX_DIR)
     assert find_completed(tmp_path, "h1") == tmp_path / "a", "deleted index: rebuilt"
     write_record(tmp_path / "copied" / "b", _record("b", "h2"))  # a tree copied in: found at reconciling
     assert rebuild_index(tmp_path) == 2

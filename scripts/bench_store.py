@@ -17,8 +17,9 @@ each size:
 - `fit`: `harness fit results=<tree>` (subprocess, wall: start-up included);
 - `reconcile`: bringing the resume index up to date (what a sweep's start pays once); `lookup`: a new
   configuration's `find_completed` (what every job pays), median of 20;
-- `per-job overhead`: a 40-job sweep of a tiny model (basic launcher) into the tree, against the same
-  sweep into an empty directory, measured in the same run: seconds per added job ((T40 - T1) / 39), less
+- `per-job overhead`: a 40-job sweep of a tiny model (basic launcher) into the largest tree, against the
+  same sweep into an empty directory, interleaved, and first the same into an empty directory with this code
+  and the baseline's, interleaved: seconds per added job ((T40 - T1) / 39), less
   the jobs' mean train+eval time ("beyond training") and less their mean record wall_time_s, which
   includes data, model, FLOP counting ("beyond the run").
 
@@ -106,13 +107,16 @@ import json, statistics, time
 from harness.results import index
 start = time.perf_counter()
 index.reconcile({tree!r}) if hasattr(index, "reconcile") else None
+rebuild = time.perf_counter() - start
+start = time.perf_counter()
+index.reconcile({tree!r}) if hasattr(index, "reconcile") else None
 reconcile = time.perf_counter() - start
 times = []
 for i in range(20):
     start = time.perf_counter()
     assert index.find_completed({tree!r}, f"new{{i:012d}}") is None
     times.append(time.perf_counter() - start)
-print(json.dumps({{"reconcile_s": reconcile, "lookup_s": statistics.median(times)}}))
+print(json.dumps({{"rebuild_s": rebuild, "reconcile_s": reconcile, "lookup_s": statistics.median(times)}}))
 """
 
 
@@ -191,7 +195,9 @@ def sweep_overhead(results: Path, work: Path, code: Path | None) -> dict:
     }
 
 
-def measure(tree: Path, work: Path, n: int, code: Path | None, label: str, sweep: bool) -> list[dict]:
+def measure(
+    tree: Path, work: Path, n: int, code: Path | None, label: str, sweep: bool, rounds: int = 2
+) -> list[dict]:
     rows = []
 
     def row(what: str, seconds: float, **extra) -> None:
@@ -221,14 +227,29 @@ def measure(tree: Path, work: Path, n: int, code: Path | None, label: str, sweep
     wall, _ = harness("fit", f"results={tree}", cwd=work, code=code)
     row("fit", wall)
     looked = python(LOOKUP_SNIPPET.format(tree=str(tree)), cwd=work, code=code)
+    row("index rebuild (deleted)", looked["rebuild_s"])
     row("reconcile (sweep start)", looked["reconcile_s"])
     row("lookup (new config)", looked["lookup_s"])
-    if sweep:
-        overhead = sweep_overhead(tree, work, code)
-        row("sweep per added job", overhead["per_job_s"])
-        row("overhead beyond training", overhead["overhead_beyond_training_s"])
-        row("overhead beyond run", overhead["overhead_beyond_run_s"])
+    if sweep:  # into this tree and into an empty directory, interleaved: the load drifts between them
+        empty = work / "empty-beside"
+        into: dict[str, list[dict]] = {"tree": [], "empty": []}
+        for _ in range(rounds):
+            into["tree"].append(sweep_overhead(tree, work, code))
+            shutil.rmtree(empty, ignore_errors=True)
+            empty.mkdir()
+            into["empty"].append(sweep_overhead(empty, work, code))
+        for where, overheads in into.items():
+            for what, key in OVERHEADS:
+                value = statistics.median(o[key] for o in overheads)
+                row(f"{what} ({where})", value)
     return rows
+
+
+OVERHEADS = [
+    ("sweep per added job", "per_job_s"),
+    ("overhead beyond training", "overhead_beyond_training_s"),
+    ("overhead beyond run", "overhead_beyond_run_s"),
+]
 
 
 def main() -> None:
@@ -260,11 +281,7 @@ def main() -> None:
             overheads[label].append(sweep_overhead(empty, args.work, code))
             print(f"{label:>8} empty: {overheads[label][-1]}", flush=True)
     for label, _ in codes:
-        for what, key in [
-            ("sweep per added job", "per_job_s"),
-            ("overhead beyond training", "overhead_beyond_training_s"),
-            ("overhead beyond run", "overhead_beyond_run_s"),
-        ]:
+        for what, key in OVERHEADS:
             value = statistics.median(o[key] for o in overheads[label])
             rows.append(
                 {
@@ -284,7 +301,7 @@ def main() -> None:
         grow(tree, record, have, n)
         have = n
         print(f"tree of {n} records written in {time.perf_counter() - start:.1f} s", flush=True)
-        rows += measure(tree, args.work, n, None, "after", sweep=n == sizes[-1])
+        rows += measure(tree, args.work, n, None, "after", sweep=n == sizes[-1], rounds=args.rounds)
         have = len(list(tree.rglob("run.json")))
         if args.baseline_code and n == sizes[0]:
             rows += measure(tree, args.work, n, args.baseline_code, "before", sweep=False)

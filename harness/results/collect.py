@@ -56,7 +56,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     columns = {}
     for name in frame.columns:
         values = frame[name]
-        if pd.api.types.is_object_dtype(values) and any(isinstance(v, list | dict) for v in values):
+        mixed = pd.api.types.is_object_dtype(values) and pd.api.types.infer_dtype(values).startswith("mixed")
+        if mixed and any(isinstance(v, list | dict) for v in values):
             values = values.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
         columns[str(name)] = values
     table = pa.Table.from_pandas(_parquet_safe(pd.DataFrame(columns)), preserve_index=False)

@@ -41,14 +41,7 @@ def test_documented_keys_exist(compose_train):
 
 def test_groups_have_the_expected_options():
     assert _options("model") == [
-        "cnn",
-        "linear_expert",
-        "linear_flexible",
-        "linear_lasso",
-        "mlp",
-        "mlp_ntk",
-        "resnet",
-        "transformer",
+        "cnn", "linear_expert", "linear_flexible", "linear_lasso", "mlp", "mlp_ntk", "resnet", "transformer"
     ]
     assert _options("data") == ["cifar10", "digits", "fashion_mnist", "mnist", "mnist1d", "sparse_regression"]
     assert _options("trainer") == ["default", "ensemble", "lasso", "least_squares"]

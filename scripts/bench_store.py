@@ -166,7 +166,8 @@ def sweep_overhead(results: Path, work: Path, code: Path | None) -> dict:
     """Seconds per added job of a basic-launcher sweep into `results` (40 jobs against 1)."""
     times = {}
     for jobs in (1, JOBS_PER_SWEEP):
-        seeds = f"seed=range({10**6 + 1000 * jobs},{10**6 + 1000 * jobs + jobs})"
+        first = 10**6 + time.time_ns() // 1000 % 10**9  # new configurations on every call: none resumes
+        seeds = f"seed=range({first},{first + jobs})"
         sweep_dir = work / f"sweep-{jobs}-{time.time_ns()}"
         wall, out = harness(
             "train",

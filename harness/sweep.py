@@ -3,20 +3,31 @@ end-of-sweep table of what every run cost."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, cast
 
+import pandas as pd
 import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from harness.results.collect import collect
-from harness.results.store import find_records, read_record
-from harness.results.summary import RESUMED_DIR, SUMMARY_NAME, publish_summary
+from harness.results.index import reconcile
+from harness.results.provenance import GIT_STATE_ENV, pinned_git_state
+from harness.results.store import find_records, load, read_record
+from harness.results.summary import (
+    CLAIMED_DIR,
+    RESUMED_DIR,
+    SUMMARY_NAME,
+    noted_jobs,
+    publish_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,8 @@ class SweepProgress:
         self._thread: threading.Thread | None = None
 
     def counts(self) -> dict[str, int]:
-        """done (jobs with a record or a resume note), failed (failed or interrupted), resumed."""
+        """done (jobs with a record, or a note that resume skipped them or another launcher held them),
+        failed (failed or interrupted), resumed."""
         jobs: dict[Path, str] = {}
         for path in find_records(self.sweep_dir) if self.sweep_dir.is_dir() else ():
             job = self.sweep_dir / path.relative_to(self.sweep_dir).parts[0]
@@ -90,18 +102,25 @@ class SweepProgress:
                 try:
                     status = self._statuses[path] = read_record(path).status
                 except (OSError, ValueError, TypeError):
-                    continue  # not a finished record yet
+                    continue  # not a finished record yet, or not a record
             if jobs.get(job) not in ("failed", "interrupted"):  # an ensemble job fails if any member does
                 jobs[job] = status
-        resumed = len(list((self.sweep_dir / RESUMED_DIR).glob("*.json")))
+        resumed = len(noted_jobs(self.sweep_dir, RESUMED_DIR))
+        claimed = len(noted_jobs(self.sweep_dir, CLAIMED_DIR))
         failed = sum(status in ("failed", "interrupted") for status in jobs.values())
-        return {"done": len(jobs) + resumed, "failed": failed, "resumed": resumed}
+        return {"done": len(jobs) + resumed + claimed, "failed": failed, "resumed": resumed}
 
     def line(self, counts: dict[str, int]) -> str:
         done, total = counts["done"], self.total
         elapsed = time.monotonic() - self.started
         text = f"sweep: {done}/{total if total is not None else '?'} jobs done"
-        text += f", {counts['failed']} failed, {counts['resumed']} resumed (skipped)"
+        if counts.get("no_record"):
+            text += (
+                f", {counts['failed'] + counts['no_record']} failed ({counts['no_record']} without a record)"
+            )
+        else:
+            text += f", {counts['failed']} failed"
+        text += f", {counts['resumed']} resumed (skipped)"
         text += f", {_duration(elapsed)} elapsed"
         trained = done - counts["resumed"]
         if total is not None and trained > 0 and done < total:
@@ -146,13 +165,80 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def job_number(sweep_dir: Path, run_dir: str | Path) -> int | None:
+    """The sweep job a run directory belongs to (its first folder below the sweep, `<num>_<model>_<data>`)."""
+    try:
+        head = Path(run_dir).resolve().relative_to(Path(sweep_dir).resolve()).parts[0]
+    except (ValueError, IndexError):
+        return None
+    number = head.split("_", 1)[0]
+    return int(number) if number.isdigit() else None
+
+
+def job_label(sweep_dir: Path, number: int) -> str:
+    """`job N (its overrides)`, from the .hydra/overrides.yaml Hydra wrote in the job's directory."""
+    for folder in sorted(Path(sweep_dir).glob(f"{number}_*")) + [Path(sweep_dir) / str(number)]:
+        overrides = folder / ".hydra" / "overrides.yaml"
+        if overrides.is_file():
+            try:
+                values = OmegaConf.to_container(OmegaConf.load(overrides))
+            except Exception:  # a damaged file: the number alone still names the job
+                break
+            if isinstance(values, list) and values:
+                return f"job {number} ({' '.join(str(v) for v in values)})"
+    return f"job {number}"
+
+
+def jobs_without_record(sweep_dir: Path, frame: pd.DataFrame, total: int | None) -> list[int]:
+    """Jobs of the sweep that left neither a record nor a note (resumed, claimed elsewhere): killed or
+    crashed where nothing could be written. Counted over the planned jobs, or, without a total, over the
+    job directories Hydra made."""
+    sweep_dir = Path(sweep_dir)
+    if total is not None:
+        planned = set(range(total))
+    else:
+        planned = {
+            n for n in (job_number(sweep_dir, p) for p in sweep_dir.iterdir() if p.is_dir()) if n is not None
+        }
+    recorded = {job_number(sweep_dir, d) for d in frame["run_dir"]} if "run_dir" in frame.columns else set()
+    noted = noted_jobs(sweep_dir, RESUMED_DIR) | noted_jobs(sweep_dir, CLAIMED_DIR)
+    return sorted(planned - recorded - noted)
+
+
+def failure_report(sweep_dir: Path, frame: pd.DataFrame, missing: list[int]) -> str | None:
+    """The sweep's last line when a job failed: each failed job named with its overrides and error."""
+    failed = frame["status"].isin(["failed", "interrupted"]) if "status" in frame.columns else False
+    if "resumed" in frame.columns:
+        failed = failed & ~frame["resumed"].astype(bool)
+    bad = frame.loc[pd.Series(failed, index=frame.index, dtype=bool)]
+    named = []
+    for run_dir, status, error in zip(
+        bad["run_dir"],
+        bad["status"],
+        bad["error"] if "error" in bad.columns else [None] * len(bad),
+        strict=True,
+    ):
+        number = job_number(sweep_dir, run_dir)
+        who = job_label(sweep_dir, number) if number is not None else str(run_dir)
+        named.append(f"{who} {status}: {error or 'see its run.json'} [{Path(run_dir) / 'run.json'}]")
+    named += [
+        f"{job_label(sweep_dir, n)} left no record (killed or crashed before writing it)" for n in missing
+    ]
+    if not named:
+        return None
+    return f"{len(named)} job(s) of the sweep failed: " + "; ".join(named)
+
+
 class CollectOnSweepEnd(Callback):
-    """Hydra callback: progress across the sweep's jobs while it runs; at its end, runs.parquet/runs.csv and
-    summary.md in the sweep directory, the summary table printed, and the command failed when a job failed
-    or was interrupted. (Launcher-side hooks only: with joblib the job hooks run in the workers.)"""
+    """Hydra callback: at the sweep's start, the resume index reconciled once (so every job's lookup is
+    O(1)) and git read once for every job's provenance; progress across the sweep's jobs while it runs; at
+    its end, runs.parquet/runs.csv and summary.md in the sweep directory, the summary table printed, and the
+    command failed, naming each failed job, when a job failed, was interrupted or left no record. (Launcher-
+    side hooks only: with joblib the job hooks run in the workers.)"""
 
     def __init__(self) -> None:
         self.progress: SweepProgress | None = None
+        self._git_env: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # joblib pickles the launcher's callbacks into its workers: a worker's copy watches nothing.
@@ -160,6 +246,13 @@ class CollectOnSweepEnd(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.progress = SweepProgress(Path(config.hydra.sweep.dir), planned_jobs(config))
+        self._git_env = os.environ.get(GIT_STATE_ENV)
+        os.environ[GIT_STATE_ENV] = pinned_git_state()  # inherited by the jobs, their workers and tasks
+        results_dir = Path(str(config.paths.results_dir))
+        if config.get("resume", True) and results_dir.is_dir():
+            # Records copied in, or written by jobs killed before their marker: found once here, by
+            # reading only the records the catalog does not hold, not once per job.
+            reconcile(results_dir)
         # The basic launcher trains in this very process: no watching thread beside the measured runs, a
         # line after each job instead. Other launchers train elsewhere; here a thread watches the records.
         if not _trains_in_this_process(config):
@@ -171,19 +264,43 @@ class CollectOnSweepEnd(Callback):
             log.info(self.progress.line(self.progress.counts()))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.progress is not None and self.progress.watching:  # else the last job's end said it
+        if self._git_env is None:
+            os.environ.pop(GIT_STATE_ENV, None)
+        else:
+            os.environ[GIT_STATE_ENV] = self._git_env
+        if self.progress is not None and self.progress.watching:
             self.progress.stop()
-            log.info(self.progress.line(self.progress.counts()))
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.exists():
             return
-        frame, parquet, _ = collect(sweep_dir)
-        frame = publish_summary(sweep_dir, frame, sweep_dir)
-        if frame.empty:
+        problem = None
+        try:
+            frame, parquet, _ = collect(sweep_dir)
+        except OSError as exc:  # a full disk: what completed is still read and shown, nothing half-written
+            frame, parquet, problem = load(sweep_dir), None, exc
+        missing = jobs_without_record(sweep_dir, frame, self.progress.total if self.progress else None)
+        if self.progress is not None:
+            log.info(self.progress.line({**self.progress.counts(), "no_record": len(missing)}))
+        try:
+            frame = publish_summary(sweep_dir, frame, sweep_dir)
+        except OSError as exc:
+            problem = problem or exc
+        if frame.empty and not missing:
             log.info("sweep finished: no runs in %s", sweep_dir)
-            return
-        log.info("sweep table: %s (and .csv); summary: %s", parquet, sweep_dir / SUMMARY_NAME)
-        bad = frame[frame["status"].isin(["failed", "interrupted"])]
-        if len(bad):
-            log.error("%d of %d runs failed or were interrupted; see their run.json", len(bad), len(frame))
+        elif parquet is not None:
+            log.info("sweep table: %s (and .csv); summary: %s", parquet, sweep_dir / SUMMARY_NAME)
+        report = failure_report(sweep_dir, frame, missing)
+        if problem is not None:
+            log.error(_write_problem(problem, sweep_dir) + (f"; {report}" if report else ""))
             raise SystemExit(1)
+        if report is not None:
+            log.error(report)
+            raise SystemExit(1)
+
+
+def _write_problem(exc: OSError, sweep_dir: Path) -> str:
+    why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+    return (
+        f"could not write the sweep's tables in {sweep_dir} ({why}); the table above lists what completed: "
+        "free space and run `harness collect` on it"
+    )

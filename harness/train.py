@@ -9,10 +9,8 @@ import copy
 import dataclasses
 import logging
 import random
-import shutil
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,18 +29,16 @@ from harness.compute.hardware import peak_flops_for
 from harness.data import load_dataset
 from harness.device import resolve_device, resolve_precision
 from harness.energy import EnergyMeter
-from harness.errors import ConfigError, HarnessError
-from harness.interrupts import interrupt_on_signals
+from harness.errors import ConfigError
+from harness.jobs import JobPlace, JobSteps, run_job
 from harness.recording import Measured, finish_record, new_record, new_run_id
 from harness.results import RunRecord, write_curve, write_record
-from harness.results.claims import Holder, acquire
-from harness.results.index import config_hash, find_completed, mark_completed
+from harness.results.index import config_hash, mark_completed
 from harness.results.provenance import slurm_job, versions
 from harness.results.schema import EnergyFields
 from harness.results.store import RECORD_NAME
-from harness.results.summary import note_resumed
 from harness.settings import RunSettings, TrainerSettings, label_of, plain
-from harness.sweep import assign_device, release_job_state
+from harness.sweep import assign_device
 from harness.training.ensemble import share_energy
 from harness.training.loop import optimizer_factory
 from harness.training.modes import check_job, trainer_for
@@ -274,20 +270,6 @@ def _finish_record(record: RunRecord, result: TrainResult, measured: Measured) -
         record.time_to_target_s, record.steps_to_target = reached.train_time_s, reached.step
 
 
-def _discard_unused_run_dir(output_dir: Path, results_dir: Path) -> None:
-    """Remove a run directory that holds only Hydra's own files, and the empty folders Hydra made above it
-    inside `results_dir`: bad input leaves no half-written output."""
-    own = {".hydra", f"{HydraConfig.get().job.name}.log"}
-    if not output_dir.is_dir() or not {p.name for p in output_dir.iterdir()} <= own:
-        return
-    shutil.rmtree(output_dir, ignore_errors=True)
-    results_dir = results_dir.resolve()
-    for parent in output_dir.resolve().parents:
-        if parent == results_dir or results_dir not in parent.parents or any(parent.iterdir()):
-            break
-        parent.rmdir()
-
-
 def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
     """A sweep job refused before training: kept as a record so the sweep's table shows why."""
     config = plain(cfg)
@@ -306,82 +288,37 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
     )
 
 
-def _already_completed(
-    results_dir: Path, digest: str, output_dir: Path, sweep_job: tuple[Path, int] | None
-) -> bool:
-    """Whether this config has a completed run; if so, say so, leave nothing behind, and note it in the
-    sweep (`sweep_job`: the sweep directory and job number) so its summary lists the resumed run."""
-    done = find_completed(results_dir, digest)
-    if done is not None:
-        log.info("skipped: this config already completed in %s (resume=true)", done)
-        _discard_unused_run_dir(output_dir, results_dir)
-        if sweep_job is not None:
-            note_resumed(*sweep_job, done)
-    return done is not None
-
-
 @hydra.main(version_base="1.3", config_path="pkg://harness.conf", config_name="train")
 def hydra_main(cfg: DictConfig) -> None:
     """One job: a single run, or one point of a sweep (where failures are recorded and the sweep goes on
-    unless fail_fast=true)."""
+    unless fail_fast=true). The job's path (claim, resume, failures, exit code) is harness.jobs.run_job."""
     hydra_cfg = HydraConfig.get()
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    output_dir = Path(hydra_cfg.runtime.output_dir)
-    results_dir = Path(cfg.paths.results_dir)
-    digest = config_hash(plain(cfg))
-    sweep_job = (Path(hydra_cfg.sweep.dir), hydra_cfg.job.num) if sweeping else None
     if sweeping:
         cfg.trainer.device = assign_device(cfg.trainer.device, hydra_cfg.job.num)
-    try:
-        with interrupt_on_signals() as interruption, ExitStack() as held:
-            settings = RunSettings.from_config(cfg)  # checked before a claim or a lookup uses them
-            if settings.resume:
-                claim = acquire(results_dir, digest, stale_s=settings.claim_stale_s, wait=settings.claim_wait)
-                if isinstance(claim, Holder):
-                    log.info("skipped: claimed by %s (resume=true; claim_wait=true waits)", claim)
-                    _discard_unused_run_dir(output_dir, results_dir)
-                    return
-                held.enter_context(claim)  # released when the job ends, after its record and marker
-                # Looked up under the claim, once: a check before it could be outdated by another launcher
-                # finishing the config meanwhile, and a miss scans every record (the records are the truth).
-                if _already_completed(results_dir, digest, output_dir, sweep_job):
-                    return
-            progress = progress_for(interactive_run=not sweeping)
-            jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
-            records = run_all(cfg, output_dir, progress=progress, jobs=jobs, settings=settings)
-    except HarnessError as exc:
-        if sweeping and not cfg.fail_fast:
-            write_record(output_dir, _failed_record(cfg, str(exc)))
-            log.error("job %d failed: %s", hydra_cfg.job.num, exc)
-            return
-        _discard_unused_run_dir(output_dir, results_dir)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt as exc:  # before training started (the loop records one during training)
-        _discard_unused_run_dir(output_dir, results_dir)
-        print(f"error: {_interrupted_before_training(exc, output_dir)}", file=sys.stderr)
-        sys.exit(interruption.exit_code)
-    except Exception:  # a crash during training: run_all() has already written a failed record
-        if sweeping and not cfg.fail_fast:
-            log.exception("job %d crashed; its record is in %s", hydra_cfg.job.num, output_dir)
-            return
-        raise
-    finally:
-        release_job_state()
-    _log_outcome(records, output_dir)
-    if any(record.status == "interrupted" for record in records):
-        sys.exit(interruption.exit_code)
-    if any(record.status != "completed" for record in records) and (not sweeping or cfg.fail_fast):
-        sys.exit(1)
+    place = JobPlace(
+        output_dir=Path(hydra_cfg.runtime.output_dir),
+        results_dir=Path(cfg.paths.results_dir),
+        digest=config_hash(plain(cfg)),
+        sweep=(Path(hydra_cfg.sweep.dir), hydra_cfg.job.num) if sweeping else None,
+        launcher_files=frozenset({".hydra", f"{hydra_cfg.job.name}.log"}),
+    )
+    jobs = jobs_at_once(hydra_cfg.launcher.get("n_jobs")) if sweeping else 1
 
+    def train(settings: RunSettings) -> list[RunRecord]:
+        progress = progress_for(interactive_run=not sweeping)
+        records = run_all(cfg, place.output_dir, progress=progress, jobs=jobs, settings=settings)
+        _log_outcome(records, place.output_dir)
+        return records
 
-def _interrupted_before_training(exc: KeyboardInterrupt, output_dir: Path) -> str:
-    """What an interrupt outside the training loop left behind, in one line."""
-    written = sorted(output_dir.rglob(RECORD_NAME)) if output_dir.is_dir() else []
-    # After training, between its records and its index marker: the records stand (resume reads them).
-    outcome = f"its records are kept ({written[0]})" if written else "nothing was recorded"
-    when = "while writing its results" if written else "before training started"
-    return f"interrupted ({exc or 'SIGINT'}) {when}; {outcome}"
+    steps = JobSteps(
+        read_settings=lambda: RunSettings.from_config(cfg),
+        train=train,
+        failed_record=lambda error: _failed_record(cfg, error),
+    )
+    code = run_job(place, steps, fail_fast=bool(cfg.fail_fast))
+    if code:
+        sys.exit(code)
 
 
 def _log_outcome(records: list[RunRecord], output_dir: Path) -> None:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import ONE_THREAD
 
+from harness.results import load
 from harness.results.claims import CLAIMS_DIR, Claim, Holder, claim_path, try_claim
 from harness.results.index import find_completed
 from harness.settings import plain
@@ -213,16 +214,22 @@ def _launch(cwd: Path, *args: str) -> subprocess.Popen:
 
 # Four interpreters on CI's 2 cores take ~40 s: the 2x launch runs always, the 4x one with the slow tests.
 @pytest.mark.parametrize("launches", [2, pytest.param(4, marks=pytest.mark.slow)])
-def test_one_sweep_launched_several_times_at_once_trains_each_config_once(tmp_path, launches):
+def test_one_sweep_launched_several_times_at_once_trains_each_config_once(harness_cli, tmp_path, launches):
+    # One configuration completed before, and the results' catalog and index in place: every launch's
+    # start reconciles (they write the catalog at once), then each job looks up and claims.
+    assert harness_cli("train", "model.width=4", *FAST).returncode == 0
+    assert harness_cli("collect", "results/runs", "--reindex").returncode == 0
+    (tmp_path / "results" / "runs" / "runs.parquet").unlink()
     sweep = ("train", "-m", "model.width=4,5,6,7", *FAST)
     procs = [_launch(tmp_path, *sweep) for _ in range(launches)]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * launches, outputs
     skips = sum(out.count("skipped: ") for out in outputs)
-    assert skips == 4 * (launches - 1), "every launch but one skipped each config (claimed or completed)"
+    assert skips == launches + 3 * (launches - 1), "width 4 skipped by all, the rest by all launches but one"
     records = _records(tmp_path)
     assert sorted(r["model_width"] for r in records) == [4, 5, 6, 7], "exactly one record per config"
     assert all(r["status"] == "completed" for r in records)
     results = tmp_path / "results" / "runs"
     assert all(find_completed(results, r["config_hash"]) is not None for r in records), "every marker written"
     assert not (results / CLAIMS_DIR).exists(), "every claim released"
+    assert sorted(load(results)["model_width"]) == [4, 5, 6, 7], "the catalog agrees with the records"

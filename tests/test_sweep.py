@@ -133,7 +133,7 @@ def test_records_are_the_truth_when_a_marker_is_missing(tmp_path):
     write_record(results / "a", RunRecord(run_id="a", status="completed", config_hash="h1"))
     write_record(results / "b", RunRecord(run_id="b", status="interrupted", config_hash="h2"))
     assert find_completed(results, "h1") == results / "a"
-    assert (results / ".index" / "h1.json").is_file(), "the lookup healed the index"
+    assert (results / ".index" / "reconciled").is_file(), "the lookup healed the index"
     assert find_completed(results, "h2") is None and find_completed(results, "h3") is None
 
 
@@ -156,9 +156,9 @@ def test_an_ensemble_job_is_complete_only_when_every_member_is(tmp_path):
     for index, status in enumerate(("completed", "completed", "interrupted")):
         member(index, status)
     assert find_completed(tmp_path / "runs", "h") is None
-    member(2, "completed")
-    assert find_completed(tmp_path / "runs", "h") == job / "seed_0"
+    member(2, "completed")  # without its marker (a tree copied in): found when the index is reconciled
     assert rebuild_index(tmp_path / "runs") == 1, "one job, one marker"
+    assert find_completed(tmp_path / "runs", "h") == job / "seed_0"
 
 
 def test_a_tree_copied_without_its_index_resumes(harness_cli, tmp_path):
@@ -279,6 +279,29 @@ def test_failing_job_does_not_stop_the_sweep(harness_cli, tmp_path):
     assert statuses == {0: "failed", 8: "completed"}
     failed = next(r for r in _records(tmp_path) if r["status"] == "failed")
     assert "model.width must be a positive integer" in failed["error"]
+
+
+def test_a_job_crashing_before_its_record_fails_the_sweep_and_is_named(harness_cli, tmp_path, monkeypatch):
+    import harness.train
+
+    counted = harness.train._count_compute
+
+    def crash_job_5(settings, job):  # a crash after set-up, before training: no record had been written
+        if settings.seed == 5:
+            raise RuntimeError("injected crash")
+        return counted(settings, job)
+
+    monkeypatch.setattr(harness.train, "_count_compute", crash_job_5)
+    proc = harness_cli("train", "-m", "seed=range(0,12)", *FAST)
+    assert proc.returncode == 1, "the sweep fails"
+    output = proc.stdout + proc.stderr
+    assert "sweep: 12/12 jobs done, 1 failed" in output
+    last = output.strip().splitlines()[-1]
+    assert "1 job(s) of the sweep failed: job 5 (seed=5 trainer.epochs=1" in last, "named with its overrides"
+    assert "failed: RuntimeError: injected crash [" in last and last.endswith("5_mlp_digits/run.json]")
+    records = _records(tmp_path)
+    assert len(records) == 12 and [r["seed"] for r in records if r["status"] == "failed"] == [5]
+    assert "job 5 crashed; its record is in" in output
 
 
 def test_fail_fast_stops_at_the_first_failure(harness_cli, tmp_path):

@@ -45,8 +45,11 @@ class Holder:
     since: str
     token: str
     heartbeat_age_s: float
+    run_dir: str | None = None  # where the holder's job writes (claims written before it knew: None)
 
     def __str__(self) -> str:
+        if self.pid < 0:
+            return "a damaged claim file (a job killed while writing it)"
         return f"pid {self.pid} on {self.host} since {self.since}"
 
     def is_gone(self, stale_s: float) -> bool:
@@ -60,8 +63,9 @@ class Claim:
     """A claim this process holds: a heartbeat thread keeps it live until `release()` (or the with-block's
     end) removes it."""
 
-    def __init__(self, path: Path, token: str, stale_s: float):
+    def __init__(self, path: Path, token: str, stale_s: float, taken_over: Holder | None = None):
         self.path, self.token = path, token
+        self.taken_over = taken_over  # the gone holder whose claim this one replaced, if any
         self._stop = threading.Event()
         self._beat = threading.Thread(
             target=self._heartbeat, args=(max(stale_s / 4, 0.05),), name="claim-heartbeat", daemon=True
@@ -97,8 +101,11 @@ def claim_path(results_dir: Path, digest: str) -> Path:
     return Path(results_dir) / CLAIMS_DIR / f"{digest}.json"
 
 
-def try_claim(results_dir: Path, digest: str, *, stale_s: float) -> Claim | Holder:
-    """Claim `digest` under `results_dir`: the Claim when this process now holds it, else the live Holder."""
+def try_claim(
+    results_dir: Path, digest: str, *, stale_s: float, run_dir: Path | None = None
+) -> Claim | Holder:
+    """Claim `digest` under `results_dir` for a job writing into `run_dir`: the Claim when this process now
+    holds it (with the gone holder it replaced, whose leftovers the caller clears), else the live Holder."""
     path = claim_path(results_dir, digest)
     token = secrets.token_hex(8)
     mine = {
@@ -106,12 +113,14 @@ def try_claim(results_dir: Path, digest: str, *, stale_s: float) -> Claim | Hold
         "pid": os.getpid(),
         "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "token": token,
+        "run_dir": None if run_dir is None else str(Path(run_dir).resolve()),
     }
+    taken_over = None
     while True:  # a claim released or taken over while we look at it: look again
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if _create_exclusive(path, json.dumps(mine) + "\n"):
-                return Claim(path, token, stale_s)
+                return Claim(path, token, stale_s, taken_over)
         except FileNotFoundError:
             continue  # the last holder removed the empty folder between our mkdir and our write
         holder = _read_holder(path)
@@ -119,23 +128,42 @@ def try_claim(results_dir: Path, digest: str, *, stale_s: float) -> Claim | Hold
             continue  # released between our attempt and our look
         if not holder.is_gone(stale_s):
             return holder
-        log.info("taking over the claim of %s (%s)", holder, _why_gone(holder, stale_s))
+        log.warning("taking over the claim of %s (%s)", holder, _why_gone(holder, stale_s))
         _set_aside(path, holder)
+        _remove_stale_temporaries(path.parent, stale_s)
+        taken_over = holder
 
 
 def acquire(
-    results_dir: Path, digest: str, *, stale_s: float, wait: bool, poll_s: float = 2.0
+    results_dir: Path,
+    digest: str,
+    *,
+    stale_s: float,
+    wait: bool,
+    poll_s: float = 2.0,
+    run_dir: Path | None = None,
 ) -> Claim | Holder:
     """`try_claim`; with `wait`, poll until the holder releases its claim or is gone, then hold it."""
     if not stale_s > 0:  # 0 would judge every live holder gone: two launches would both train
         raise ConfigError(f"claim_stale_s={stale_s:g} must be positive; the default is 300 (seconds)")
-    outcome = try_claim(results_dir, digest, stale_s=stale_s)
+    outcome = try_claim(results_dir, digest, stale_s=stale_s, run_dir=run_dir)
     if isinstance(outcome, Holder) and wait:
         log.info("waiting: claimed by %s", outcome)
         while isinstance(outcome, Holder):
             time.sleep(poll_s)  # another process's job: there is nothing to hand-shake with but its file
-            outcome = try_claim(results_dir, digest, stale_s=stale_s)
+            outcome = try_claim(results_dir, digest, stale_s=stale_s, run_dir=run_dir)
     return outcome
+
+
+def _remove_stale_temporaries(folder: Path, stale_s: float) -> None:
+    """Temporary claim files (`.<hash>.json.<token>.tmp`, `.gone`) older than `stale_s`: a job killed
+    between writing one and linking or removing it left it; nobody else will."""
+    now = time.time()
+    for leftover in [*folder.glob(".*.tmp"), *folder.glob(".*.gone")]:
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > stale_s:
+                leftover.unlink()
+                log.warning("removed %s, left by a killed job", leftover)
 
 
 def _create_exclusive(path: Path, text: str) -> bool:
@@ -171,7 +199,15 @@ def _read_holder(path: Path) -> Holder | None:
     try:
         age = time.time() - path.stat().st_mtime
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Holder(str(data["host"]), int(data["pid"]), str(data["since"]), str(data["token"]), age)
+        run_dir = data.get("run_dir")
+        return Holder(
+            str(data["host"]),
+            int(data["pid"]),
+            str(data["since"]),
+            str(data["token"]),
+            age,
+            None if run_dir is None else str(run_dir),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):

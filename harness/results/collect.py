@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from harness.results.store import CURVE_NAME, atomic_path, find_records, load, read_record
 
@@ -15,11 +17,16 @@ TABLE_NAME = "runs"
 def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Parquet wants one type per column: object columns that mix types (a config key that is a number in
     one run and a string in another) are written as strings, nulls kept."""
-    frame = frame.copy()
+    mixed = []
     for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
         kinds = {type(v) for v in frame[column] if v is not None and v == v}
         if len(kinds) > 1:
-            frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))
+            mixed.append(column)
+    if not mixed:
+        return frame  # nothing to change: no copy
+    frame = frame.copy()
+    for column in mixed:
+        frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))
     return frame
 
 
@@ -38,13 +45,29 @@ def collect(
     frame = load(directory)
     if frame.empty:
         return frame, None, None
-    frame = frame.drop_duplicates("run_id", keep="last").reset_index(drop=True)
+    if frame["run_id"].duplicated().any():  # checked first: dropping copies 100,000 rows even when none go
+        frame = frame.drop_duplicates("run_id", keep="last").reset_index(drop=True)
     parquet, csv = out / f"{TABLE_NAME}.parquet", out / f"{TABLE_NAME}.csv"
     with atomic_path(parquet) as tmp:
         _parquet_safe(frame).to_parquet(tmp, index=False)
     with atomic_path(csv) as tmp:
-        frame.to_csv(tmp, index=False)
+        _write_csv(frame, tmp)
     return frame, parquet, csv
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """The table as CSV, written by Arrow's C++ writer (pandas' is about 5x slower: 7 s at 100,000 runs).
+    Lists and mappings are written as Python writes them, as pandas would; true/false as Arrow writes them,
+    which pandas reads back as booleans."""
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        mixed = pd.api.types.is_object_dtype(values) and pd.api.types.infer_dtype(values).startswith("mixed")
+        if mixed and any(isinstance(v, list | dict) for v in values):
+            values = values.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+        columns[str(name)] = values
+    table = pa.Table.from_pandas(_parquet_safe(pd.DataFrame(columns)), preserve_index=False)
+    pa_csv.write_csv(table, path)
 
 
 def load_curves(path: str | Path) -> pd.DataFrame:

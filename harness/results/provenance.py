@@ -30,8 +30,31 @@ def versions() -> dict[str, str | None]:
     }
 
 
+# A sweep reads git once and hands the answer to its jobs in this variable ("<commit> <0|1>", or "none"):
+# the launching process and every worker or scheduler task it starts inherit its environment.
+GIT_STATE_ENV = "HARNESS_GIT_STATE"
+
+
 def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout the harness runs from; (None, None) for an installed copy."""
+    """(commit, dirty) of the checkout the harness runs from; (None, None) for an installed copy. Inside a
+    sweep, what its launcher read once (`GIT_STATE_ENV`): two git subprocesses per job were a tiny job's
+    largest cost."""
+    pinned = os.environ.get(GIT_STATE_ENV, "").split()
+    if pinned == ["none"]:
+        return None, None
+    if len(pinned) == 2 and pinned[1] in ("0", "1", "?"):
+        return pinned[0], None if pinned[1] == "?" else pinned[1] == "1"
+    return read_git_state()
+
+
+def pinned_git_state() -> str:
+    """The value of GIT_STATE_ENV that hands this checkout's state to a sweep's jobs."""
+    commit, dirty = read_git_state()
+    return "none" if commit is None else f"{commit} {'?' if dirty is None else int(dirty)}"
+
+
+def read_git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) as git says now (two subprocesses)."""
     source = Path(harness.__file__).resolve().parent
 
     def git(*args: str) -> str | None:

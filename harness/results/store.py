@@ -8,7 +8,6 @@ import json
 import math
 import os
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,16 +16,20 @@ from typing import Any
 import pandas as pd
 
 from harness.results.schema import RunRecord
+from harness.results.validate import checked_record
 
 RECORD_NAME = "run.json"
 CURVE_NAME = "curve.csv"
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; once the caller has written it, fsync it and rename it over
     `path`. Readers see the old file or the whole new one, never a part (rename is atomic on one
-    filesystem); on any error the temporary file is removed and `path` is untouched."""
+    filesystem); on any error the temporary file is removed and `path` is untouched. `durable=False`
+    skips the fsync, for caches rebuilt from the records (a power loss may leave such a file empty, and
+    its readers treat that as missing): an fsync costs milliseconds, and an index rebuilt for 100,000
+    records would pay it 100,000 times."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,8 +38,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         # mkstemp makes the file 0600; a record or table is for whoever may read the user's other files.
         os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -56,8 +60,8 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -93,11 +97,12 @@ def write_curve(run_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
 
 
 def read_record(path: Path) -> RunRecord:
-    """Read one run.json (or the run.json inside a run directory)."""
+    """Read one run.json (or the run.json inside a run directory). A file that is not JSON raises
+    ValueError; one whose fields have the wrong types raises BadRecord (a TypeError) naming the field."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_NAME
-    return RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    return checked_record(json.loads(path.read_text(encoding="utf-8")))
 
 
 def find_records(path: Path) -> Iterator[Path]:
@@ -113,11 +118,6 @@ def find_records(path: Path) -> Iterator[Path]:
     yield from sorted(Path(root) / RECORD_NAME for root, _, names in os.walk(path) if RECORD_NAME in names)
 
 
-def _flat(record: dict[str, Any]) -> dict[str, Any]:
-    """One table row: scalar fields as they are, nested ones (config, versions, seeds) as dotted columns."""
-    return pd.json_normalize(record, sep=".").iloc[0].to_dict()
-
-
 # Tables of runs (written by `harness collect`) that load() reads as they are.
 TABLE_SUFFIXES = (".parquet", ".csv")
 
@@ -128,8 +128,12 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     holds one of them and no run records, such as a committed study).
 
     Columns are the record's fields (see results/README.md) plus `config.*`, `versions.*`, `seeds.*`
-    and `run_dir`. A record that cannot be parsed is skipped with a warning naming the file.
+    and `run_dir`. A record that cannot be parsed, or whose fields have the wrong types, is skipped with a
+    warning naming the file. A folder of records is read through its catalog (harness.results.catalog):
+    only records it does not yet hold are opened.
     """
+    from harness.results.catalog import Catalog, catalog_frame  # catalog imports this module
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -138,29 +142,23 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     if path.is_file() and path.suffix in TABLE_SUFFIXES:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
         return (frame if columns is None else frame[list(columns)]).reset_index(drop=True)
-    if path.is_dir() and next(find_records(path), None) is None:
-        # A folder that ships only its table (results/study/...): the Parquet one, else the CSV one.
-        for shipped in (path / f"runs{suffix}" for suffix in TABLE_SUFFIXES):
-            if shipped.is_file():
-                return load(shipped, columns=columns)
-    rows = []
-    for file in find_records(path):
-        try:
-            record = RunRecord.from_dict(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:  # truncated, not JSON, or not a record (null, a list)
-            warnings.warn(f"skipping unreadable run record {file}: {exc}", stacklevel=2)
-            continue
-        row = _flat(record.to_dict())
-        row["run_dir"] = str(file.parent)
-        rows.append(row)
-    base = [
-        f.name
-        for f in RunRecord.__dataclass_fields__.values()
-        if f.name not in ("config", "versions", "seeds")
-    ]
-    frame = pd.DataFrame(rows)
+    if path.is_file() or (path / RECORD_NAME).is_file():
+        # One run: read directly, no catalog beside a single record.
+        run_dir = path.parent if path.is_file() else path
+        frame = Catalog(run_dir, persist=False).frame(columns, warn=True)
+        frame = frame[frame["run_dir"] == str(run_dir)].reset_index(drop=True)
+    else:
+        frame = catalog_frame(path, columns)
+        if frame.empty and not any(True for _ in find_records(path)):
+            # A folder that ships only its table (results/study/...): the Parquet one, else the CSV one.
+            for shipped in (path / f"runs{suffix}" for suffix in TABLE_SUFFIXES):
+                if shipped.is_file():
+                    return load(shipped, columns=columns)
     if frame.empty:
-        frame = pd.DataFrame(columns=[*base, "run_dir"])
-    if columns is not None:
-        frame = frame[list(columns)]
-    return frame.reset_index(drop=True)
+        base = [
+            f.name
+            for f in RunRecord.__dataclass_fields__.values()
+            if f.name not in ("config", "versions", "seeds")
+        ]
+        frame = pd.DataFrame(columns=[*base, "run_dir"] if columns is None else list(columns))
+    return frame

@@ -3,9 +3,11 @@
 torch's default is one intra-op thread per core of the machine. Beside other work that is the worst choice:
 its threads spin waiting for each other while the other work holds the cores, and on 2 cores a step that
 takes 1 s alone took 24 s. The policy (`trainer.cpu_threads=auto`): the cores this process may use (its CPU
-affinity and cgroup quota), shared among the jobs of the sweep that run at once, less the cores that other
-processes keep busy when the run starts; an explicit number is taken as given, and so is a user's
-OMP_NUM_THREADS as a ceiling.
+affinity and cgroup quota, and under a batch scheduler the CPUs it allocated to the task, which tasks packed
+onto one node may otherwise all take), shared among the jobs of the sweep that run at once, less the cores
+that other processes keep busy when the run starts (counted from the kernel's runnable tasks at that
+instant: no waiting); an explicit number is taken as given, and so is a user's OMP_NUM_THREADS as a
+ceiling.
 
 What happens later is not foreseeable, so it is measured: the machine's busy time from /proc/stat over the
 training, less this process's own CPU time, is the load of everything else. A run whose threads and the
@@ -19,6 +21,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +40,45 @@ STAT = Path("/proc/stat")
 
 
 def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (containers, SLURM)."""
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (containers, SLURM)
+    and by the CPUs a batch scheduler allocated to this task (`scheduler_cpus`)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     quota = cgroup_cpu_quota()
-    return max(1, min(cores, math.floor(quota))) if quota else cores
+    if quota:
+        cores = max(1, min(cores, math.floor(quota)))
+    allocated = scheduler_cpus(os.environ)
+    return max(1, min(cores, allocated)) if allocated else cores
+
+
+def scheduler_cpus(env: Mapping[str, str]) -> int | None:
+    """CPUs SLURM allocated to this task: SLURM_CPUS_PER_TASK, else the job's CPUs on this node
+    (SLURM_CPUS_ON_NODE) shared by its tasks there (SLURM_TASKS_PER_NODE, e.g. "2(x3),1", at SLURM_NODEID);
+    None outside SLURM. Without a task/affinity plugin or cgroups, SLURM does not bind a task to its CPUs:
+    affinity then shows the whole node, and tasks packed onto it oversubscribe it unless they read this."""
+    per_task = env.get("SLURM_CPUS_PER_TASK", "")
+    if per_task.isdigit() and int(per_task) > 0:
+        return int(per_task)
+    on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    if not (on_node.isdigit() and int(on_node) > 0):
+        return None
+    tasks = _tasks_on_node(env.get("SLURM_TASKS_PER_NODE", ""), env.get("SLURM_NODEID", "0"))
+    return max(1, int(on_node) // tasks)
+
+
+def _tasks_on_node(tasks_per_node: str, node_id: str) -> int:
+    """This node's entry of SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1); 1 when
+    it cannot be read."""
+    counts: list[int] = []
+    for part in tasks_per_node.split(","):
+        count, _, repeat = part.partition("(x")
+        if not count.isdigit():
+            return 1
+        counts += [int(count)] * (int(repeat.rstrip(")")) if repeat.rstrip(")").isdigit() else 1)
+    index = int(node_id) if node_id.isdigit() else 0
+    return max(1, counts[index]) if index < len(counts) else 1
 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -82,11 +117,13 @@ def resolve_cpu_threads(setting, jobs: int = 1, others_busy_cores: float | None 
     cores = usable_cores()
     share = max(1, cores // max(1, jobs))
     why = f"auto: {cores} usable cores / {jobs} job(s) at once"
+    if scheduler_cpus(os.environ) == cores:
+        why = f"auto: {cores} cores allocated by SLURM / {jobs} job(s) at once"
     ceiling = os.environ.get("OMP_NUM_THREADS", "")
     if ceiling.isdigit() and 0 < int(ceiling) < share:
         share, why = int(ceiling), why + f", at most OMP_NUM_THREADS={ceiling}"
     if share > 1:  # only then can other processes' load lower it: not worth a sample otherwise
-        others = busy_now() if others_busy_cores is None else others_busy_cores
+        others = runnable_others() if others_busy_cores is None else others_busy_cores
         busy = math.floor(others + 0.5)  # whole cores other processes hold, rounded
         if busy:
             share = max(1, min(share, cores - busy))
@@ -129,6 +166,30 @@ def others_busy_cores(start: MachineSample, end: MachineSample) -> float | None:
         return None
     others = (end.machine_busy_s - start.machine_busy_s) - (end.own_cpu_s - start.own_cpu_s)
     return max(0.0, others / wall)
+
+
+def runnable_others() -> float:
+    """Tasks of other processes that are running or waiting for a core right now: the kernel's count of
+    runnable tasks (/proc/stat procs_running) less this process's own running threads (a previous job's
+    pool may still spin). One instant, read without waiting (a sampling window cost every job 0.1 s); a
+    burst can make it one too high, which costs a thread, never a contended run passing as clean: what
+    others did during training is measured (contention_fields). 0 where it cannot be read."""
+    try:
+        line = next(x for x in STAT.read_text().splitlines() if x.startswith("procs_running"))
+        running = int(line.split()[1])
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+    return float(max(0, running - _own_running_threads()))
+
+
+def _own_running_threads() -> int:
+    """This process's threads in state R (this one, reading, among them)."""
+    running = 0
+    for task in Path("/proc/self/task").glob("*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            # "pid (comm) S ...": the state follows the command name, which may itself hold spaces
+            running += task.read_text().rsplit(")", 1)[1].split()[0] == "R"
+    return max(1, running)
 
 
 def busy_now(window_s: float = 0.1) -> float:

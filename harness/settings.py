@@ -655,6 +655,9 @@ class FitSettings(FromConfig):
     group_by: Sequence[str] = ("model", "data", "model_width", "model_depth", "n_train", "epochs")
     frontier: bool | Literal["both"] = False  # False: all configurations | True: the frontier only | "both"
     contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
+    collapsed: str = "drop"  # leave out runs flagged collapsed (no better than chance) or keep them
+    tune: Sequence[str] = ()  # swept keys searched per configuration, selected on the validation error
+    tune_compute: str = "best"  # a tuned point's compute: the chosen run's ("best") or the search's ("sum")
     parametric: bool = field(default=True, metadata={"key": "parametric.enabled"})
     parametric_by_model: bool = field(default=True, metadata={"key": "parametric.by_model"})
     bootstrap: int = field(default=1000, metadata={"key": "parametric.bootstrap"})

@@ -194,6 +194,8 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         n_train=data.n_train,
         n_train_full=data.n_train_full,
         n_test=len(data.y_test),
+        n_val=data.n_val,
+        chance_error=objective_for(data.task).chance_error(data.y_train, data.y_test),
         input_shape=list(data.input_shape),
         num_classes=data.num_classes,
         task=data.task,
@@ -273,6 +275,15 @@ class _Done:
                 write_curve(where, [dataclasses.asdict(row) for row in results[i].curve])
             record.wall_time_s = (time.perf_counter() - self.wall_start) / len(self.records)
             write_record(where, record)
+        for record in self.records:
+            if record.collapsed:
+                log.warning(
+                    "collapsed run %s: test error %.4f is no better than chance (%.4f); fits leave it out "
+                    "(collapsed=keep keeps it)",
+                    record.run_id,
+                    record.test_error,
+                    record.chance_error,
+                )
         if self.records[0].contended:
             log.warning(
                 "contended run: %s; its times (and hardware burden, energy) are not this computation's alone",
@@ -311,6 +322,9 @@ def _finish_record(record: RunRecord, result: TrainResult, measured: _Measured) 
     record.warmup_time_s = result.warmup_time_s
     record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
     record.train_loss, record.best_test_error = result.last("train_loss"), result.best_test_error()
+    record.val_error, record.val_loss = result.last("val_error"), result.last("val_loss")
+    if record.status == "completed":
+        record.collapsed = objective_for(record.task).collapsed(record.test_error, record.chance_error)
     reached = result.first_reaching(record.target_error)
     if reached is not None:
         record.time_to_target_s, record.steps_to_target = reached.train_time_s, reached.step

@@ -27,10 +27,18 @@ class Dataset:
     source: str  # where the data came from: a directory, or the call that generated it
     # classification: y int64 class labels, num_classes outputs; regression: y float32 targets, one output
     task: str = "classification"
+    # The validation split (data.val_fraction), held out of the training pool before subsampling; None
+    # when there is none. Evaluated beside the test set; tuning selects on it, never on the test set.
+    x_val: torch.Tensor | None = field(default=None, repr=False)
+    y_val: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_train(self) -> int:
         return len(self.y_train)
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.y_val is None else len(self.y_val)
 
 
 def _train_size(opts: DataSettings, n_full: int, num_classes: int) -> int:

@@ -72,6 +72,7 @@ class BenchmarkAnalysis:
     background: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     level: float = 0.95  # confidence level of the intervals (and of the plotted bands)
+    tuning: pd.DataFrame | None = None  # tune=...: the runs chosen per configuration (tuning.csv)
 
 
 def _finish(
@@ -170,6 +171,9 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
             group_by=settings.group_by,
             frontier=False,  # every configuration, each marked on_frontier; the point sets are chosen below
             contended=settings.contended,
+            collapsed=settings.collapsed,
+            tune=tuple(settings.tune),
+            tune_compute=settings.tune_compute,
         )
         for x in settings.xs
     }
@@ -215,6 +219,9 @@ def _analyse_dataset(
     name = "runs" if dataset is None else str(dataset)
     notes = [dropped] if dropped else []
     notes.append(f"error = {settings.error}; seeds {'averaged' if settings.seeds == 'mean' else 'kept'}")
+    tuning = prepared[settings.xs[0]].tuning  # the choice is the same for every x (made before any x filter)
+    if tuning is not None:
+        notes.append(tuning.note())
     fits: list[FitResult] = []
     background: dict[str, pd.DataFrame] = {}
     for x, x_plans in plans.items():
@@ -228,13 +235,17 @@ def _analyse_dataset(
     analysis = BenchmarkAnalysis(
         name,
         "results",
-        f"{name} (our runs)",
+        f"{name} (our runs, tuned: best of {', '.join(tuning.keys)} on validation"
+        f"{'; compute of the whole search' if tuning.compute == 'sum' else ''})"
+        if tuning is not None
+        else f"{name} (our runs)",
         settings.error,
         "model" if "model" in first.columns else None,
         fits,
         background=background,
         notes=notes,
         level=settings.level,
+        tuning=None if tuning is None else _subset(tuning.chosen, dataset),
     )
     measured = {x: measured_conversions(x, _subset(prepared[x].runs, dataset)) for x in plans}
     _finish(
@@ -315,6 +326,13 @@ def holdout_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
         return frame
     frame = frame.reindex(columns=list(HOLDOUT_COLUMNS))
     return frame.dropna(axis="columns", how="all")
+
+
+def tuning_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
+    """tuning.csv: the run chosen for each configuration and seed, with its validation and test error and
+    the size of its search (empty without tune=)."""
+    tables = [a.tuning for a in analyses if a.tuning is not None]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def parametric_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:

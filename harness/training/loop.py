@@ -255,6 +255,8 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     drop_last: bool
+    x_val: torch.Tensor | None = None  # the validation split, evaluated beside the test set (None: none)
+    y_val: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -263,9 +265,12 @@ class Plan:
     @classmethod
     def make(cls, data: Dataset, settings: TrainerSettings, device: torch.device, drop_last: bool):
         x_train, x_test = data.x_train.to(device), data.x_test.to(device)
+        x_val = None if data.x_val is None else data.x_val.to(device)
         if settings.channels_last and x_train.ndim == 4:
             x_train = x_train.contiguous(memory_format=torch.channels_last)
             x_test = x_test.contiguous(memory_format=torch.channels_last)
+            if x_val is not None:
+                x_val = x_val.contiguous(memory_format=torch.channels_last)
         n = len(x_train)
         steps_per_epoch, total = plan_steps(
             n, settings.batch_size, settings.epochs, settings.max_steps, drop_last
@@ -280,6 +285,8 @@ class Plan:
             steps_per_epoch,
             total,
             drop_last,
+            x_val,
+            None if data.y_val is None else data.y_val.to(device),
         )
 
 
@@ -362,12 +369,16 @@ class _Run:
         return self.steps % self.eval_every == 0 or self.steps == self.plan.total_steps
 
     def evaluate(self, mean_loss: list[float]) -> None:
-        """Score the running members on the test set (outside the energy window and the train clock)."""
+        """Score the running members on the test set, and on the validation split where there is one
+        (outside the energy window and the train clock)."""
         self.energy.end()
+        plan, batch_size = self.plan, self.settings.eval_batch_size
         with self.watch.segment("eval"):
-            scores = self.stepper.core.evaluate(
-                self.plan.x_test, self.plan.y_test, self.settings.eval_batch_size
-            )
+            scores = self.stepper.core.evaluate(plan.x_test, plan.y_test, batch_size)
+            if plan.x_val is not None and plan.y_val is not None:
+                val_scores = self.stepper.core.evaluate(plan.x_val, plan.y_val, batch_size)
+            else:
+                val_scores: list[tuple[float | None, float | None]] = [(None, None)] * len(scores)
         rows = [
             CurveRow(
                 step=self.steps,
@@ -378,6 +389,8 @@ class _Run:
                 test_error=scores[i][0],
                 train_time_s=self.watch.total("train") / self.members,
                 lr=self.stepper.lr(),
+                val_loss=val_scores[i][1],
+                val_error=val_scores[i][0],
             )
             for i in self.running
         ]

@@ -24,6 +24,12 @@
 #   PYTHON             the interpreter that has harness (default python3)
 #   STUDY_ALLOW_BUSY   1: train even when other processes keep a core busy (refused by default: the runs'
 #                      times would measure that work too; their records then say contended)
+#   STUDY_PREVIOUS     an earlier study folder whose fits the README sets beside the new ones (default
+#                      DEST/DATASET-DEVICE-untuned, when it exists)
+#
+# A study whose runs sweep trainer.optimizer.lr is fitted tuned (`harness fit tune=[trainer.optimizer.lr]`:
+# per configuration the run with the lowest validation error stands for it) into fit/, and once more with
+# the compute of the whole search (tune_compute=sum) into fit_search/.
 set -euo pipefail
 
 DATASETS=(fashion_mnist mnist1d)
@@ -127,10 +133,20 @@ finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON]
         table_args+=(--machine "$dest/machine.json")
     fi
     "$PY" -m harness.report.study tables "${table_args[@]}"
+    local tune
+    tune=$("$PY" -c "import sys, pandas as pd; t = pd.read_parquet(sys.argv[1]); c = 'config.trainer.optimizer.lr'
+print('tune=[trainer.optimizer.lr]' if c in t and t[c].nunique() > 1 else '')" "$dest/runs.parquet")
     local fit=("${HARNESS[@]}" fit "results=$dest" "x=$X_COLUMNS" frontier=both
-        "out=$dest/fit" overwrite=true)
+        "out=$dest/fit" overwrite=true ${tune:+"$tune"})
     echo "study.sh: ${fit[*]}" >&2
     "${fit[@]}" >"$dest/fit.txt"
+    if [[ -n $tune ]]; then
+        local search=("${fit[@]/#out=*/out=$dest/fit_search}" tune_compute=sum)
+        echo "study.sh: ${search[*]}" >&2
+        "${search[@]}" >"$dest/fit_search.txt"
+    fi
+    local previous=${STUDY_PREVIOUS:-$DEST_ROOT/$dataset-$device-untuned}
+    [[ -d $previous ]] && table_args+=(--previous "$previous")
     "$PY" -m harness.report.study readme "${table_args[@]}" --fit-command "${fit[*]}"
     echo "study.sh: wrote $dest (README.md, runs.parquet, runs.csv, curves.csv, fit/)" >&2
 }

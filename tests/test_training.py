@@ -155,3 +155,17 @@ def test_mixed_precision_on_cpu(compose_train, tmp_path, precision):
 def test_cuda_bf16_run(compose_train, tmp_path):
     record = run(compose_train("trainer.device=cuda", "trainer.precision=bf16", "trainer.epochs=2"), tmp_path)
     assert record.status == "completed" and record.device.startswith("cuda")
+
+
+def test_a_collapsed_run_is_flagged_and_warned_about(compose_train, tmp_path, caplog):
+    # Digits' MLP at lr 3 completes with finite losses but predicts one class: chance, not a model.
+    collapsed = run(compose_train("trainer.optimizer.lr=3", "trainer.epochs=2"), tmp_path / "bad")
+    assert collapsed.status == "completed" and collapsed.collapsed is True
+    assert collapsed.test_error >= 0.99 * collapsed.chance_error
+    assert collapsed.chance_error == pytest.approx(0.9, abs=0.01), "the majority class of 10 balanced ones"
+    assert any(
+        "collapsed run" in r.getMessage() and "no better than chance" in r.getMessage()
+        for r in caplog.records
+    )
+    trained = run(compose_train("trainer.epochs=2"), tmp_path / "good")
+    assert trained.collapsed is False and trained.test_error < 0.5 * trained.chance_error

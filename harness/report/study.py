@@ -30,6 +30,13 @@ from harness.results.collect import collect
 from harness.scaling.holdout import GRID_SCALE
 
 TABLE, CURVES, MACHINE = "runs.parquet", "curves.csv", "machine.json"
+# A tuned study's second fit: each configuration's compute is its whole search's (tune_compute=sum).
+SEARCH_FIT = "fit_search"
+# A study folder's hand-written notes, appended to its README (what the generated tables cannot say).
+NOTES = "notes.md"
+# Test accuracy of MNIST-1D's four architectures in its paper (Greydanus 2020, "Scaling down deep learning",
+# 4,000 train / 1,000 test), by our model names; the README sets the largest tuned configurations beside them.
+PUBLISHED = {"mnist1d": {"linear_flexible": 0.32, "mlp": 0.68, "cnn": 0.94, "gru": 0.91}}
 # The paper's ImageNet figure the README sets ours beside: log10(error) on log10(network operations).
 PAPER_BENCHMARK, PAPER_X = "imagenet", "network_operations"
 
@@ -147,20 +154,111 @@ def _energy_lines(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _poly_rows(fit_dir: Path) -> dict[tuple[str, str], dict]:
+    """fits.csv's log-log rows of `fit_dir`, by (x, points); empty when there is no fit there."""
+    fits_path = fit_dir / "fits.csv"
+    if not fits_path.exists():
+        return {}
+    fits = pd.read_csv(fits_path)
+    poly = fits[fits["spec"] == "poly"].to_dict("records")
+    return {(r["x"], r.get("points", "all")): r for r in poly}
+
+
+def _slope_k(r: dict | None) -> str:
+    if r is None:
+        return "n/a | n/a | n/a"
+    slope = interval(r["slope"], r["slope_ci_low"], r["slope_ci_high"])
+    return f"{r['n']} | {slope} | {interval(r['k'], r['k_ci_low'], r['k_ci_high'])}"
+
+
+def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
+    """Each log-log fit of fit/ beside the whole search's compute (fit_search/) and an earlier study's."""
+    tuned = _poly_rows(dest / "fit")
+    search = _poly_rows(dest / SEARCH_FIT)
+    before = _poly_rows(previous / "fit") if previous is not None else {}
+    if not tuned or not (search or before):
+        return []
+    columns = ["x", "points", "N, slope [95% CI], k [95% CI]: tuned (the chosen run's compute)"]
+    if search:
+        columns.append("tuned, compute of the whole search")
+    if before:
+        columns.append(f"untuned ({previous.name})")
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for key, row in tuned.items():
+        cells = [key[0], key[1], _slope_k(row)]
+        if search:
+            cells.append(_slope_k(search.get(key)))
+        if before:
+            cells.append(_slope_k(before.get(key)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _tuning_lines(dest: Path, dataset: str) -> list[str]:
+    """What tuning chose (fit/tuning.csv), and each model's largest configuration beside published figures."""
+    path = dest / "fit" / "tuning.csv"
+    if not path.exists():
+        return []
+    chosen = pd.read_csv(path)
+    keys = [c for c in chosen.columns if c.startswith("trainer.") or c.startswith("model.")]
+    searched = int(chosen["searched"].sum())
+    lines = [
+        f"Tuning: {searched} runs searched, {len(chosen)} chosen (one per configuration and seed, the lowest "
+        f"validation error over {', '.join(keys)}; `fit/tuning.csv` lists them). Chosen values per model:",
+        "",
+    ]
+    for model, group in chosen.groupby("model"):
+        counts = ", ".join(
+            f"{value:g}: {count}"
+            for key in keys
+            for value, count in group[key].value_counts().sort_index().items()
+        )
+        lines.append(f"- {model}: {counts}")
+    published = PUBLISHED.get(dataset, {})
+    lines += [
+        "",
+        "The largest configuration of each model (widest, most data; mean over seeds), its tuned run's test "
+        "accuracy" + (" beside the paper's (Greydanus 2020, 4,000 training signals):" if published else ":"),
+        "",
+        "| model | width | training set | chosen "
+        + ", ".join(keys)
+        + " | validation accuracy | test accuracy "
+        + ("| published |" if published else "|"),
+        "| --- | --- | --- | --- | --- | --- " + ("| --- |" if published else "|"),
+    ]
+    for model, group in chosen.groupby("model"):
+        top = group[group["model_width"] == group["model_width"].max()]
+        top = top[top["n_train"] == top["n_train"].max()]
+        values = "; ".join(f"{v:g}" for key in keys for v in sorted(top[key].unique()))
+        cells = [
+            str(model),
+            f"{int(top['model_width'].iloc[0])}",
+            f"{int(top['n_train'].iloc[0])}",
+            values,
+            f"{1 - top['val_error'].mean():.1%}",
+            f"{1 - top['test_error'].mean():.1%}",
+        ]
+        if published:
+            cells.append(f"{published[model]:.0%}" if model in published else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fit_lines(fit_dir: Path) -> list[str]:
     """The headline numbers of fit/: k per compute column (all points and frontier), holdout at the corner."""
     lines: list[str] = []
-    fits_path = fit_dir / "fits.csv"
-    if not fits_path.exists():
+    poly = _poly_rows(fit_dir)
+    if not (fit_dir / "fits.csv").exists():
         return ["(no fit/ yet)"]
-    fits = pd.read_csv(fits_path)
-    poly = fits[fits["spec"] == "poly"]
-    if len(poly):
+    if poly:
         lines += [
             "| x | points | N | slope [95% CI] | k [95% CI] | R² |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for r in poly.to_dict("records"):
+        for r in poly.values():
             lines.append(
                 f"| {r['x']} | {r.get('points', 'all')} | {r['n']} | "
                 f"{interval(r['slope'], r['slope_ci_low'], r['slope_ci_high'])} | "
@@ -269,6 +367,15 @@ def readme_text(args: argparse.Namespace, runs: pd.DataFrame) -> str:
     if status == 124:
         lines.append("- **The sweep reached its time limit:** runs it had not finished are missing.")
     lines += ["", "## What the fits say", "", *_fit_lines(dest / "fit"), "", _paper_line(), ""]
+    tuning = _tuning_lines(dest, args.dataset)
+    if tuning:
+        lines += ["## Tuning", "", *tuning, ""]
+    previous = Path(args.previous) if args.previous else None
+    comparison = _comparison_lines(dest, previous)
+    if comparison:
+        lines += ["## Tuned beside untuned", "", *comparison, ""]
+    if (dest / NOTES).exists():
+        lines += [(dest / NOTES).read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
 
 
@@ -295,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--commit", default="unknown")
         command.add_argument("--machine", default=None)
         command.add_argument("--fit-command", default="")
+        command.add_argument("--previous", default=None, help="an earlier study folder to compare fits with")
     args = parser.parse_args(argv)
     try:
         if args.action == "machine":

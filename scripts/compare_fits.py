@@ -5,8 +5,9 @@
 
 Each revision is installed as `bench_revisions.py` installs it; every fit runs as a fresh `harness fit`
 process into its own folder: the untuned scaling studies (results/study/*-cpu-untuned: a revision before
-issue 29 cannot fit the tuned ones' tune=), the theory experiment's eight fits (results/theory), torchvision's zoo and all six of the paper's benchmarks. Every file written is
-compared byte for byte, and so is what the command printed (with the output folder's name masked).
+issue 29 cannot fit the tuned ones' tune=), the theory experiment's eight fits (results/theory),
+torchvision's zoo and all six of the paper's benchmarks. Every file written is compared byte for byte,
+and so is what the command printed (with the output folder's name masked).
 SVGs drawn before figures were made reproducible carry a date and random element ids; `--svg-loose` masks
 those two (and only those) to compare such a revision's drawings. Exit status 1 when anything differs.
 """

@@ -3,6 +3,8 @@
     python -m harness.report.study machine --out machine.json --started ISO [--wall DATASET=S ...]
     python -m harness.report.study tables --runs DIR --dest DEST ...    runs.parquet, runs.csv, curves.csv
     python -m harness.report.study readme --runs DIR --dest DEST ...    README.md from the tables and fit/
+    python -m harness.report.study architectures --runs DIR --dest DEST --dataset D [--command C ...]
+        a few architectures at a few learning rates: tables and a README of the tuned accuracies
 
 Every figure in the README is read from the runs table, machine.json or the fit's own tables; nothing is
 typed in by hand.
@@ -197,47 +199,59 @@ def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
     return lines
 
 
+def _tuned_keys(chosen: pd.DataFrame) -> list[str]:
+    return [c for c in chosen.columns if c.startswith(("trainer.", "model."))]
+
+
 def _tuning_lines(dest: Path, dataset: str) -> list[str]:
     """What tuning chose (fit/tuning.csv), and each model's largest configuration beside published figures."""
     path = dest / "fit" / "tuning.csv"
     if not path.exists():
         return []
     chosen = pd.read_csv(path)
-    keys = [c for c in chosen.columns if c.startswith("trainer.") or c.startswith("model.")]
-    searched = int(chosen["searched"].sum())
+    keys = _tuned_keys(chosen)
     lines = [
-        f"Tuning: {searched} runs searched, {len(chosen)} chosen (one per configuration and seed, the lowest "
-        f"validation error over {', '.join(keys)}; `fit/tuning.csv` lists them). Chosen values per model:",
+        f"Tuning: {int(chosen['searched'].sum())} runs searched, {len(chosen)} chosen (one per configuration "
+        f"and seed, the lowest validation error over {', '.join(keys)}; `fit/tuning.csv` lists them). "
+        "Chosen values per model:",
         "",
     ]
     for model, group in chosen.groupby("model"):
         counts = ", ".join(
-            f"{value:g}: {count}"
+            f"{value:g} ×{count}"
             for key in keys
             for value, count in group[key].value_counts().sort_index().items()
         )
         lines.append(f"- {model}: {counts}")
+    return [*lines, "", *largest_configuration_lines(chosen, dataset)]
+
+
+def largest_configuration_lines(chosen: pd.DataFrame, dataset: str) -> list[str]:
+    """Each model's largest configuration (widest, most data) among `chosen` runs: its tuned values and
+    validation and test accuracy (mean over seeds), beside the dataset's published accuracy where known."""
+    keys = _tuned_keys(chosen)
     published = PUBLISHED.get(dataset, {})
-    lines += [
-        "",
+    lines = [
         "The largest configuration of each model (widest, most data; mean over seeds), its tuned run's test "
         "accuracy" + (" beside the paper's (Greydanus 2020, 4,000 training signals):" if published else ":"),
         "",
         "| model | width | training set | chosen "
         + ", ".join(keys)
-        + " | validation accuracy | test accuracy "
-        + ("| published |" if published else "|"),
-        "| --- | --- | --- | --- | --- | --- " + ("| --- |" if published else "|"),
+        + " | validation accuracy | test accuracy |"
+        + (" published |" if published else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if published else ""),
     ]
     for model, group in chosen.groupby("model"):
-        top = group[group["model_width"] == group["model_width"].max()]
+        top = group
+        if "model_width" in top.columns and top["model_width"].notna().any():
+            top = top[top["model_width"] == top["model_width"].max()]
         top = top[top["n_train"] == top["n_train"].max()]
-        values = "; ".join(f"{v:g}" for key in keys for v in sorted(top[key].unique()))
+        width = top["model_width"].iloc[0] if "model_width" in top.columns else None
         cells = [
             str(model),
-            f"{int(top['model_width'].iloc[0])}",
+            "n/a" if width is None or pd.isna(width) else f"{int(width)}",
             f"{int(top['n_train'].iloc[0])}",
-            values,
+            "; ".join(f"{v:g}" for key in keys for v in sorted(top[key].unique())),
             f"{1 - top['val_error'].mean():.1%}",
             f"{1 - top['test_error'].mean():.1%}",
         ]
@@ -379,6 +393,41 @@ def readme_text(args: argparse.Namespace, runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def architectures_readme(runs_dir: Path, dest: Path, dataset: str, commands: list[str]) -> str:
+    """A README for a few architectures trained at a few learning rates on one dataset (no scaling fit):
+    per model the run with the lowest validation error, beside the published accuracies."""
+    from harness.scaling.runs import select_tuned
+    from harness.settings import FitSettings
+
+    table = write_tables(runs_dir, dest)
+    completed = table[table["status"] == "completed"]
+    _, tuning, _ = select_tuned(
+        completed, ["trainer.optimizer.lr"], group_by=FitSettings().group_by, compute="best"
+    )
+    commits = _join(_unique(table, "git_commit"))
+    started = _unique(table, "started_at")
+    lines = [
+        f"# {dataset}: the published architectures, tuned on validation",
+        "",
+        f"{len(table)} runs ({_join(_unique(table, 'model'))}; statuses "
+        f"{table['status'].value_counts().to_dict()}), collected into `runs.parquet` / `runs.csv`, learning "
+        "curves in `curves.csv`. Each model was trained at three learning rates; the run with the lowest "
+        "validation error stands for it (`harness.scaling.runs.select_tuned`, as `harness fit tune=` "
+        "chooses). Too few configurations for a scaling fit: this folder checks accuracy only.",
+        "",
+        *(f"- `{command}`" for command in commands),
+        f"- Commit: {commits}; runs started {_join(started[:1])} to {_join(started[-1:])} (UTC) on "
+        f"{_join(_unique(table, 'device_name'))}.",
+        "",
+        *largest_configuration_lines(tuning.chosen, dataset),
+        "",
+    ]
+    notes = dest / NOTES
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m harness.report.study", description=__doc__.split("\n", 1)[0]
@@ -403,6 +452,11 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--machine", default=None)
         command.add_argument("--fit-command", default="")
         command.add_argument("--previous", default=None, help="an earlier study folder to compare fits with")
+    architectures = sub.add_parser("architectures", help="runs table and README of a few tuned architectures")
+    architectures.add_argument("--runs", type=Path, required=True)
+    architectures.add_argument("--dest", type=Path, required=True)
+    architectures.add_argument("--dataset", required=True)
+    architectures.add_argument("--command", action="append", default=[], help="a command that made the runs")
     args = parser.parse_args(argv)
     try:
         if args.action == "machine":
@@ -417,6 +471,10 @@ def main(argv: list[str] | None = None) -> None:
                 train_commands=commands,
             )
             args.out.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        elif args.action == "architectures":
+            args.dest.mkdir(parents=True, exist_ok=True)
+            text = architectures_readme(args.runs, args.dest, args.dataset, args.command)
+            (args.dest / "README.md").write_text(text, encoding="utf-8")
         elif args.action == "tables":
             if not args.runs.is_dir():
                 raise HarnessError(f"--runs {args.runs} is not a directory of runs")

@@ -183,7 +183,7 @@ def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
     columns = ["x", "points", "N, slope [95% CI], k [95% CI]: tuned (the chosen run's compute)"]
     if search:
         columns.append("tuned, compute of the whole search")
-    if before:
+    if before and previous is not None:
         columns.append(f"untuned ({previous.name})")
     lines = [
         "| " + " | ".join(columns) + " |",

@@ -375,10 +375,11 @@ class _Run:
         plan, batch_size = self.plan, self.settings.eval_batch_size
         with self.watch.segment("eval"):
             scores = self.stepper.core.evaluate(plan.x_test, plan.y_test, batch_size)
+            val_scores: Sequence[tuple[float | None, float | None]]
             if plan.x_val is not None and plan.y_val is not None:
                 val_scores = self.stepper.core.evaluate(plan.x_val, plan.y_val, batch_size)
             else:
-                val_scores: list[tuple[float | None, float | None]] = [(None, None)] * len(scores)
+                val_scores = [(None, None)] * len(scores)
         rows = [
             CurveRow(
                 step=self.steps,

@@ -13,7 +13,6 @@ preflight's question (does this key take a number?) from the same annotations.
 from __future__ import annotations
 
 import math
-import os
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -36,7 +35,12 @@ class FromConfig:
 
     @classmethod
     def from_config(cls, node: Any = None):
-        return build(cls, node, cls.GROUP)
+        return cls.read(node, cls.GROUP)
+
+    @classmethod
+    def read(cls, node: Any, prefix: str):
+        """The settings `node` describes, `prefix` naming it in errors (as a group of its own or nested)."""
+        return build(cls, node, prefix)
 
 
 def plain(node: Any) -> Any:
@@ -106,6 +110,8 @@ def coerce(value: Any, hint: Any, name: str) -> Any:
         if any(value == a and type(value) is type(a) for a in args):
             return value
         raise ConfigError(f"{name} must be {_describe(hint)}, got {value!r}")
+    if isinstance(hint, type) and issubclass(hint, FromConfig):
+        return hint.read(value, name)
     if is_dataclass(hint):
         return build(hint, value, name)
     if hint is Any:
@@ -155,12 +161,12 @@ def field_type(cls: type, key: str) -> Any | None:
         if key == own:
             return hints[item.name]
         if key.startswith(own + "."):
-            inner = _without_none(hints[item.name])
+            inner = without_none(hints[item.name])
             return field_type(inner, key[len(own) + 1 :]) if is_dataclass(inner) else None
     return None
 
 
-def _without_none(hint: Any) -> Any:
+def without_none(hint: Any) -> Any:
     """X for `X | None`; the hint itself otherwise."""
     if get_origin(hint) in (Union, types.UnionType):
         options = [a for a in get_args(hint) if a is not type(None)]
@@ -171,7 +177,7 @@ def _without_none(hint: Any) -> Any:
 
 def kind(hint: Any) -> str | None:
     """'boolean' or 'number' when a key of that annotation takes one (null allowed), else None."""
-    hint = _without_none(hint)
+    hint = without_none(hint)
     if hint is bool:
         return "boolean"
     if hint in (int, float):
@@ -328,70 +334,99 @@ class TrainerSettings(FromConfig):
 # ------------------------------------------------------------------------------------ data
 
 
+# The `data` group's keys that the harness itself reads, whatever the dataset; every other key of the group
+# is an argument of the dataset's loader (`data._target_`), checked against the loader's own signature.
+DATA_KEYS = (
+    "_target_",
+    "name",
+    "fraction",
+    "n_train",
+    "subsample_seed",
+    "normalize",
+    "loader_workers",
+    "val_fraction",
+    "val_seed",
+)
+
+
 @dataclass(frozen=True)
 class DataSettings(FromConfig):
-    """The `data` group. The defaults are the default dataset's (conf/data/digits.yaml) and, for keys digits
-    has not, mnist1d's (num_samples, generator_seed) and sparse_regression's (p, s, noise, ...): each
-    dataset's own file sets the keys it reads (sparse_regression.yaml: num_samples 10240, generator_seed
-    ${seed}), so build it from that file rather than from these defaults."""
+    """The `data` group: which loader (`_target_`, a built-in of harness.data.sources or a user's callable),
+    its own arguments (`arguments`: every other key of the group; the settings of each dataset live beside
+    its loader, as the loader's keyword parameters), and the harness's knobs that apply to every dataset:
+    the training subset (fraction, n_train, subsample_seed), standardization and, for a map-style Dataset,
+    the DataLoader's worker processes. The defaults are the default dataset's (conf/data/digits.yaml)."""
 
     GROUP: ClassVar[str] = "data"
 
-    name: str = "digits"
-    root: str | None = None
+    target: str = field(default="harness.data.sources.digits", metadata={"key": "_target_"})
+    name: str | None = "digits"  # null: named after the target's last component
     fraction: float = 1.0
     n_train: int | None = None  # its upper bound depends on the dataset: load_dataset checks it
     subsample_seed: int = 0
-    download: bool = False
     normalize: bool = True
-    test_fraction: float = 0.2
-    num_samples: int = 4000
-    generator_seed: int = 42
-    # sparse_regression only: candidate features, relevant features, noise σ, feature correlation, task
-    p: int = 32
-    s: int = 4
-    noise: float = 0.5
-    correlation: float = 0.0
-    task: str = "regression"
+    loader_workers: int = 0  # map-style Datasets only: DataLoader worker processes (0: in this process)
+    # The validation split: this share of the training pool held out before subsampling, class-balanced,
+    # drawn with val_seed (fixed: the same split for every run, whatever its seed); 0: none, unless the
+    # loader returns its own `val`
+    val_fraction: float = 0.0
+    val_seed: int = 0
+    arguments: Mapping[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2})  # digits' own
+
+    @classmethod
+    def read(cls, node: Any, prefix: str):
+        """The harness's own keys into fields; all others into `arguments`, for the loader."""
+        values = plain(node) or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{prefix} must be a group of settings, got {values!r}")
+        if values.get("_target_") is None:
+            raise ConfigError(
+                "data._target_ is not set; choose a dataset (data=digits) or give your loader: "
+                "data=custom data._target_=pkg.module.make_data"
+            )
+        own = {key: value for key, value in values.items() if key in DATA_KEYS}
+        arguments = {key: value for key, value in values.items() if key not in DATA_KEYS}
+        return build(cls, {**own, "arguments": arguments}, prefix)
 
     def __post_init__(self) -> None:
-        if self.root is not None:
-            object.__setattr__(self, "root", os.path.expanduser(self.root))
         _require(
             0.0 < self.fraction <= 1.0,
             f"data.fraction must be in (0, 1], got {self.fraction}; use e.g. 0.1 for 10% of the training set",
         )
+        # numpy seeds must be non-negative and at most 32 bits.
         _require(
-            0.0 < self.test_fraction < 1.0,
-            f"data.test_fraction must be in (0, 1), got {self.test_fraction}; the default is 0.2",
+            0 <= self.subsample_seed < 2**32,
+            f"data.subsample_seed must be in [0, 2**32), got {self.subsample_seed}; use a non-negative seed",
         )
         _require(
-            self.num_samples >= 20,
-            f"data.num_samples must be at least 20, got {self.num_samples}; the default is 4000",
-        )
-        for name in ("subsample_seed", "generator_seed"):
-            # numpy seeds must be non-negative, and np.random.seed (used by mnist1d) takes at most 32 bits.
-            seed = getattr(self, name)
-            _require(
-                0 <= seed < 2**32, f"data.{name} must be in [0, 2**32), got {seed}; use a non-negative seed"
-            )
-        _require(
-            self.p >= 1, f"data.p (candidate features) must be at least 1, got {self.p}; the default is 32"
+            0.0 <= self.val_fraction < 1.0,
+            f"data.val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. 0.1 to hold out 10% of "
+            "the training pool for validation, or 0 for none",
         )
         _require(
-            1 <= self.s <= self.p,
-            f"data.s (relevant features) must be in [1, data.p={self.p}], got {self.s}; "
-            f"choose e.g. data.s={min(4, self.p)}",
+            0 <= self.val_seed < 2**32,
+            f"data.val_seed must be in [0, 2**32), got {self.val_seed}; use a non-negative seed",
         )
         _require(
-            self.noise >= 0, f"data.noise is a standard deviation, got {self.noise}; set it to 0 or more"
+            self.loader_workers >= 0,
+            f"data.loader_workers must be 0 or more, got {self.loader_workers}; 0 loads in this process",
         )
-        # Σ = (1 − ρ)I + ρ11ᵀ is a valid covariance with unit variances only for 0 <= ρ < 1 here.
-        _require(
-            0.0 <= self.correlation < 1.0,
-            f"data.correlation must be in [0, 1), got {self.correlation}; the default is 0",
-        )
-        _one_of(self.task, ("regression", "classification"), "data.task")
+
+    @property
+    def label(self) -> str:
+        """What names the dataset in records and run directories: data.name, else the target's last part."""
+        return self.name or self.target.rpartition(".")[2]
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """The data's seeds for the record: the subsample's, and any seed the loader takes (`*seed`)."""
+        own = {
+            key: value
+            for key, value in self.arguments.items()
+            if key.endswith("seed") and isinstance(value, int) and not isinstance(value, bool)
+        }
+        held_out = {"val_seed": self.val_seed} if self.val_fraction > 0 else {}
+        return {"subsample_seed": self.subsample_seed, **held_out, **own}
 
 
 # ------------------------------------------------------------------------------------ measure, hardware

@@ -30,7 +30,7 @@ from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
 from harness.compute.accounting import ForwardCompute, compute_fields, count_run_compute
 from harness.compute.hardware import PeakFlops, peak_flops_for
-from harness.data import load_dataset
+from harness.data import StreamedDataset, TrainingData, load_dataset
 from harness.device import device_name, resolve_device, resolve_precision
 from harness.energy import EnergyMeter, cost_fields
 from harness.errors import ConfigError, HarnessError
@@ -193,15 +193,15 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         data_fraction=settings.data.fraction,
         n_train=data.n_train,
         n_train_full=data.n_train_full,
-        n_test=len(data.y_test),
+        n_test=data.n_test,
         n_val=data.n_val,
-        chance_error=objective_for(data.task).chance_error(data.y_train, data.y_test),
+        chance_error=_chance_error(data),
         input_shape=list(data.input_shape),
         num_classes=data.num_classes,
         task=data.task,
         error_metric=objective_for(data.task).error_metric,
         trainer_mode=trainer.mode,
-        seeds=_seeds(config["data"], settings),
+        seeds={"init_and_order": settings.seed, **settings.data.seeds},
         epochs=trainer.epochs,
         batch_size=trainer.batch_size,
         precision=trainer.precision,
@@ -214,12 +214,12 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
     )
 
 
-def _seeds(data_config: dict, settings: RunSettings) -> dict[str, int]:
-    """Every seed behind the run: init and data order, and the data's own (subsample, generator) where the
-    dataset's config has them."""
-    keys = [key for key in ("subsample_seed", "generator_seed") if key in data_config]
-    data_seeds = {key: getattr(settings.data, key) for key in keys}
-    return {"init_and_order": settings.seed, **data_seeds}
+def _chance_error(data: TrainingData) -> float | None:
+    """What a model that learned nothing scores on the test set; unknown (None) for a streamed Dataset,
+    whose labels are not read ahead of training."""
+    if isinstance(data, StreamedDataset):
+        return None
+    return objective_for(data.task).chance_error(data.y_train, data.y_test)
 
 
 def _member_records(base: RunRecord, settings: RunSettings) -> list[RunRecord]:
@@ -248,11 +248,11 @@ def _count_compute(settings: RunSettings, job: TrainingJob) -> ForwardCompute | 
     if not settings.measure.flops:
         return None
     data, device = job.data, job.device
-    batch = min(settings.trainer.batch_size, data.n_train)
+    x, y = data.head(min(settings.trainer.batch_size, data.n_train))
     return count_run_compute(
         job.models[0].to(device),
-        data.x_train[:batch].to(device),
-        data.y_train[:batch].to(device),
+        x.to(device),
+        y.to(device),
         optimizer_factory(settings.trainer),
         job.dtype,
         strict=settings.measure.strict_flops,

@@ -95,15 +95,15 @@ def synthetic(case: Case, device: torch.device) -> Dataset:
     x = torch.randn(N_TRAIN + N_TEST, *case.input_shape, generator=generator)
     y = torch.randint(0, CLASSES, (N_TRAIN + N_TEST,), generator=generator)
     return Dataset(
-        "synthetic",
-        x[:N_TRAIN],
-        y[:N_TRAIN],
-        x[N_TRAIN:],
-        y[N_TRAIN:],
-        case.input_shape,
-        CLASSES,
-        N_TRAIN,
-        "scripts/bench_step_rate.py",
+        name="synthetic",
+        x_train=x[:N_TRAIN],
+        y_train=y[:N_TRAIN],
+        x_test=x[N_TRAIN:],
+        y_test=y[N_TRAIN:],
+        input_shape=case.input_shape,
+        num_classes=CLASSES,
+        n_train_full=N_TRAIN,
+        source="scripts/bench_step_rate.py",
     )
 
 

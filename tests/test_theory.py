@@ -26,7 +26,16 @@ CPU = torch.device("cpu")
 
 
 def _data(**overrides):
-    cfg = {"name": "sparse_regression", "p": 16, "s": 2, "noise": 0.5, "num_samples": 5120, **overrides}
+    target = "harness.data.sparse_regression.sparse_regression"
+    cfg = {
+        "_target_": target,
+        "name": "sparse_regression",
+        "p": 16,
+        "s": 2,
+        "noise": 0.5,
+        "num_samples": 5120,
+    }
+    cfg.update(overrides)
     return load_dataset(DataSettings.from_config(cfg))
 
 

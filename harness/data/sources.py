@@ -1,4 +1,9 @@
-"""One loader per dataset: each returns the full train/test splits as numpy arrays, pixels scaled to [0, 1].
+"""The built-in datasets: one loader each, the plugins the harness ships (conf/data/<name>.yaml names one as
+its `data._target_`, exactly as a user's file names theirs).
+
+A loader is a function whose keyword parameters are that dataset's own settings (their types and defaults
+here, their ranges checked inside); it returns the full train/test splits as a `Splits` of numpy arrays,
+pixels scaled to [0, 1]. Subsetting, standardization and the record are the harness's (harness.data.dataset).
 
 Heavy or optional libraries (sklearn, mnist1d, torchvision) are imported inside the loaders so that
 importing harness.data stays cheap and works without them.
@@ -8,18 +13,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
 from harness.data.idx import read_idx
+from harness.data.splits import Splits
 from harness.data.subsample import stratified_split
 from harness.errors import ConfigError, DataNotFoundError, one_line
-from harness.settings import DataSettings
 
 # The digits test split is fixed so the test set is identical across runs; only the subsample varies.
 SPLIT_SEED = 0
@@ -33,27 +37,19 @@ log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-@dataclass(frozen=True)
-class RawSplits:
-    """Full (not yet subsampled or normalized) splits: x float32 (N, *input_shape), y int64 (N,), or for
-    task "regression" y float32 (N,) targets and num_classes 1 (one model output)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    source: str
-    task: str = "classification"
+def check_test_fraction(test_fraction: float) -> None:
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction must be in (0, 1), got {test_fraction}; the default is 0.2")
 
 
-def load_digits(opts: DataSettings) -> RawSplits:
+def digits(test_fraction: float = 0.2) -> Splits:
     """sklearn's bundled 8x8 digits (values 0..16), split into train/test by a fixed stratified draw."""
+    check_test_fraction(test_fraction)
     images, labels = sklearn_digits()
     x = (images / 16.0).astype(np.float32)[:, None]
     y = labels.astype(np.int64)
-    train, test = stratified_split(y, opts.test_fraction, seed=SPLIT_SEED)
-    return RawSplits(x[train], y[train], x[test], y[test], 10, "sklearn.load_digits")
+    train, test = stratified_split(y, test_fraction, seed=SPLIT_SEED)
+    return Splits((x[train], y[train]), (x[test], y[test]), num_classes=10, source="sklearn.load_digits")
 
 
 def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +68,27 @@ def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
 
 
-def load_mnist1d(opts: DataSettings) -> RawSplits:
-    """Generate MNIST-1D in memory with make_dataset (get_dataset would download and write a pickle)."""
+def check_generated(num_samples: int, generator_seed: int) -> None:
+    """A generator's size and seed (np.random.seed, which mnist1d uses, takes at most 32 bits)."""
+    if num_samples < 20:
+        raise ConfigError(f"data.num_samples must be at least 20, got {num_samples}; e.g. mnist1d's 5000")
+    if not 0 <= generator_seed < 2**32:
+        raise ConfigError(
+            f"data.generator_seed must be in [0, 2**32), got {generator_seed}; use a non-negative seed"
+        )
+
+
+def mnist1d(num_samples: int = 5000, generator_seed: int = 42, test_fraction: float = 0.2) -> Splits:
+    """Generate MNIST-1D in memory with make_dataset (get_dataset would download and write a pickle). The
+    defaults are the published dataset's: 5,000 samples split 4,000 train / 1,000 test."""
+    check_generated(num_samples, generator_seed)
+    check_test_fraction(test_fraction)
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples = opts.num_samples
-    args.seed = opts.generator_seed
-    args.train_split = 1.0 - opts.test_fraction
+    args.num_samples = num_samples
+    args.seed = generator_seed
+    args.train_split = 1.0 - test_fraction
     # make_dataset reseeds the global `random` and numpy RNGs; restore them so loading data leaves the
     # caller's seeding untouched.
     saved = random.getstate(), np.random.get_state()
@@ -92,17 +101,29 @@ def load_mnist1d(opts: DataSettings) -> RawSplits:
         f"mnist1d.make_dataset(num_samples={args.num_samples}, seed={args.seed}, "
         f"train_split={args.train_split:g})"
     )
-    return RawSplits(
-        np.asarray(data["x"], dtype=np.float32)[:, None],
-        np.asarray(data["y"], dtype=np.int64),
-        np.asarray(data["x_test"], dtype=np.float32)[:, None],
-        np.asarray(data["y_test"], dtype=np.int64),
-        10,
-        source,
+    return Splits(
+        (np.asarray(data["x"], dtype=np.float32)[:, None], np.asarray(data["y"], dtype=np.int64)),
+        (np.asarray(data["x_test"], dtype=np.float32)[:, None], np.asarray(data["y_test"], dtype=np.int64)),
+        num_classes=10,
+        source=source,
     )
 
 
-def _idx_dirs(opts: DataSettings, folder: str) -> list[Path]:
+@dataclass(frozen=True)
+class Files:
+    """Where a file-backed dataset is read from: its name (a sub-folder of root), root, and whether it may
+    be downloaded there."""
+
+    name: str
+    root: str | None
+    download: bool
+
+    @classmethod
+    def of(cls, name: str, root: str | None, download: bool) -> Files:
+        return cls(name, None if root is None else os.path.expanduser(root), download)
+
+
+def _idx_dirs(opts: Files, folder: str) -> list[Path]:
     """Search order: root, root/<name>, torchvision's root/<Folder>/raw, then Debian's Fashion-MNIST."""
     dirs = []
     if opts.root is not None:
@@ -124,7 +145,7 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
     return found
 
 
-def _torchvision_download(opts: DataSettings, class_name: str) -> None:
+def _torchvision_download(opts: Files, class_name: str) -> None:
     """Fetch a torchvision dataset into data.root; network failures become one-line DataNotFoundErrors."""
     if opts.root is None:
         raise ConfigError(f"{opts.name}: data.download=true needs data.root; set it to a writable directory")
@@ -154,7 +175,7 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
     return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
 
 
-def _load_idx_set(opts: DataSettings, folder: str) -> RawSplits:
+def _load_idx_set(opts: Files, folder: str) -> Splits:
     """MNIST-style sets from IDX files; downloads with torchvision only if asked and nothing is found."""
     dirs = _idx_dirs(opts, folder)
     files = next((found for found in map(_find_idx_files, dirs) if found is not None), None)
@@ -176,19 +197,22 @@ def _load_idx_set(opts: DataSettings, folder: str) -> RawSplits:
         )
     x_train, y_train = _read_idx_pair(files[IDX_STEMS[0]], files[IDX_STEMS[1]])
     x_test, y_test = _read_idx_pair(files[IDX_STEMS[2]], files[IDX_STEMS[3]])
-    return RawSplits(x_train, y_train, x_test, y_test, 10, str(found_in))
+    return Splits((x_train, y_train), (x_test, y_test), num_classes=10, source=str(found_in))
 
 
-def load_mnist(opts: DataSettings) -> RawSplits:
-    return _load_idx_set(opts, "MNIST")
+def mnist(root: str | None = None, download: bool = False) -> Splits:
+    """MNIST from IDX files in root (or root/mnist, root/MNIST/raw); torchvision downloads them if asked."""
+    return _load_idx_set(Files.of("mnist", root, download), "MNIST")
 
 
-def load_fashion_mnist(opts: DataSettings) -> RawSplits:
-    return _load_idx_set(opts, "FashionMNIST")
+def fashion_mnist(root: str | None = None, download: bool = False) -> Splits:
+    """Fashion-MNIST from IDX files in root (or its sub-folders), else Debian's dataset-fashion-mnist."""
+    return _load_idx_set(Files.of("fashion_mnist", root, download), "FashionMNIST")
 
 
-def load_cifar10(opts: DataSettings) -> RawSplits:
+def cifar10(root: str | None = None, download: bool = False) -> Splits:
     """CIFAR-10 via torchvision (pickles in root/cifar-10-batches-py); HWC uint8 becomes CHW in [0, 1]."""
+    opts = Files.of("cifar10", root, download)
     fetch = "check the network" if opts.download else "set data.download=true to fetch it (170 MB)"
     how = f"{fetch}, or extract cifar-10-python.tar.gz into data.root"
     if opts.root is None:
@@ -207,24 +231,5 @@ def load_cifar10(opts: DataSettings) -> RawSplits:
         pixels = split.data.transpose(0, 3, 1, 2).astype(np.float32, order="C") / 255.0
         return pixels, np.asarray(split.targets, dtype=np.int64)
 
-    return RawSplits(*to_arrays(train), *to_arrays(test), 10, str(Path(opts.root) / CIFAR10.base_folder))
-
-
-def load_sparse_regression(opts: DataSettings) -> RawSplits:
-    """The theory experiment's synthetic sparse linear problem (harness/data/sparse_regression.py)."""
-    from harness.data.sparse_regression import generate
-
-    return generate(opts)
-
-
-# Read-only dispatch table: dataset name -> loader.
-SOURCES: MappingProxyType[str, Callable[[DataSettings], RawSplits]] = MappingProxyType(
-    {
-        "digits": load_digits,
-        "mnist1d": load_mnist1d,
-        "fashion_mnist": load_fashion_mnist,
-        "mnist": load_mnist,
-        "cifar10": load_cifar10,
-        "sparse_regression": load_sparse_regression,
-    }
-)
+    source = str(Path(opts.root) / CIFAR10.base_folder)
+    return Splits(to_arrays(train), to_arrays(test), num_classes=10, source=source)

@@ -20,10 +20,63 @@ fixes the whole problem; data.n_train takes nested subsets of the pool.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from harness.data.sources import RawSplits
-from harness.settings import DataSettings
+from harness.data.sources import check_generated, check_test_fraction
+from harness.data.splits import Splits
+from harness.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One simulated problem's settings (the `data` keys of conf/data/sparse_regression.yaml), checked."""
+
+    p: int = 32  # candidate features
+    s: int = 4  # relevant features (the first s)
+    noise: float = 0.5  # σ of the training labels' noise
+    correlation: float = 0.0  # ρ between every pair of features
+    task: str = "regression"  # regression | classification
+    num_samples: int = 10240
+    test_fraction: float = 0.2
+    generator_seed: int = 42
+
+    def __post_init__(self) -> None:
+        check_generated(self.num_samples, self.generator_seed)
+        check_test_fraction(self.test_fraction)
+        if self.p < 1:
+            raise ConfigError(
+                f"data.p (candidate features) must be at least 1, got {self.p}; the default is 32"
+            )
+        if not 1 <= self.s <= self.p:
+            raise ConfigError(
+                f"data.s (relevant features) must be in [1, data.p={self.p}], got {self.s}; "
+                f"choose e.g. data.s={min(4, self.p)}"
+            )
+        if self.noise < 0:
+            raise ConfigError(f"data.noise is a standard deviation, got {self.noise}; set it to 0 or more")
+        # Σ = (1 − ρ)I + ρ11ᵀ is a valid covariance with unit variances only for 0 <= ρ < 1 here.
+        if not 0.0 <= self.correlation < 1.0:
+            raise ConfigError(f"data.correlation must be in [0, 1), got {self.correlation}; the default is 0")
+        if self.task not in ("regression", "classification"):
+            raise ConfigError(
+                f"data.task must be one of regression, classification, got {self.task!r}; pick one of those"
+            )
+
+
+def sparse_regression(
+    p: int = 32,
+    s: int = 4,
+    noise: float = 0.5,
+    correlation: float = 0.0,
+    task: str = "regression",
+    num_samples: int = 10240,
+    test_fraction: float = 0.2,
+    generator_seed: int = 42,
+) -> Splits:
+    """The loader (data._target_ of conf/data/sparse_regression.yaml): the problem these settings describe."""
+    return generate(Problem(p, s, noise, correlation, task, num_samples, test_fraction, generator_seed))
 
 
 def coefficients(rng: np.random.Generator, p: int, s: int, correlation: float) -> np.ndarray:
@@ -42,7 +95,7 @@ def features(rng: np.random.Generator, n: int, p: int, correlation: float) -> np
     return np.sqrt(1.0 - correlation) * independent + np.sqrt(correlation) * shared
 
 
-def generate(opts: DataSettings) -> RawSplits:
+def generate(opts: Problem) -> Splits:
     """Generate the training pool and the test set described by `opts` (see the module doc)."""
     rng = np.random.default_rng(opts.generator_seed)
     n_test = max(1, round(opts.test_fraction * opts.num_samples))
@@ -61,6 +114,7 @@ def generate(opts: DataSettings) -> RawSplits:
     if opts.task == "classification":
         y_train = (signal_train + noise > 0).astype(np.int64)
         y_test = (signal_test > 0).astype(np.int64)
-        return RawSplits(x_train, y_train, x_test, y_test, 2, source)
+        return Splits((x_train, y_train), (x_test, y_test), num_classes=2, source=source)
     y_train = (signal_train + noise).astype(np.float32)
-    return RawSplits(x_train, y_train, x_test, signal_test.astype(np.float32), 1, source, task="regression")
+    test = (x_test, signal_test.astype(np.float32))
+    return Splits((x_train, y_train), test, source=source)

@@ -154,7 +154,7 @@ def fit_closed_form(job: TrainingJob) -> list[TrainResult]:
     are deterministic (the Lasso's cyclic coordinate order included).
     """
     model, linear, features = check_closed_form(job)
-    n = len(job.data.x_train)
+    n = job.data.n_train
     one_batch = dataclasses.replace(job.settings, batch_size=n, epochs=1.0, max_steps=None)
     plan = Plan.make(job.data, one_batch, job.device, drop_last=False)  # one step, then one evaluation
     core = ModuleCore(model, model, plan.x_train, plan.y_train, plan.objective, job.device, job.dtype)

@@ -213,7 +213,7 @@ def warn_fallback(requested: str, ran: str, reason: str) -> str:
 def train_graph(job: TrainingJob) -> list[TrainResult]:
     """trainer.mode=graph: like loop.train, with each step replayed from a CUDA graph; falls back to eager
     (one warning, result.mode='eager', result.fallback says why) where the step cannot be captured."""
-    reason = graph_blocker(job.settings, job.device, job.dtype, len(job.data.x_train))
+    reason = graph_blocker(job.settings, job.device, job.dtype, job.data.n_train)
     if reason is None:
         try:
             return _train_captured(job)

@@ -17,21 +17,22 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
 from hydra.utils import instantiate
 
-from harness.data import Dataset
+from harness.data import StreamedDataset, TrainingData
+from harness.data.streamed import Streamed
 from harness.device import autocast
 from harness.errors import ConfigError
 from harness.settings import TrainerSettings
 from harness.training.clock import Stopwatch
 from harness.training.objective import Objective, objective_for
 from harness.training.schedule import lr_factor
-from harness.training.spec import CurveRow, TrainingJob, TrainResult
+from harness.training.spec import CurveRow, TrainingJob, TrainResult, resident
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +79,39 @@ def evaluate(
 ) -> tuple[float, float]:
     """(test error, mean test loss) over the whole set, in eval mode; the objective says what error means
     (classification error by default, RMSE for regression)."""
+    return evaluate_batches(model, tensor_batches(x, y, batch_size), len(x), device, dtype, objective)
+
+
+@torch.no_grad()
+def evaluate_batches(
+    model, batches: Iterable[tuple], n: int, device, dtype, objective: Objective | None = None
+) -> tuple[float, float]:
+    """`evaluate` over (x, y) batches that together hold the `n` samples of the set."""
     objective = objective or objective_for("classification")
     was_training = model.training
     model.eval()
-    loss, error = summed_over_batches(model, objective.sums, x, y, batch_size, device, dtype)
+    loss, error = summed_over(model, objective.sums, batches, device, dtype)
     model.train(was_training)
-    return objective.scores(loss.item(), error.item(), len(x))
+    return objective.scores(loss.item(), error.item(), n)
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[tuple]:
+    """(x, y) in consecutive slices of `batch_size`."""
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def summed_over_batches(forward, sums, x, y, batch_size: int, device, dtype, members: tuple[int, ...] = ()):
     """(loss, error) of `forward` on (x, y), each summed over the set batch by batch under autocast;
     `members` is their shape: () for one model, (E,) for an ensemble's E."""
+    return summed_over(forward, sums, tensor_batches(x, y, batch_size), device, dtype, members)
+
+
+def summed_over(forward, sums, batches: Iterable[tuple], device, dtype, members: tuple[int, ...] = ()):
+    """`summed_over_batches` over given (x, y) batches."""
     loss = torch.zeros(members, device=device)
     error = torch.zeros(members, device=device)
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+    for xb, yb in batches:
         with autocast(device, dtype):
             output = forward(xb)
         batch_loss, batch_error = sums(output, yb)
@@ -116,8 +135,11 @@ class Core(Protocol):
         (`scale` applied to the loss before backward, for fp16's gradient scaler)."""
 
     def clip_(self, max_norm: float) -> None: ...
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[float, float]]:
-        """(test error, test loss) per member."""
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, split: str = "test"
+    ) -> list[tuple[float, float]]:
+        """(error, loss) per member on (x, y), the `split` ("test" or "val") of the data: a core that
+        reads its splits itself (a streamed Dataset's) goes by the name."""
 
 
 class ModuleCore:
@@ -144,8 +166,34 @@ class ModuleCore:
     def clip_(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
 
-    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
+    def evaluate(self, x, y, batch_size: int, split: str = "test") -> list[tuple[float, float]]:
         return [evaluate(self.model, x, y, batch_size, self.device, self.dtype, self.objective)]
+
+
+class StreamedCore(ModuleCore):
+    """One nn.Module trained on (x, y) batches a DataLoader reads from a map-style Dataset (its steps take
+    a batch, not indices), and evaluated by reading its test split the same way."""
+
+    def __init__(
+        self, model, forward, test: Streamed, objective: Objective, device, dtype, val: Streamed | None = None
+    ):
+        empty = torch.empty(0)
+        super().__init__(model, forward, empty, empty, objective, device, dtype)
+        self.splits = {"test": test, "val": val}
+
+    def loss_and_grads(self, idx, scale: Callable = lambda loss: loss) -> torch.Tensor:
+        x, y = idx  # a batch the DataLoader read
+        with self.amp(self.device, self.dtype):
+            loss = self.objective.loss(self.forward(x), y)
+        scale(loss).backward()
+        return loss.detach().float().reshape(1)
+
+    def evaluate(self, x, y, batch_size: int, split: str = "test") -> list[tuple[float, float]]:
+        data = self.splits[split]
+        if data is None:
+            raise ValueError(f"no {split} split to evaluate on")
+        batches = data.in_order(batch_size, self.device)
+        return [evaluate_batches(self.model, batches, len(data), self.device, self.dtype, self.objective)]
 
 
 # ------------------------------------------------------------------------------------ how it is stepped
@@ -255,15 +303,15 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     drop_last: bool
-    x_val: torch.Tensor | None = None  # the validation split, evaluated beside the test set (None: none)
+    n: int  # training samples (x_train's length; for a streamed Dataset, its training split's)
+    # The validation split, evaluated beside the test set (None: there is none; for a streamed Dataset
+    # empty tensors that say there is one, its core reading it)
+    x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
 
-    @property
-    def n(self) -> int:
-        return len(self.x_train)
-
     @classmethod
-    def make(cls, data: Dataset, settings: TrainerSettings, device: torch.device, drop_last: bool):
+    def make(cls, data: TrainingData, settings: TrainerSettings, device: torch.device, drop_last: bool):
+        data = resident(data, settings.mode)
         x_train, x_test = data.x_train.to(device), data.x_test.to(device)
         x_val = None if data.x_val is None else data.x_val.to(device)
         if settings.channels_last and x_train.ndim == 4:
@@ -285,6 +333,7 @@ class Plan:
             steps_per_epoch,
             total,
             drop_last,
+            n,
             x_val,
             None if data.y_val is None else data.y_val.to(device),
         )
@@ -340,17 +389,18 @@ class _Run:
         next_eval = (steps // self.eval_every + 1) * self.eval_every
         return min(self.plan.total_steps, next_eval, (steps // self.check_every + 1) * self.check_every)
 
-    def train_until(self, end: int, batches: Iterator[torch.Tensor]) -> None:
+    def train_until(self, end: int, batches: Iterator) -> None:
         # One energy window per evaluation interval, not per chunk: each window edge costs NVML counter
         # reads (milliseconds each; on an H100, windows per 50-step chunk slowed a small MLP's training by
         # 14%). The loss check between chunks falls inside the window; evaluation does not.
         self.energy.begin()  # no-op while the window is open
         with self.watch.segment("train"):
             while self.steps < end:
-                idx = next(batches)
-                self.stepper.step(idx)
+                batch = next(batches)
+                self.stepper.step(batch)
                 self.steps += 1
-                self.samples += idx.shape[-1]
+                # index batches (members, batch) or (batch,); a streamed batch is an (x, y) pair
+                self.samples += len(batch[1]) if isinstance(batch, tuple) else batch.shape[-1]
                 self.losses += 1
 
     def check_losses(self) -> list[float]:
@@ -377,7 +427,7 @@ class _Run:
             scores = self.stepper.core.evaluate(plan.x_test, plan.y_test, batch_size)
             val_scores: Sequence[tuple[float | None, float | None]]
             if plan.x_val is not None and plan.y_val is not None:
-                val_scores = self.stepper.core.evaluate(plan.x_val, plan.y_val, batch_size)
+                val_scores = self.stepper.core.evaluate(plan.x_val, plan.y_val, batch_size, split="val")
             else:
                 val_scores = [(None, None)] * len(scores)
         rows = [
@@ -402,9 +452,7 @@ class _Run:
         self.losses = 0
 
 
-def run_steps(
-    stepper: Stepper, batches: Iterator[torch.Tensor], plan: Plan, job: TrainingJob
-) -> list[TrainResult]:
+def run_steps(stepper: Stepper, batches: Iterator, plan: Plan, job: TrainingJob) -> list[TrainResult]:
     """Warm up, then train until the plan's steps are done, evaluating at intervals: one TrainResult per
     member. Members share the device, so each is charged its share (1/members) of every time bucket; a
     member whose loss turns non-finite stops (status diverged) while the others go on."""
@@ -446,6 +494,8 @@ def _mean_row(rows: list[CurveRow]) -> CurveRow:
 
 def train(job: TrainingJob) -> list[TrainResult]:
     """trainer.mode=eager: train the job's model as its settings say; never raises on divergence."""
+    if isinstance(job.data, StreamedDataset):
+        return train_streamed(job, job.data)
     model, seed = job.only_model()
     settings, device = job.settings, job.device
     # A compiled model recompiles on a new batch shape, inside timed training: compile implies static shapes.
@@ -458,3 +508,32 @@ def train(job: TrainingJob) -> list[TrainResult]:
     stepper = EagerStepper(core, optimizer, plan.total_steps, settings, job.dtype, device, warmup_idx)
     batches = shuffled_batches(plan.n, plan.batch_size, seed, device, plan.drop_last)
     return run_steps(stepper, batches, plan, job)
+
+
+def train_streamed(job: TrainingJob, data: StreamedDataset) -> list[TrainResult]:
+    """trainer.mode=eager on a map-style Dataset: the same seeded permutations, steps, clock and evaluations
+    as in-memory data, but each batch is read by a DataLoader (its reading is inside the training time:
+    it is part of what training this data costs)."""
+    model, seed = job.only_model()
+    settings, device = job.settings, job.device
+    drop_last = settings.drop_last_for(static_shapes=settings.compile)
+    n = data.n_train
+    steps_per_epoch, total = plan_steps(
+        n, settings.batch_size, settings.epochs, settings.max_steps, drop_last
+    )
+    batch_size = min(settings.batch_size, n)
+    # The plan's tensors stay empty: the core reads its batches, and its test split, through the DataLoader.
+    empty = torch.empty(0)
+    objective = objective_for(data.task)
+    val = None if data.val is None else empty
+    plan = Plan(
+        empty, empty, empty, empty, objective, batch_size, steps_per_epoch, total, drop_last, n, val, val
+    )
+    place(model, device, settings.channels_last)
+    optimizer = optimizer_factory(settings)(model.parameters())
+    forward = torch.compile(model) if settings.compile else model
+    core = StreamedCore(model, forward, data.test, objective, device, job.dtype, val=data.val)
+    warmup_batch = next(data.train.batches([torch.arange(batch_size)], device))
+    stepper = EagerStepper(core, optimizer, total, settings, job.dtype, device, warmup_batch)
+    order = shuffled_batches(n, batch_size, seed, torch.device("cpu"), drop_last)
+    return run_steps(stepper, data.train.batches(order, device), plan, job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from harness.training.spec import Trainer, TrainingJob
+from harness.training.spec import STREAMING_MODES, Trainer, TrainingJob, resident
 
 # mode -> ("module:trainer", "module:check" or None); the names are harness.settings' TRAINER_MODES.
 MODES = {
@@ -35,6 +35,8 @@ def trainer_for(mode: str) -> Trainer:
 
 def check_job(job: TrainingJob) -> None:
     """The job's mode's own checks (one-line ConfigErrors), before anything is counted or trained."""
+    if job.settings.mode not in STREAMING_MODES:
+        resident(job.data, job.settings.mode)
     check = MODES[job.settings.mode][1]
     if check is not None:
         _load(check)(job)

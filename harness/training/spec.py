@@ -15,8 +15,9 @@ from typing import Protocol
 
 import torch
 
-from harness.data import Dataset
+from harness.data import Dataset, TrainingData
 from harness.energy import EnergyMeter
+from harness.errors import ConfigError
 from harness.settings import TrainerSettings
 from harness.training.progress import LogProgress, Progress
 
@@ -77,7 +78,7 @@ class TrainingJob:
 
     models: Sequence[torch.nn.Module]
     seeds: Sequence[int]
-    data: Dataset
+    data: TrainingData  # in-memory tensors, or a map-style Dataset streamed through a DataLoader (eager)
     settings: TrainerSettings
     device: torch.device
     dtype: torch.dtype
@@ -95,6 +96,24 @@ class TrainingJob:
         if len(self.models) != 1:
             raise ValueError(f"trainer.mode={self.settings.mode} trains one model, got {len(self.models)}")
         return self.models[0], self.seeds[0]
+
+
+# Modes that can read a map-style Dataset batch by batch; the others keep the whole training set resident on
+# the device (a CUDA graph replays fixed device addresses, an ensemble gathers E batches from one tensor, a
+# closed-form solver takes the whole design matrix).
+STREAMING_MODES = ("eager",)
+
+
+def resident(data: TrainingData, mode: str) -> Dataset:
+    """`data` as in-memory tensors, or a one-line ConfigError for a mode that needs them and a map-style
+    Dataset it cannot hold."""
+    if isinstance(data, Dataset):
+        return data
+    raise ConfigError(
+        f"trainer.mode={mode} keeps the whole training set on the device, but data {data.name} is a "
+        "map-style Dataset read batch by batch; use trainer.mode=eager, or have your loader return (x, y) "
+        "tensors"
+    )
 
 
 class Trainer(Protocol):

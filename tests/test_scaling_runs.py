@@ -272,8 +272,9 @@ def test_tuning_selects_on_validation_never_on_test():
         shuffled, x="network_operations", seeds="keep", group_by=KEYS, tune=["trainer.optimizer.lr"]
     )
     assert again.tuning.chosen.drop(columns="test_error").equals(chosen.drop(columns="test_error"))
-    # Without tuning, the three learning rates would be averaged together as if they were seeds.
-    assert len(prepare_runs(runs, x="network_operations", group_by=KEYS, collapsed="keep").points) == 8
+    # Without tuning, the three learning rates would be averaged together as if they were seeds: said so.
+    untuned = prepare_runs(runs, x="network_operations", group_by=KEYS, collapsed="keep")
+    assert len(untuned.points) == 8 and untuned.mixed == ("trainer.optimizer.lr",) and tuned.mixed == ()
 
 
 def test_tune_compute_sum_counts_the_whole_search():

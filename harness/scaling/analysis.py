@@ -222,6 +222,12 @@ def _analyse_dataset(
     tuning = prepared[settings.xs[0]].tuning  # the choice is the same for every x (made before any x filter)
     if tuning is not None:
         notes.append(tuning.note())
+    mixed = prepared[settings.xs[0]].mixed
+    if mixed:
+        notes.append(
+            f"runs of one configuration and seed differ in {', '.join(mixed)} and were averaged together; "
+            f"tune=[{mixed[0]}] would choose among them on validation (or add config.{mixed[0]} to group_by)"
+        )
     fits: list[FitResult] = []
     background: dict[str, pd.DataFrame] = {}
     for x, x_plans in plans.items():

@@ -71,6 +71,7 @@ class PreparedRuns:
     runs: pd.DataFrame  # one row per run after the filters, before seeds are averaged
     dropped: dict[str, int] = field(default_factory=dict)
     tuning: Tuning | None = None  # tune=...: which runs were chosen, out of how many
+    mixed: tuple[str, ...] = ()  # config keys that vary within one configuration and seed (averaged over)
 
 
 @dataclass(frozen=True)
@@ -186,13 +187,26 @@ def prepare_runs(
     if error != "error":  # a run record's own `error` is why it failed (text): the regressions need the name
         runs = runs.drop(columns=["error"], errors="ignore").rename(columns={error: "error"})
     filtered = runs.reset_index(drop=True)
+    mixed = () if tuning is not None else varying_keys(runs, group_by)
     if seeds == "mean":
         runs = average_seeds(runs, x=x, keys=[k for k in group_by if k in runs.columns and k != "seed"])
     everything = runs.reset_index(drop=True)
     everything["on_frontier"] = frontier_mask(everything, x)
     points = everything[everything["on_frontier"]] if frontier else everything
     kept = {reason: count for reason, count in dropped.items() if count}
-    return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept, tuning)
+    return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept, tuning, mixed)
+
+
+def varying_keys(runs: pd.DataFrame, group_by: Sequence[str]) -> tuple[str, ...]:
+    """Config keys (config.* columns) that differ between runs of one configuration and seed: a sweep over
+    something `group_by` does not name, whose runs would be averaged as if they were seeds."""
+    identity = [k for k in group_by if k in runs.columns]
+    identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
+    config = [c for c in runs.columns if c.startswith("config.")]
+    if not identity or not config or len(runs) < 2:
+        return ()
+    counts = runs.groupby(identity, dropna=False)[config].nunique(dropna=False)
+    return tuple(c.removeprefix("config.") for c in config if (counts[c] > 1).any())
 
 
 def tune_columns(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:

@@ -222,7 +222,7 @@ def _count(settings: ModelMeasureSettings, progress: Callable[[str], None]):
     device = resolve_device(settings.trainer.device)
     dtype = resolve_precision(settings.trainer.precision, device)
     at = declared or 0  # registered models are built for one sample: the shape without its batch dim
-    label = model_label(settings.model)
+    label = model_label(settings.model, qualified=True)
     model = build_model_from_config(settings.model, shape[:at] + shape[at + 1 :], settings.num_classes)
     model = model.to(device).eval()
     x = torch.randn(*shape, device=device)

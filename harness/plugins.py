@@ -41,12 +41,6 @@ def resolve(target: Any, group: str) -> Callable[..., Any]:
     return found
 
 
-def target_name(target: Any) -> str:
-    """The last component of a `_target_` (`pkg.mod.MyNet` -> `MyNet`): what names a run without a name."""
-    text = target if isinstance(target, str) else getattr(target, "__qualname__", repr(target))
-    return text.rpartition(".")[2]
-
-
 def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
     """The parameters `fn` takes (a class: its constructor's); None when Python cannot tell (a builtin)."""
     try:
@@ -67,11 +61,12 @@ def checked_arguments(
 ) -> dict[str, Any]:
     """`arguments` as `fn` takes them: an unknown key or a missing required argument is a one-line
     ConfigError (`label` names the callable, e.g. "model._target_=mynet.MyNet"), and a value is typed as the
-    parameter's annotation says. `provided`: parameters the harness fills in itself (not missing)."""
+    parameter's annotation says. `provided`: parameters the harness fills in itself (not missing). The group
+    the arguments are keys of is `label`'s part before `._target_` (`trainer.optimizer`)."""
     signature = signature_of(fn)
     if signature is None:
         return dict(arguments)
-    group = label.split(".")[0]
+    group = label.partition("._target_")[0]
     parameters = signature.parameters
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     named = {

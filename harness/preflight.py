@@ -1,5 +1,8 @@
 """Checks on a command line before Hydra runs: a bad group option, a bad override or an unwritable results
-directory is one line and exit code 2, and Hydra has not yet created any directory."""
+directory is one line and exit code 2, and Hydra has not yet created any directory.
+
+A user's own config directory (Hydra's `--config-dir DIR` or `hydra.searchpath=[file://DIR]`) is checked
+like the shipped tree: its group options are options, its files are composed with ours."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import difflib
 import tempfile
 from importlib.resources import files
 from pathlib import Path
+from typing import NoReturn
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -19,30 +23,90 @@ from harness.conf import CONFIG_MODULE
 from harness.errors import exit_with_error, one_line
 from harness.settings import ROOTS, field_type, kind
 
-
-def group_options(group: str) -> list[str] | None:
-    """Options of a config group shipped in harness.conf (None when `group` is not one of its groups)."""
-    folder = files(CONFIG_MODULE).joinpath(group)
-    if not folder.is_dir():
-        return None
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+# Hydra's flags that take a value as the next argument (`--config-dir DIR`); the value is not an override.
+VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
+# The groups whose nodes name a `_target_` a user may bring (model=custom, data=custom, their own files).
+TARGET_GROUPS = ("model", "data")
 
 
-def preflight(config_name: str, args: list[str], results_dir_key: str | None = None) -> None:
+def group_options(group: str, search: tuple[str, ...] = ()) -> list[str] | None:
+    """Options of a config group: shipped in harness.conf, or in a directory of the search path `search`
+    (file:// or pkg:// entries, as hydra.searchpath takes them). None when no tree has that group."""
+    folders = [files(CONFIG_MODULE).joinpath(group)] + [
+        _search_root(entry).joinpath(group) for entry in search
+    ]
+    found = [
+        p.name[: -len(".yaml")]
+        for f in folders
+        if f.is_dir()
+        for p in f.iterdir()
+        if p.name.endswith(".yaml")
+    ]
+    return sorted(set(found)) if any(f.is_dir() for f in folders) else None
+
+
+def _search_root(entry: str):
+    """The folder a search-path entry names: pkg://a.b (a package's files) or file://DIR (or DIR)."""
+    if entry.startswith("pkg://"):
+        try:
+            return files(entry[len("pkg://") :].replace("/", "."))
+        except ModuleNotFoundError:
+            exit_with_error(
+                f"hydra.searchpath entry {entry}: no such package; check the name or use file://DIR"
+            )
+    return Path(entry.removeprefix("file://"))
+
+
+def _split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides, search-path entries): `--config-dir DIR` (or -cd DIR, --config-dir=DIR) becomes the
+    entry file://DIR, as Hydra adds it; the other flags and their values are Hydra's."""
+    overrides, search = [], []
+    values = iter(args)
+    for arg in values:
+        flag, equals, value = arg.partition("=")
+        if arg.startswith("-"):
+            if flag in VALUE_FLAGS and not equals:
+                value = next(values, "")
+            if flag in ("--config-dir", "-cd"):
+                if not Path(value).is_dir():
+                    exit_with_error(
+                        f"{flag} {value}: no such directory; give the folder holding your model/, data/"
+                    )
+                search.append(f"file://{Path(value).resolve()}")
+            continue
+        overrides.append(arg)
+    return overrides, search
+
+
+def preflight(config_name: str, args: list[str], results_dir_key: str | None = None) -> list[str]:
     """Exit with one line for: an unknown option of one of our config groups (sweep values included), a
     value of the wrong kind (text where the default is a number or a boolean), an override Hydra cannot
-    apply, or (for `results_dir_key`) a results directory that is not writable."""
-    overrides = [a for a in args if not a.startswith("-")]
+    apply, a model or dataset without its `_target_`, or (for `results_dir_key`) a results directory that is
+    not writable. Returns the overrides to add: `<group>.name=<the target's last component>` for a model or
+    dataset of one's own left unnamed, so that its run directory is named as its record is."""
+    overrides, search = _split_args(args)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException:
-        return  # Hydra reports its own parse errors, with a pointer to the bad character
-    single, groups, values_of, appended = [], [], {}, []
+        return []  # Hydra reports its own parse errors, with a pointer to the bad character
+    for override in parsed:
+        if override.key_or_group == "hydra.searchpath" and not override.is_sweep_override():
+            search += [str(entry) for entry in override.value() or []]
+    searchpath = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
+    single, groups, values_of, appended = list(searchpath), list(searchpath), {}, []
+    swept = set()
     for override in parsed:
         key = override.key_or_group
         if key.startswith("hydra") or override.is_delete():
             continue
-        options = group_options(key)
+        options = group_options(key, tuple(search))
+        if (
+            config_name == "train"
+            and key in TARGET_GROUPS
+            and options is not None
+            and override.value() is None
+        ):
+            _refuse_null(key)
         if (override.is_add() or override.is_force_add()) and options is None:
             appended.append(key)
         values = list(override.sweep_iterator()) if override.is_sweep_override() else None
@@ -54,9 +118,15 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
             single.append(override.input_line)
             if options is not None:
                 groups.append(override.input_line)
+        else:
+            swept.add(key)
         if options is None:
             values_of[key] = values or [override.value()]
     cfg = _compose(config_name, single)
+    added = _name_own_targets(cfg, swept) if config_name == "train" else []
+    if "trainer.optimizer._target_" in (o.key_or_group for o in parsed if not o.is_sweep_override()):
+        given = [o.key_or_group for o in parsed if o.key_or_group.startswith("trainer.optimizer.")]
+        added += _drop_inherited_arguments(cfg.trainer.optimizer, given)
     # The defaults (after the group choices) are composed only when there is something to check against.
     defaults = _compose(config_name, groups) if values_of or appended else None
     if appended:
@@ -65,6 +135,65 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         _check_kinds(defaults, values_of, ROOTS.get(config_name))
     if results_dir_key is not None:
         _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
+    return added
+
+
+# Hydra's own keys of an instantiated node, not constructor arguments.
+HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
+
+def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
+    """`trainer.optimizer._target_=torch.optim.Adam` swaps the class, and with it the arguments: the
+    deletions of every argument the composed file gave the class it replaces (SGD's lr, momentum, ...), so
+    the swap runs with the new class's own defaults and the arguments given on this command line. One of
+    those the new class does not take is a one-line error naming both."""
+    from harness.errors import ConfigError
+    from harness.plugins import resolve, signature_of
+
+    target = node.get("_target_")
+    try:
+        optimizer = resolve(target, "trainer.optimizer")
+    except ConfigError as exc:
+        exit_with_error(str(exc))
+    signature = signature_of(optimizer)
+    open_ended = signature is None or any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    for key in [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" in given]:
+        if not open_ended and signature is not None and key not in signature.parameters:
+            takes = ", ".join(name for name in signature.parameters if name != "params")
+            exit_with_error(
+                f"trainer.optimizer._target_={target} takes no argument {key} (it takes: {takes}); "
+                f"remove trainer.optimizer.{key}"
+            )
+    inherited = [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
+    return [f"~trainer.optimizer.{key}" for key in inherited]
+
+
+def _refuse_null(group: str) -> NoReturn:
+    what, example = ("model", "Class") if group == "model" else ("dataset", "make_data")
+    exit_with_error(
+        f"{group}=null leaves the run without a {what}; choose one ({group}=<option>) or bring your own: "
+        f"{group}=custom {group}._target_=pkg.module.{example}"
+    )
+
+
+def _name_own_targets(cfg: DictConfig, swept: set[str]) -> list[str]:
+    """A train config's model and data must each be something: refuse model=null and a `_target_` left
+    unset (model=custom without model._target_=...); name an unnamed one after its target."""
+    named = []
+    for group in TARGET_GROUPS:
+        example = f"{group}._target_=pkg.module.{'Class' if group == 'model' else 'make_data'}"
+        node = cfg.get(group)
+        if node is None:
+            _refuse_null(group)
+        if f"{group}._target_" in swept or f"{group}.name" in swept:
+            continue  # named per job by Hydra's own values; the record names each run by its target
+        if OmegaConf.is_missing(node, "_target_"):
+            what = "your nn.Module class or factory" if group == "model" else "your loader function"
+            exit_with_error(f"{group}=custom needs {example} ({what}, importable from PYTHONPATH)")
+        target = OmegaConf.select(node, "_target_", default=None)
+        if target and "name" in node and node.name is None:
+            named.append(f"{group}.name={str(target).rpartition('.')[2]}")
+    return named
 
 
 def _compose(config_name: str, overrides: list[str]):
@@ -121,8 +250,12 @@ def _check_appended(defaults, keys: list[str]) -> None:
         if parents and parents[0] in OPEN_NODES:
             continue
         parent = OmegaConf.select(defaults, ".".join(parents), default=None) if parents else defaults
-        if isinstance(parent, DictConfig) and "_target_" in parent:
-            continue  # an instantiated object (an optimizer): its keys are its constructor's arguments
+        if isinstance(parent, DictConfig) and (
+            "_target_" in parent or OmegaConf.is_missing(parent, "_target_")
+        ):
+            # an instantiated object (an optimizer, a model or loader, model=custom's still to be named):
+            # its keys are its constructor's arguments, which it checks against its signature
+            continue
         hint = _nearest(key, known)
         exit_with_error(
             f"+{key}: no setting of that name is read, so it would change nothing"

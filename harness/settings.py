@@ -185,6 +185,16 @@ def kind(hint: Any) -> str | None:
     return None
 
 
+def label_of(name: Any, target: Any) -> str:
+    """What names a model or a dataset in records, run directories and fits: its `name` when given, else
+    the last component of its `_target_` (`mynet.MyNet` -> `MyNet`)."""
+    if name:
+        return str(name)
+    if target:
+        return str(target).rpartition(".")[2]
+    return "?"
+
+
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -415,7 +425,7 @@ class DataSettings(FromConfig):
     @property
     def label(self) -> str:
         """What names the dataset in records and run directories: data.name, else the target's last part."""
-        return self.name or self.target.rpartition(".")[2]
+        return label_of(self.name, self.target)
 
     @property
     def seeds(self) -> dict[str, int]:
@@ -687,7 +697,16 @@ class FitSettings(FromConfig):
     models: str | Sequence[str] | None = field(default=None, metadata={"key": "filter.model"})
     datasets: str | Sequence[str] | None = field(default=None, metadata={"key": "filter.data"})
     seeds: str = "mean"
-    group_by: Sequence[str] = ("model", "data", "model_width", "model_depth", "n_train", "epochs")
+    # what identifies a configuration; "config.model.*": every argument of the model's constructor
+    group_by: Sequence[str] = (
+        "model",
+        "data",
+        "model_width",
+        "model_depth",
+        "config.model.*",
+        "n_train",
+        "epochs",
+    )
     frontier: bool | Literal["both"] = False  # False: all configurations | True: the frontier only | "both"
     contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
     collapsed: str = "drop"  # leave out runs flagged collapsed (no better than chance) or keep them

@@ -41,7 +41,7 @@ from harness.results.index import config_hash, find_completed, mark_completed
 from harness.results.provenance import git_state, slurm_job, versions
 from harness.results.store import RECORD_NAME
 from harness.results.summary import note_resumed
-from harness.settings import RunSettings, TrainerSettings
+from harness.settings import RunSettings, TrainerSettings, label_of
 from harness.sweep import assign_device, release_job_state
 from harness.training.ensemble import share_energy
 from harness.training.loop import optimizer_factory
@@ -391,7 +391,7 @@ def _failed_record(cfg: DictConfig, error: str) -> RunRecord:
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seed=config.get("seed"),
         model=model_label(config["model"]),
-        data=config["data"].get("name"),
+        data=label_of(config["data"].get("name"), config["data"].get("_target_")),
         versions=versions(),
         **slurm_job(),
     )

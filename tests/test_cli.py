@@ -101,7 +101,7 @@ def test_values_of_the_wrong_kind_stop_before_hydra_runs(tmp_path, capsys, args,
 
 def test_values_of_the_right_kind_pass_preflight(tmp_path):
     good = ["trainer.epochs=2.5", "trainer.max_steps=null", "trainer.compile=false", "-m", "model.width=8,16"]
-    assert preflight("train", [*good, f"paths.results_dir={tmp_path}"], "paths.results_dir") is None
+    assert preflight("train", [*good, f"paths.results_dir={tmp_path}"], "paths.results_dir") == []
 
 
 def test_missing_data_root_names_where_it_looked(harness_cli, tmp_path):

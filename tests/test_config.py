@@ -42,6 +42,7 @@ def test_documented_keys_exist(compose_train):
 def test_groups_have_the_expected_options():
     assert _options("model") == [
         "cnn",
+        "custom",
         "gru",
         "linear_expert",
         "linear_flexible",

@@ -189,7 +189,7 @@ def prepare_runs(
     filtered = runs.reset_index(drop=True)
     mixed = () if tuning is not None else varying_keys(runs, group_by)
     if seeds == "mean":
-        runs = average_seeds(runs, x=x, keys=[k for k in group_by if k in runs.columns and k != "seed"])
+        runs = average_seeds(runs, x=x, keys=[k for k in grouping_columns(group_by, runs) if k != "seed"])
     everything = runs.reset_index(drop=True)
     everything["on_frontier"] = frontier_mask(everything, x)
     points = everything[everything["on_frontier"]] if frontier else everything
@@ -200,9 +200,9 @@ def prepare_runs(
 def varying_keys(runs: pd.DataFrame, group_by: Sequence[str]) -> tuple[str, ...]:
     """Config keys (config.* columns) that differ between runs of one configuration and seed: a sweep over
     something `group_by` does not name, whose runs would be averaged as if they were seeds."""
-    identity = [k for k in group_by if k in runs.columns]
+    identity = grouping_columns(group_by, runs)
     identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
-    config = [c for c in runs.columns if c.startswith("config.")]
+    config = [c for c in runs.columns if c.startswith("config.") and c not in identity]
     if not identity or not config or len(runs) < 2:
         return ()
     counts = runs.groupby(identity, dropna=False)[config].nunique(dropna=False)
@@ -239,7 +239,7 @@ def select_tuned(
         )
     columns = tune_columns(runs, keys)
     runs, missing = _keep(runs, runs[TUNE_ON].notna())
-    identity = [k for k in group_by if k in runs.columns and k not in columns]
+    identity = [k for k in grouping_columns(group_by, runs) if k not in columns]
     identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
     if not identity:
         raise ConfigError("tune= needs group_by columns that identify a configuration (e.g. model)")
@@ -259,6 +259,19 @@ def select_tuned(
         tuple(keys), compute, len(runs), table.rename(columns=dict(zip(columns, keys, strict=True)))
     )
     return chosen.sort_index(), tuning, missing
+
+
+def grouping_columns(group_by: Sequence[str], runs: pd.DataFrame) -> list[str]:
+    """The columns of `runs` that `group_by` names; an entry ending in `.*` names every column under it
+    (`config.model.*`: every constructor argument of the model, so runs of a user's model that differ in
+    one, `+model.hidden=8,16`, are separate configurations like model.width)."""
+    columns = []
+    for key in group_by:
+        if key.endswith(".*"):
+            columns += sorted(c for c in runs.columns if c.startswith(key[:-1]) and c not in columns)
+        elif key in runs.columns and key not in columns:
+            columns.append(key)
+    return columns
 
 
 def _keep(frame: pd.DataFrame, mask: pd.Series) -> tuple[pd.DataFrame, int]:

@@ -15,6 +15,7 @@ objects it is handed:
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,12 +23,12 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
-from hydra.utils import instantiate
 
 from harness.data import StreamedDataset, TrainingData
 from harness.data.streamed import Streamed
 from harness.device import autocast
 from harness.errors import ConfigError
+from harness.plugins import checked_arguments, resolve
 from harness.settings import TrainerSettings
 from harness.training.clock import Stopwatch
 from harness.training.objective import Objective, objective_for
@@ -283,8 +284,14 @@ class EagerStepper:
 
 
 def optimizer_factory(settings: TrainerSettings) -> Callable[..., torch.optim.Optimizer]:
-    """The configured torch.optim class as a partial: call it with the parameters it updates."""
-    return instantiate(dict(settings.optimizer))
+    """The configured optimizer class as a partial: call it with the parameters it updates. Its arguments
+    are checked against its signature first: one line naming the optimizer and the argument it lacks."""
+    options = dict(settings.optimizer)
+    target = options.pop("_target_", None)
+    options.pop("_partial_", None)  # Hydra's spelling of "a partial": it always is one here
+    label = f"trainer.optimizer._target_={target}"
+    optimizer = resolve(target, "trainer.optimizer")
+    return functools.partial(optimizer, **checked_arguments(optimizer, options, label, provided=("params",)))
 
 
 # ------------------------------------------------------------------------------------ the outer loop

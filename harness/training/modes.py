@@ -23,6 +23,10 @@ MODES = {
 }
 
 
+# Modes whose steps use trainer.optimizer (a closed-form solve has none).
+OPTIMIZER_MODES = ("eager", "graph", "ensemble")
+
+
 def _load(path: str):
     module, name = path.split(":")
     return getattr(import_module(module), name)
@@ -37,6 +41,10 @@ def check_job(job: TrainingJob) -> None:
     """The job's mode's own checks (one-line ConfigErrors), before anything is counted or trained."""
     if job.settings.mode not in STREAMING_MODES:
         resident(job.data, job.settings.mode)
+    if job.settings.mode in OPTIMIZER_MODES:
+        from harness.training.loop import optimizer_factory
+
+        optimizer_factory(job.settings)  # its arguments checked before anything is counted
     check = MODES[job.settings.mode][1]
     if check is not None:
         _load(check)(job)

@@ -169,3 +169,12 @@ def test_a_collapsed_run_is_flagged_and_warned_about(compose_train, tmp_path, ca
     )
     trained = run(compose_train("trainer.epochs=2"), tmp_path / "good")
     assert trained.collapsed is False and trained.test_error < 0.5 * trained.chance_error
+
+
+def test_trainer_recurrent_trains_a_gru(compose_train, tmp_path):
+    # Digits read row by row (8 steps of 8 pixels); Adam at 0.01 (trainer=recurrent) learns in a few epochs.
+    cfg = compose_train("model=gru", "trainer=recurrent", "model.width=16", "trainer.epochs=3")
+    assert cfg.trainer.optimizer._target_ == "torch.optim.Adam" and cfg.trainer.optimizer.lr == 0.01
+    record = run(cfg, tmp_path)
+    assert record.status == "completed" and record.collapsed is False
+    assert record.test_error < 0.5 * record.chance_error and record.flops_forward > 0

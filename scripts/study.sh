@@ -12,6 +12,10 @@
 #       runs into OUT_DIR/DATASET-gpu.tar.gz beside study.log and machine.json. OUT_DIR defaults to $OUT.
 #   scripts/study.sh finish PACK_DIR
 #       turn what `gpu` packed into results/study/DATASET-gpu/ for every DATASET-gpu.tar.gz in PACK_DIR.
+#   scripts/study.sh architectures [RUNS_DIR] [OVERRIDES...]
+#       MNIST-1D's other published architectures (logistic regression, GRU) at 3 learning rates on a CPU
+#       (+sweep=mnist1d_architectures_cpu), chosen on validation beside the published accuracies:
+#       results/study/mnist1d-cpu-architectures/ (RUNS_DIR defaults to results/runs/study/mnist1d-architectures).
 #
 # Environment:
 #   HARNESS_DATA_ROOT  where the Fashion-MNIST IDX files are, if not in data/ or in Debian's
@@ -237,6 +241,22 @@ finish_packed() {  # PACK_DIR
     ((found)) || die "finish: no DATASET-gpu.tar.gz in $pack"
 }
 
+architectures() {  # [RUNS_DIR] [OVERRIDES...]
+    local runs=results/runs/study/mnist1d-architectures
+    if (($# > 0)) && [[ $1 != *=* ]]; then
+        runs=$1
+        shift
+    fi
+    require_quiet_machine
+    local command=("${HARNESS[@]}" train -m +sweep=mnist1d_architectures_cpu "paths.results_dir=$runs" "$@")
+    echo "study.sh: ${command[*]}" >&2
+    "${command[@]}" || echo "study.sh: some runs failed; see their run.json (the table counts them)" >&2
+    "$PY" -m harness.report.study architectures --runs "$runs" --dest "$DEST_ROOT/mnist1d-cpu-architectures" \
+        --dataset mnist1d --command "scripts/study.sh architectures" \
+        --command "harness train -m +sweep=mnist1d_architectures_cpu paths.results_dir=RUNS_DIR $*"
+    echo "study.sh: wrote $DEST_ROOT/mnist1d-cpu-architectures" >&2
+}
+
 (($# > 0)) || die "no command given; see scripts/study.sh --help (DATASET DEVICE, gpu or finish)"
 case $1 in
     -h | --help) usage; exit 0 ;;
@@ -245,6 +265,7 @@ case $1 in
         (($# == 2)) || die "usage: scripts/study.sh finish PACK_DIR"
         finish_packed "$2"
         ;;
+    architectures) shift; architectures "$@" ;;
     fashion_mnist | mnist1d)
         (($# >= 2)) || die "usage: scripts/study.sh $1 cpu|gpu [RUNS_DIR] [OVERRIDES...]"
         one_study "$@"

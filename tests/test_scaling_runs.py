@@ -343,3 +343,17 @@ def test_fit_reports_tuning_in_its_notes_and_tuning_csv(tmp_path):
     table = pd.read_csv(tmp_path / "tuning.csv")
     assert len(table) == 16 and set(table["trainer.optimizer.lr"]) == {0.1} and (table["searched"] == 3).all()
     assert "of 48 runs searched" in (tmp_path / "report.md").read_text()
+
+
+def test_a_clock_based_x_with_every_run_contended_is_skipped_beside_others():
+    runs = _grid().assign(contended=True)
+    settings = FitSettings(
+        x=["network_operations", "hardware_burden"], group_by=KEYS, specs=("poly",), bootstrap=20
+    )
+    (analysis,) = analyse_runs(runs, settings)
+    assert {f.row["x"] for f in analysis.fits} == {"network_operations"}
+    assert any(
+        "x=hardware_burden: every run was contended" in note and "skipped" in note for note in analysis.notes
+    )
+    with pytest.raises(ConfigError, match="every run was contended"):
+        analyse_runs(runs, FitSettings(x="hardware_burden", group_by=KEYS, specs=("poly",)))

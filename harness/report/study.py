@@ -168,9 +168,9 @@ def _poly_rows(fit_dir: Path) -> dict[tuple[str, str], dict]:
 
 def _slope_k(r: dict | None) -> str:
     if r is None:
-        return "n/a | n/a | n/a"
+        return "n/a"
     slope = interval(r["slope"], r["slope_ci_low"], r["slope_ci_high"])
-    return f"{r['n']} | {slope} | {interval(r['k'], r['k_ci_low'], r['k_ci_high'])}"
+    return f"{slope}, k {interval(r['k'], r['k_ci_low'], r['k_ci_high'])} (N {r['n']})"
 
 
 def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
@@ -180,9 +180,9 @@ def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
     before = _poly_rows(previous / "fit") if previous is not None else {}
     if not tuned or not (search or before):
         return []
-    columns = ["x", "points", "N, slope [95% CI], k [95% CI]: tuned (the chosen run's compute)"]
+    columns = ["x", "points", "slope [95% CI], k: tuned (the chosen run's compute)"]
     if search:
-        columns.append("tuned, compute of the whole search")
+        columns.append("tuned, the whole search's compute")
     if before and previous is not None:
         columns.append(f"untuned ({previous.name})")
     lines = [
@@ -197,6 +197,17 @@ def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
             cells.append(_slope_k(before.get(key)))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _fit_notes(path: Path) -> list[str]:
+    """The notes `harness fit` printed (dropped runs, tuning, skipped fits), without the dataset prefix."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if "\nnotes\n" not in text:
+        return []
+    block = text.split("\nnotes\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split(": ", 1)[1] if ": " in line else line for line in block.splitlines() if line.strip()]
 
 
 def _tuned_keys(chosen: pd.DataFrame) -> list[str]:
@@ -381,6 +392,9 @@ def readme_text(args: argparse.Namespace, runs: pd.DataFrame) -> str:
     if status == 124:
         lines.append("- **The sweep reached its time limit:** runs it had not finished are missing.")
     lines += ["", "## What the fits say", "", *_fit_lines(dest / "fit"), "", _paper_line(), ""]
+    notes = _fit_notes(dest / "fit.txt")
+    if notes:
+        lines += ["What `harness fit` noted (`fit.txt`):", "", *(f"- {note}" for note in notes), ""]
     tuning = _tuning_lines(dest, args.dataset)
     if tuning:
         lines += ["## Tuning", "", *tuning, ""]

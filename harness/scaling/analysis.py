@@ -43,7 +43,7 @@ from harness.scaling.regressions import (
     Plan,
     fit_plan,
 )
-from harness.scaling.runs import PreparedRuns, prepare_runs
+from harness.scaling.runs import AllContended, PreparedRuns, prepare_runs
 from harness.settings import ALL_POINTS, FRONTIER, FitSettings
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
@@ -160,26 +160,39 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
     """The chosen specifications on our runs, for every chosen compute column, one analysis per dataset."""
     settings = settings or FitSettings()
     plans = {x: run_plans(settings, x) for x in settings.xs}
-    prepared = {
-        x: prepare_runs(
-            runs,
-            x=x,
-            error=settings.error,
-            models=settings.models,
-            datasets=settings.datasets,
-            seeds=settings.seeds,
-            group_by=settings.group_by,
-            frontier=False,  # every configuration, each marked on_frontier; the point sets are chosen below
-            contended=settings.contended,
-            collapsed=settings.collapsed,
-            tune=tuple(settings.tune),
-            tune_compute=settings.tune_compute,
+    prepared: dict[str, PreparedRuns] = {}
+    skipped = []
+    for x in settings.xs:
+        try:
+            prepared[x] = prepare_runs(
+                runs,
+                x=x,
+                error=settings.error,
+                models=settings.models,
+                datasets=settings.datasets,
+                seeds=settings.seeds,
+                group_by=settings.group_by,
+                frontier=False,  # every configuration, marked on_frontier; the point sets are chosen below
+                contended=settings.contended,
+                collapsed=settings.collapsed,
+                tune=tuple(settings.tune),
+                tune_compute=settings.tune_compute,
+            )
+        except AllContended:  # one clock-based x of several: the others still stand
+            if len(settings.xs) == 1:
+                raise
+            skipped.append(
+                f"x={x}: every run was contended, so its fits are skipped (contended=keep fits them)"
+            )
+            del plans[x]
+    if not prepared:
+        raise ConfigError(
+            f"every x ({', '.join(settings.xs)}) lost all its runs to contention; rerun on a quiet machine, "
+            "add x=network_operations, or pass contended=keep"
         )
-        for x in settings.xs
-    }
     messages = (f"{count} runs dropped: {why}" for p in prepared.values() for why, count in p.dropped.items())
-    dropped = "; ".join(dict.fromkeys(messages))  # once each, though every x drops the same failed runs
-    first = prepared[settings.xs[0]].everything
+    dropped = "; ".join([*dict.fromkeys(messages), *skipped])  # once each, though every x drops the same runs
+    first = next(iter(prepared.values())).everything
     datasets = first["data"].unique() if "data" in first.columns else [None]
     return [_analyse_dataset(prepared, dataset, plans, settings, dropped) for dataset in datasets]
 
@@ -219,10 +232,11 @@ def _analyse_dataset(
     name = "runs" if dataset is None else str(dataset)
     notes = [dropped] if dropped else []
     notes.append(f"error = {settings.error}; seeds {'averaged' if settings.seeds == 'mean' else 'kept'}")
-    tuning = prepared[settings.xs[0]].tuning  # the choice is the same for every x (made before any x filter)
+    some = next(iter(prepared.values()))
+    tuning = some.tuning  # the choice is the same for every x (made before any x filter)
     if tuning is not None:
         notes.append(tuning.note())
-    mixed = prepared[settings.xs[0]].mixed
+    mixed = some.mixed
     if mixed:
         notes.append(
             f"runs of one configuration and seed differ in {', '.join(mixed)} and were averaged together; "
@@ -237,7 +251,7 @@ def _analyse_dataset(
         notes += x_notes
         if FRONTIER in settings.point_sets:
             background[x] = everything[~everything["on_frontier"]]
-    first = _subset(prepared[settings.xs[0]].everything, dataset)
+    first = _subset(some.everything, dataset)
     analysis = BenchmarkAnalysis(
         name,
         "results",

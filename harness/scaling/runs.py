@@ -62,6 +62,10 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+class AllContended(ConfigError):
+    """A time-based x left with no runs: every one was contended (its clock measured other work too)."""
+
+
 @dataclass
 class PreparedRuns:
     """Runs ready to regress: `points` (one row per configuration or per run), and what was dropped why."""
@@ -181,7 +185,7 @@ def prepare_runs(
         why = f"contended, so their {x} is not of the computation alone (contended=keep keeps them)"
         runs, dropped[why] = _keep(runs, runs["contended"].ne(True))
         if runs.empty:
-            raise ConfigError(
+            raise AllContended(
                 f"x={x}: every run was contended; rerun on a quiet machine or pass contended=keep"
             )
     if error != "error":  # a run record's own `error` is why it failed (text): the regressions need the name

@@ -20,8 +20,9 @@ PRESETS = {
 def _params(name: str) -> dict[str, list]:
     params = yaml.safe_load((SWEEPS / f"{name}.yaml").read_text())["hydra"]["sweeper"]["params"]
     parser = OverridesParser.create()
+    overrides = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
     return {
-        key: list(parser.parse_override(f"{key}={value}").sweep_iterator()) for key, value in params.items()
+        key: list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()] for key, o in overrides.items()
     }
 
 

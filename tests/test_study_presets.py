@@ -22,7 +22,8 @@ def _params(name: str) -> dict[str, list]:
     parser = OverridesParser.create()
     overrides = {key: parser.parse_override(f"{key}={value}") for key, value in params.items()}
     return {
-        key: list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()] for key, o in overrides.items()
+        key: list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        for key, o in overrides.items()
     }
 
 

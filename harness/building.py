@@ -57,7 +57,9 @@ def _build_target(
     """A user's class or factory, called with its own arguments plus what it asks for of PROVIDED."""
     label = f"model._target_={target}"
     build = resolve(target, "model")
-    given = [key for key in PROVIDED if key in kwargs]
+    # Only where the constructor names the parameter: the harness passes it, so a value here would be a
+    # second one. A **kwargs factory (torchvision's resnet18) takes it from the config, as given.
+    given = [key for key in PROVIDED if key in kwargs and accepts(build, key)]
     if given:
         raise ConfigError(
             f"{label}: {', '.join(given)} come from the data; remove model.{given[0]} (the harness passes it "

@@ -18,27 +18,41 @@ from harness.settings import coerce, without_none
 
 
 def resolve(target: Any, group: str) -> Callable[..., Any]:
-    """The callable `group._target_` names (`pkg.module.name`, a class or a function)."""
+    """The callable `group._target_` names: `pkg.module.name`, or an attribute inside it (`pkg.module.Class.
+    factory`), found as Hydra finds it: the longest importable module, then attributes."""
     if callable(target):
         return target
     if not isinstance(target, str) or "." not in target:
         raise ConfigError(
             f"{group}._target_={target!r} is not an importable name; write {group}._target_=pkg.module.Name"
         )
-    module_name, _, attribute = target.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{group}._target_={target}: cannot import {module_name} ({one_line(exc)}); put its folder on "
-            "PYTHONPATH (or install it) and check the spelling"
-        ) from None
-    found = getattr(module, attribute, None)
-    if found is None or not callable(found):
-        raise ConfigError(
-            f"{group}._target_={target}: {module_name} has no callable {attribute!r}; check the spelling"
-        )
-    return found
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # not a module at this depth: try a shorter path
+            raise _unimportable(group, target, module_name, exc) from None
+        except ImportError as exc:  # the module exists but fails to import (a dependency of its own)
+            raise _unimportable(group, target, module_name, exc) from None
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute, None)
+        if found is None or not callable(found):
+            raise ConfigError(
+                f"{group}._target_={target}: {module_name} has no callable {'.'.join(parts[cut:])!r}; "
+                "check the spelling"
+            )
+        return found
+    raise _unimportable(group, target, parts[0], ModuleNotFoundError(f"No module named {parts[0]!r}"))
+
+
+def _unimportable(group: str, target: str, module_name: str, exc: ImportError) -> ConfigError:
+    return ConfigError(
+        f"{group}._target_={target}: cannot import {module_name} ({one_line(exc)}); put its folder on "
+        "PYTHONPATH (or install it) and check the spelling"
+    )
 
 
 def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:

@@ -90,8 +90,9 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
     except HydraException:
         return []  # Hydra reports its own parse errors, with a pointer to the bad character
     for override in parsed:
-        if override.key_or_group == "hydra.searchpath" and not override.is_sweep_override():
-            search += [str(entry) for entry in override.value() or []]
+        entries = override.value() if override.key_or_group == "hydra.searchpath" else None
+        if isinstance(entries, list):
+            search += [str(entry) for entry in entries]
     searchpath = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     single, groups, values_of, appended = list(searchpath), list(searchpath), {}, []
     swept = set()
@@ -122,13 +123,15 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
             swept.add(key)
         if options is None:
             values_of[key] = values or [override.value()]
+    # The defaults (after the group choices) are composed only when there is something to check against.
+    defaults = _compose(config_name, groups) if values_of or appended else None
+    if config_name == "train" and defaults is not None:
+        _check_target_swaps(defaults, [*values_of, *appended])  # before Hydra's own word on model._target_
     cfg = _compose(config_name, single)
     added = _name_own_targets(cfg, swept) if config_name == "train" else []
     if "trainer.optimizer._target_" in (o.key_or_group for o in parsed if not o.is_sweep_override()):
         given = [o.key_or_group for o in parsed if o.key_or_group.startswith("trainer.optimizer.")]
         added += _drop_inherited_arguments(cfg.trainer.optimizer, given)
-    # The defaults (after the group choices) are composed only when there is something to check against.
-    defaults = _compose(config_name, groups) if values_of or appended else None
     if appended:
         _check_appended(defaults, appended)
     if values_of:
@@ -166,6 +169,24 @@ def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
             )
     inherited = [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
     return [f"~trainer.optimizer.{key}" for key in inherited]
+
+
+def _check_target_swaps(defaults: DictConfig, keys: list[str]) -> None:
+    """`model._target_=...` on top of a shipped option would hand the user's class the shipped model's
+    arguments (MLP's width and depth), and `data._target_=...` the shipped loader's: say what to write."""
+    for group in TARGET_GROUPS:
+        if f"{group}._target_" not in keys:
+            continue
+        node = defaults.get(group)
+        if node is None or OmegaConf.is_missing(node, "_target_"):
+            continue  # model=custom (or null, refused later): the target is what it waits for
+        if "_target_" not in node or str(node._target_).startswith("harness."):
+            what = "nn.Module class or factory" if group == "model" else "loader"
+            name = "Class" if group == "model" else "make_data"
+            exit_with_error(
+                f"{group}._target_ on {group}={node.get('name')} would hand your {what} that option's "
+                f"arguments; write {group}=custom {group}._target_=pkg.module.{name}"
+            )
 
 
 def _refuse_null(group: str) -> NoReturn:

@@ -55,6 +55,18 @@ USER_DATA = textwrap.dedent(
         return {"train": Lazy(n, 0, classes), "test": Lazy(n // 4, 10**6, classes), "num_classes": classes}
 
 
+    class LazyTargets(Lazy):
+        """The same samples with a float target (their mean): a regression set."""
+
+        def __getitem__(self, i):
+            x, _ = super().__getitem__(i)
+            return x, x.mean()
+
+
+    def lazy_regression(n: int = 240):
+        return {"train": LazyTargets(n, 0, 4), "test": LazyTargets(n // 4, 10**6, 4)}
+
+
     def no_test():
         return {"train": (np.zeros((4, 2)), np.zeros(4, dtype=np.int64))}
 
@@ -70,9 +82,9 @@ USER_DATA = textwrap.dedent(
 def user_data(tmp_path, monkeypatch):
     folder = tmp_path / "user"
     folder.mkdir()
-    (folder / "mydata.py").write_text(USER_DATA)
+    (folder / "blobdata.py").write_text(USER_DATA)
     monkeypatch.syspath_prepend(str(folder))
-    yield "mydata"
+    yield "blobdata"
 
 
 def _load(**node):
@@ -80,27 +92,27 @@ def _load(**node):
 
 
 def test_tensors_and_arrays_load_with_balanced_nested_subsets_and_standardization(user_data):
-    full = _load(_target_="mydata.blobs")
+    full = _load(_target_="blobdata.blobs")
     assert isinstance(full, Dataset) and full.name == "blobs" and full.source == "blobs(n=240, seed=0)"
     assert full.input_shape == (2, 4, 4) and full.num_classes == 4 and full.task == "classification"
     assert full.n_train == full.n_train_full == 180 and full.n_test == 60
     assert abs(full.x_train.mean().item()) < 1e-5  # standardized with the training pool's statistics
-    small, larger = (_load(_target_="mydata.blobs", n_train=n, subsample_seed=1) for n in (20, 60))
+    small, larger = (_load(_target_="blobdata.blobs", n_train=n, subsample_seed=1) for n in (20, 60))
     assert torch.bincount(small.y_train).tolist() == [5, 5, 5, 5]
     rows = {row.numpy().tobytes() for row in larger.x_train}
     assert all(row.numpy().tobytes() in rows for row in small.x_train)  # nested
-    arrays = _load(_target_="mydata.blobs", as_numpy=True)
+    arrays = _load(_target_="blobdata.blobs", as_numpy=True)
     assert torch.equal(arrays.x_train, full.x_train) and arrays.y_train.dtype == torch.int64
 
 
 def test_float_targets_are_regression(user_data):
-    data = _load(_target_="mydata.blobs", regression=True, n_train=50, name="blob_means")
+    data = _load(_target_="blobdata.blobs", regression=True, n_train=50, name="blob_means")
     assert data.task == "regression" and data.num_classes == 1 and data.y_train.dtype == torch.float32
     assert data.n_train == 50 and data.name == "blob_means"
 
 
 def test_a_map_style_dataset_is_streamed_not_loaded(user_data):
-    data = _load(_target_="mydata.lazy", n_train=40, normalize=False)
+    data = _load(_target_="blobdata.lazy", n_train=40, normalize=False)
     assert isinstance(data, StreamedDataset)
     assert (
         data.n_train == 40 and data.n_test == 60 and data.num_classes == 4 and data.input_shape == (2, 4, 4)
@@ -109,12 +121,19 @@ def test_a_map_style_dataset_is_streamed_not_loaded(user_data):
     assert np.bincount(labels).tolist() == [10, 10, 10, 10]  # class-balanced, through its labels
     x, y = data.head(8)
     assert x.shape == (8, 2, 4, 4) and y.tolist() == [int(i) % 4 for i in data.train.indices[:8]]
-    untouched = _load(_target_="mydata.lazy", normalize=False)  # num_classes given, no subset: no pass
+    untouched = _load(_target_="blobdata.lazy", normalize=False)  # num_classes given, no subset: no pass
     assert untouched.train.dataset.reads == 1  # only the first item, for its shape
 
 
+def test_a_dataset_with_float_targets_is_streamed_regression_with_a_plain_nested_subset(user_data):
+    small, large = (_load(_target_="blobdata.lazy_regression", n_train=n, normalize=False) for n in (30, 90))
+    assert small.task == "regression" and small.num_classes == 1 and small.n_train == 30
+    assert set(small.train.indices) <= set(large.train.indices)  # nested, without reading any labels
+    assert small.train.dataset.reads == 1  # only the first item, for its shape and kind of target
+
+
 def test_a_streamed_dataset_is_standardized_per_batch(user_data):
-    data = _load(_target_="mydata.lazy")
+    data = _load(_target_="blobdata.lazy")
     assert data.train.mean is not None and data.train.mean.shape == (1, 2, 1, 1)
     x, _ = data.head(240)
     assert abs(x.mean().item()) < 1e-4 and abs(x.std(correction=0).item() - 1) < 0.05
@@ -124,12 +143,12 @@ def test_a_streamed_dataset_is_standardized_per_batch(user_data):
     ("node", "message"),
     [
         ({"_target_": "nowhere.make"}, "cannot import nowhere"),
-        ({"_target_": "mydata.nothing"}, "mydata has no callable 'nothing'"),
-        ({"_target_": "mydata.blobs", "size": 3}, "takes no argument size (it takes: n, classes, seed"),
-        ({"_target_": "mydata.blobs", "n": "many"}, "data.n must be an integer, got 'many'"),
-        ({"_target_": "mydata.no_test"}, "without train and test splits"),
-        ({"_target_": "mydata.mismatched"}, "x has 4 samples but y has 3"),
-        ({"_target_": "mydata.blobs", "n_train": 2}, "data.n_train must be in [4, 180] for blobs, got 2"),
+        ({"_target_": "blobdata.nothing"}, "blobdata has no callable 'nothing'"),
+        ({"_target_": "blobdata.blobs", "size": 3}, "takes no argument size (it takes: n, classes, seed"),
+        ({"_target_": "blobdata.blobs", "n": "many"}, "data.n must be an integer, got 'many'"),
+        ({"_target_": "blobdata.no_test"}, "without train and test splits"),
+        ({"_target_": "blobdata.mismatched"}, "x has 4 samples but y has 3"),
+        ({"_target_": "blobdata.blobs", "n_train": 2}, "data.n_train must be in [4, 180] for blobs, got 2"),
     ],
 )
 def test_loader_mistakes_are_one_line_errors(user_data, node, message):
@@ -139,7 +158,7 @@ def test_loader_mistakes_are_one_line_errors(user_data, node, message):
 
 
 def test_train_on_tensors_and_on_a_dataset_records_the_users_data(user_data, compose_train, tmp_path):
-    for target, extra in (("mydata.blobs", []), ("mydata.lazy", ["data.n_train=40"])):
+    for target, extra in (("blobdata.blobs", []), ("blobdata.lazy", ["data.n_train=40"])):
         cfg = compose_train("data=custom", f"data._target_={target}", "trainer.epochs=1", *extra)
         (record,) = run_all(cfg, tmp_path / target)
         assert record.status == "completed", record.error
@@ -154,6 +173,6 @@ def test_device_resident_modes_refuse_a_streamed_dataset_in_one_line(
     user_data, compose_train, tmp_path, mode
 ):
     extra = ["trainer.ensemble_size=2"] if mode == "ensemble" else []
-    cfg = compose_train("data=custom", "data._target_=mydata.lazy", f"trainer.mode={mode}", *extra)
+    cfg = compose_train("data=custom", "data._target_=blobdata.lazy", f"trainer.mode={mode}", *extra)
     with pytest.raises(ConfigError, match=f"trainer.mode={mode} keeps the whole training set on the device"):
         run_all(cfg, tmp_path / mode)

@@ -49,7 +49,7 @@ def test_target_model_json_through_the_cli(harness_cli):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model._target_=torchvision.models.no_such_net"], "could not be built"),
+        (["model._target_=torchvision.models.no_such_net"], "has no callable 'no_such_net'"),
         (["model._target_=torchvision.models.resnet18", "input_shape=[1,3,4]"], "does not fit torchvision"),
         (["model=mlp", "input_shape=[8]"], "batch-first shape"),
         ([], "no model chosen"),

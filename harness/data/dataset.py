@@ -104,6 +104,7 @@ def load_dataset(opts: DataSettings) -> TrainingData:
     except Exception as exc:
         raise ConfigError(f"{label} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     splits = read_splits(result, label)
+    # splits.val, a loader's own validation split, is read where the validation split is built (data.val_*)
     train = in_memory(splits.train, f"{label}: train")
     test = in_memory(splits.test, f"{label}: test")
     if isinstance(train, InMemory) and isinstance(test, InMemory):

@@ -249,7 +249,10 @@ class CodeCarbonMeter:
 
     def _stop(self) -> CodeCarbonReading:
         if self._tracker is None:
-            return self._failed(self._start_error or self._capture.reason() or "codecarbon was never started")
+            reason = self._start_error or self._capture.reason()
+            # Never started and nothing went wrong: the job ended before training (a refused configuration),
+            # and its own error says why; a warning about codecarbon here would point the wrong way.
+            return self._failed(reason or "codecarbon was never started", warn=reason is not None)
         try:
             emissions = self._tracker.stop()
         except Exception as exc:  # stop() is wrapped by codecarbon, but be sure
@@ -281,8 +284,9 @@ class CodeCarbonMeter:
             csv_path=self.csv_path,
         )
 
-    def _failed(self, reason: str) -> CodeCarbonReading:
-        log.warning("codecarbon measurement failed, CPU and RAM energy will be null: %s", reason)
+    def _failed(self, reason: str, warn: bool = True) -> CodeCarbonReading:
+        if warn:
+            log.warning("codecarbon measurement failed, CPU and RAM energy will be null: %s", reason)
         method = f"failed: {reason}"
         return CodeCarbonReading(
             cpu_j=None,

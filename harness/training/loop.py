@@ -543,4 +543,11 @@ def train_streamed(job: TrainingJob, data: StreamedDataset) -> list[TrainResult]
     warmup_batch = next(data.train.batches([torch.arange(batch_size)], device))
     stepper = EagerStepper(core, optimizer, total, settings, job.dtype, device, warmup_batch)
     order = shuffled_batches(n, batch_size, seed, torch.device("cpu"), drop_last)
-    return run_steps(stepper, data.train.batches(order, device), plan, job)
+    batches = data.train.batches(order, device)
+    if settings.channels_last:  # as Plan.make lays out in-memory images, batch by batch here
+        batches = ((_channels_last(x), y) for x, y in batches)
+    return run_steps(stepper, batches, plan, job)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x

@@ -119,3 +119,15 @@ def test_builtin_data_is_validated_beside_the_test_set(compose_train, tmp_path):
     assert header.endswith("lr,val_loss,val_error") and len(rows) == 2
     plain = run(compose_train("trainer.epochs=1"), tmp_path / "none")
     assert plain.n_val == 0 and plain.val_error is None
+
+
+def test_a_streamed_dataset_is_validated_beside_the_test_set(compose_train, user_data, tmp_path):
+    overrides = (
+        "data=custom",
+        f"data._target_={user_data}.streamed",
+        "data.val_fraction=0.25",
+        "trainer.epochs=1",
+    )
+    record = run(compose_train(*overrides, "model.width=8"), tmp_path)
+    assert record.status == "completed" and record.n_val == 100 and record.n_train == 300
+    assert record.val_error is not None and record.val_loss is not None and record.chance_error is None

@@ -47,7 +47,7 @@ MODEL_COLOURS = MappingProxyType(
     {
         "cnn": "C0",
         "mlp": "C1",
-        "gru": "C3",
+        "gru": "C7",
         "resnet": "C2",
         "transformer": "C4",
         "linear_expert": "C5",

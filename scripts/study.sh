@@ -33,7 +33,9 @@
 #
 # A study whose runs sweep trainer.optimizer.lr is fitted tuned (`harness fit tune=[trainer.optimizer.lr]`:
 # per configuration the run with the lowest validation error stands for it) into fit/, and once more with
-# the compute of the whole search (tune_compute=sum) into fit_search/.
+# the compute of the whole search (tune_compute=sum) into fit_search/, and its runs at one fixed rate
+# (STUDY_FIXED_LR, default 0.05: the untuned studies' rate) untuned into fit_fixed_lr/: the same grid without
+# tuning.
 set -euo pipefail
 
 DATASETS=(fashion_mnist mnist1d)
@@ -148,6 +150,17 @@ print('tune=[trainer.optimizer.lr]' if c in t and t[c].nunique() > 1 else '')" "
         local search=("${fit[@]/#out=*/out=$dest/fit_search}" tune_compute=sum)
         echo "study.sh: ${search[*]}" >&2
         "${search[@]}" >"$dest/fit_search.txt"
+        # The same grid untuned: only the runs at the untuned studies' fixed rate, fitted as those were.
+        local fixed_lr=${STUDY_FIXED_LR:-0.05} scratch
+        scratch=$(mktemp -d "${TMPDIR:-/tmp}/study-fixed.XXXXXX")
+        "$PY" -c "import sys, pandas as pd; t = pd.read_parquet(sys.argv[1])
+t[t['config.trainer.optimizer.lr'] == float(sys.argv[3])].to_parquet(sys.argv[2])" \
+            "$dest/runs.parquet" "$scratch/runs.parquet" "$fixed_lr"
+        local fixed=("${HARNESS[@]}" fit "results=$scratch/runs.parquet" "x=$X_COLUMNS" frontier=both
+            "out=$dest/fit_fixed_lr" overwrite=true parametric.enabled=false plots=[])
+        echo "study.sh: ${fixed[*]} (the runs at trainer.optimizer.lr=$fixed_lr)" >&2
+        "${fixed[@]}" >"$dest/fit_fixed_lr.txt"
+        rm -rf "$scratch"
     fi
     local previous=${STUDY_PREVIOUS:-$DEST_ROOT/$dataset-$device-untuned}
     [[ -d $previous ]] && table_args+=(--previous "$previous")

@@ -166,7 +166,7 @@ def test_readme_sets_tuned_fits_beside_the_search_and_the_untuned(runs, tmp_path
     text = (dest / "README.md").read_text()
     assert "Tuning: 3 runs searched, 1 chosen" in text and "- mlp: 0.2 ×1" in text
     assert "| mlp | 32 | 200 | 0.2 | 70.0% | 65.0% |" in text
-    tuned, search = "-0.1 [-0.11, -0.09], k 10 [1, 30] (N 6)", "-0.05 [-0.06, -0.04], k 20 [1, 30] (N 6)"
-    untuned = "-0.2 [-0.21, -0.19], k 5 [1, 30] (N 6)"
+    tuned, search = "-0.1 [-0.11, -0.09], 10 [1, 30] (N 6)", "-0.05 [-0.06, -0.04], 20 [1, 30] (N 6)"
+    untuned = "-0.2 [-0.21, -0.19], 5 [1, 30] (N 6)"
     assert f"| network_operations | all | {tuned} | {search} | {untuned} |" in text
     assert text.rstrip().endswith("No.")

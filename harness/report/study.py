@@ -34,6 +34,8 @@ from harness.scaling.holdout import GRID_SCALE
 TABLE, CURVES, MACHINE = "runs.parquet", "curves.csv", "machine.json"
 # A tuned study's second fit: each configuration's compute is its whole search's (tune_compute=sum).
 SEARCH_FIT = "fit_search"
+# ... and its runs at one fixed learning rate, untuned: the same grid without tuning.
+FIXED_FIT = "fit_fixed_lr"
 # A study folder's hand-written notes, appended to its README (what the generated tables cannot say).
 NOTES = "notes.md"
 # Test accuracy of MNIST-1D's four architectures in its paper (Greydanus 2020, "Scaling down deep learning",
@@ -170,31 +172,30 @@ def _slope_k(r: dict | None) -> str:
     if r is None:
         return "n/a"
     slope = interval(r["slope"], r["slope_ci_low"], r["slope_ci_high"])
-    return f"{slope}, k {interval(r['k'], r['k_ci_low'], r['k_ci_high'])} (N {r['n']})"
+    return f"{slope}, {interval(r['k'], r['k_ci_low'], r['k_ci_high'])} (N {r['n']})"
 
 
 def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
     """Each log-log fit of fit/ beside the whole search's compute (fit_search/) and an earlier study's."""
     tuned = _poly_rows(dest / "fit")
-    search = _poly_rows(dest / SEARCH_FIT)
-    before = _poly_rows(previous / "fit") if previous is not None else {}
-    if not tuned or not (search or before):
+    others = [
+        ("tuned, the whole search's compute", _poly_rows(dest / SEARCH_FIT)),
+        ("untuned: these runs at the fixed rate only", _poly_rows(dest / FIXED_FIT)),
+    ]
+    if previous is not None:
+        others.append((f"untuned study ({previous.name})", _poly_rows(previous / "fit")))
+    others = [(title, rows) for title, rows in others if rows]
+    if not tuned or not others:
         return []
-    columns = ["x", "points", "slope [95% CI], k: tuned (the chosen run's compute)"]
-    if search:
-        columns.append("tuned, the whole search's compute")
-    if before and previous is not None:
-        columns.append(f"untuned ({previous.name})")
+    columns = ["x", "points", "tuned (the chosen run's compute)", *(title for title, _ in others)]
     lines = [
+        "Slope [95% CI], k [95% CI] (N configurations) of log10(error) on log10(x):",
+        "",
         "| " + " | ".join(columns) + " |",
         "| " + " | ".join("---" for _ in columns) + " |",
     ]
     for key, row in tuned.items():
-        cells = [key[0], key[1], _slope_k(row)]
-        if search:
-            cells.append(_slope_k(search.get(key)))
-        if before:
-            cells.append(_slope_k(before.get(key)))
+        cells = [key[0], key[1], _slope_k(row), *(_slope_k(rows.get(key)) for _, rows in others)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -337,7 +337,7 @@ def test_fit_reports_tuning_in_its_notes_and_tuning_csv(tmp_path):
         x="network_operations", group_by=KEYS, tune=("trainer.optimizer.lr",), bootstrap=20
     )
     (analysis,) = analyse_runs(runs, settings)
-    assert "tuned: best of trainer.optimizer.lr on validation" in analysis.label
+    assert analysis.label == "digits (our runs, lr tuned on validation)"
     assert any("of 48 runs searched, 16 chosen" in note for note in analysis.notes)
     write_outputs([analysis], tmp_path, formats=())
     table = pd.read_csv(tmp_path / "tuning.csv")

@@ -255,8 +255,8 @@ def _analyse_dataset(
     analysis = BenchmarkAnalysis(
         name,
         "results",
-        f"{name} (our runs, tuned: best of {', '.join(tuning.keys)} on validation"
-        f"{'; compute of the whole search' if tuning.compute == 'sum' else ''})"
+        f"{name} (our runs, {'/'.join(k.rpartition('.')[2] for k in tuning.keys)} tuned on validation"
+        f"{', search compute' if tuning.compute == 'sum' else ''})"
         if tuning is not None
         else f"{name} (our runs)",
         settings.error,

@@ -710,7 +710,7 @@ class FitSettings(FromConfig):
     frontier: bool | Literal["both"] = False  # False: all configurations | True: the frontier only | "both"
     contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
     collapsed: str = "drop"  # leave out runs flagged collapsed (no better than chance) or keep them
-    tune: Sequence[str] = ()  # swept keys searched per configuration, selected on the validation error
+    tune: str | Sequence[str] = ()  # swept keys searched per configuration, selected on the validation error
     tune_compute: str = "best"  # a tuned point's compute: the chosen run's ("best") or the search's ("sum")
     parametric: bool = field(default=True, metadata={"key": "parametric.enabled"})
     parametric_by_model: bool = field(default=True, metadata={"key": "parametric.by_model"})
@@ -736,6 +736,11 @@ class FitSettings(FromConfig):
     def xs(self) -> tuple[str, ...]:
         """The compute columns to fit, in order (x= may name one or several)."""
         return (self.x,) if isinstance(self.x, str) else tuple(self.x)
+
+    @property
+    def tune_keys(self) -> tuple[str, ...]:
+        """The keys tuned over (tune= may name one or several; none: no tuning)."""
+        return (self.tune,) if isinstance(self.tune, str) else tuple(self.tune)
 
     @property
     def point_sets(self) -> tuple[str, ...]:

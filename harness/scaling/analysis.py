@@ -175,7 +175,7 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
                 frontier=False,  # every configuration, marked on_frontier; the point sets are chosen below
                 contended=settings.contended,
                 collapsed=settings.collapsed,
-                tune=tuple(settings.tune),
+                tune=settings.tune_keys,
                 tune_compute=settings.tune_compute,
             )
         except AllContended:  # one clock-based x of several: the others still stand

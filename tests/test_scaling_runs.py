@@ -321,6 +321,7 @@ def test_collapsed_runs_are_left_out_and_counted():
             "tune_compute=max is unknown",
         ),
         (lambda f: f, {"collapsed": "maybe"}, "collapsed=maybe is unknown"),
+        (lambda f: f, {"tune": ["n_train"]}, "tune=n_train: no configuration has runs at two values"),
     ],
 )
 def test_bad_tuning_input_is_one_line(change, kwargs, message):

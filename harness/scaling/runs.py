@@ -247,6 +247,13 @@ def select_tuned(
     identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
     if not identity:
         raise ConfigError("tune= needs group_by columns that identify a configuration (e.g. model)")
+    spread = runs.groupby(identity, dropna=False)[columns].nunique(dropna=False).max()
+    for key, column in zip(keys, columns, strict=True):
+        if spread[column] < 2:
+            raise ConfigError(
+                f"tune={key}: no configuration has runs at two values of it (group_by already separates "
+                "its values, or the sweep did not vary it); tune a swept key outside group_by"
+            )
     ordered = runs.sort_values([TUNE_ON, *columns], kind="stable")
     grouped = ordered.groupby(identity, dropna=False, sort=False)
     chosen = ordered.loc[grouped.head(1).index].copy()

@@ -11,9 +11,9 @@ SWEEPS = Path(__file__).resolve().parents[1] / "conf" / "sweep"
 # preset -> (runs, epochs as a function of the data fraction), as each preset's comment states the rule
 PRESETS = {
     "study_fashion": (150, lambda f: 16 / f**0.25),
-    "study_fashion_cpu": (72, lambda f: 8 / f**0.25),
+    "study_fashion_cpu": (192, lambda f: 8 / f**0.25),
     "study_mnist1d": (120, lambda f: 64 / math.sqrt(f)),
-    "study_mnist1d_cpu": (96, lambda f: 64 / math.sqrt(f)),
+    "study_mnist1d_cpu": (192, lambda f: 64 / math.sqrt(f)),
 }
 
 
@@ -32,12 +32,12 @@ def test_grid_and_epochs_rule(name):
     runs, rule = PRESETS[name]
     params = _params(name)
     assert math.prod(len(values) for values in params.values()) == runs
-    if name.endswith("_cpu"):  # tuned (issue 29): 3 learning rates, paid for with one seed
-        assert params["seed"] == [0] and len(params["trainer.optimizer.lr"]) == 3
+    if name.endswith("_cpu"):  # tuned (issue 29): 3 learning rates
+        assert params["seed"] == [0, 1] and len(params["trainer.optimizer.lr"]) == 3
     else:
         assert params["seed"] == [0, 1, 2]
     assert params["model"] == ["cnn", "mlp"] and len(params["model.width"]) >= 4
-    assert len(params["scale"]) >= (3 if name == "study_fashion_cpu" else 4)
+    assert len(params["scale"]) >= 4
     for pair in params["scale"]:
         assert pair["epochs"] == pytest.approx(rule(pair["fraction"]), rel=0.005)
 

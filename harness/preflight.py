@@ -10,6 +10,7 @@ import difflib
 import tempfile
 from importlib.resources import files
 from pathlib import Path
+from types import MappingProxyType
 from typing import NoReturn
 
 from hydra import compose, initialize_config_module
@@ -25,8 +26,14 @@ from harness.settings import ROOTS, field_type, kind
 
 # Hydra's flags that take a value as the next argument (`--config-dir DIR`); the value is not an override.
 VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
-# The groups whose nodes name a `_target_` a user may bring (model=custom, data=custom, their own files).
-TARGET_GROUPS = ("model", "data")
+# The groups whose nodes name a `_target_` a user may bring (model=custom, data=custom, their own files):
+# what the user brings, and how its target is written.
+OWN_TARGETS = MappingProxyType(
+    {
+        "model": ("model", "nn.Module class or factory", "model._target_=pkg.module.Class"),
+        "data": ("dataset", "loader function", "data._target_=pkg.module.make_data"),
+    }
+)
 
 
 def group_options(group: str, search: tuple[str, ...] = ()) -> list[str] | None:
@@ -101,12 +108,7 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
         if key.startswith("hydra") or override.is_delete():
             continue
         options = group_options(key, tuple(search))
-        if (
-            config_name == "train"
-            and key in TARGET_GROUPS
-            and options is not None
-            and override.value() is None
-        ):
+        if config_name == "train" and key in OWN_TARGETS and options is not None and override.value() is None:
             _refuse_null(key)
         if (override.is_add() or override.is_force_add()) and options is None:
             appended.append(key)
@@ -159,12 +161,13 @@ def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
     except ConfigError as exc:
         exit_with_error(str(exc))
     signature = signature_of(optimizer)
-    open_ended = signature is None or any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    takes = {} if signature is None else signature.parameters
+    open_ended = signature is None or any(p.kind is p.VAR_KEYWORD for p in takes.values())
     for key in [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" in given]:
-        if not open_ended and signature is not None and key not in signature.parameters:
-            takes = ", ".join(name for name in signature.parameters if name != "params")
+        if not open_ended and key not in takes:
+            names = ", ".join(name for name in takes if name != "params")
             exit_with_error(
-                f"trainer.optimizer._target_={target} takes no argument {key} (it takes: {takes}); "
+                f"trainer.optimizer._target_={target} takes no argument {key} (it takes: {names}); "
                 f"remove trainer.optimizer.{key}"
             )
     inherited = [key for key in node if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
@@ -174,26 +177,22 @@ def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
 def _check_target_swaps(defaults: DictConfig, keys: list[str]) -> None:
     """`model._target_=...` on top of a shipped option would hand the user's class the shipped model's
     arguments (MLP's width and depth), and `data._target_=...` the shipped loader's: say what to write."""
-    for group in TARGET_GROUPS:
-        if f"{group}._target_" not in keys:
-            continue
+    for group, (_, what, example) in OWN_TARGETS.items():
         node = defaults.get(group)
-        if node is None or OmegaConf.is_missing(node, "_target_"):
+        if f"{group}._target_" not in keys or node is None or OmegaConf.is_missing(node, "_target_"):
             continue  # model=custom (or null, refused later): the target is what it waits for
         if "_target_" not in node or str(node._target_).startswith("harness."):
-            what = "nn.Module class or factory" if group == "model" else "loader"
-            name = "Class" if group == "model" else "make_data"
             exit_with_error(
                 f"{group}._target_ on {group}={node.get('name')} would hand your {what} that option's "
-                f"arguments; write {group}=custom {group}._target_=pkg.module.{name}"
+                f"arguments; write {group}=custom {example}"
             )
 
 
 def _refuse_null(group: str) -> NoReturn:
-    what, example = ("model", "Class") if group == "model" else ("dataset", "make_data")
+    noun, _, example = OWN_TARGETS[group]
     exit_with_error(
-        f"{group}=null leaves the run without a {what}; choose one ({group}=<option>) or bring your own: "
-        f"{group}=custom {group}._target_=pkg.module.{example}"
+        f"{group}=null leaves the run without a {noun}; choose one ({group}=<option>) or bring your own: "
+        f"{group}=custom {example}"
     )
 
 
@@ -201,16 +200,14 @@ def _name_own_targets(cfg: DictConfig, swept: set[str]) -> list[str]:
     """A train config's model and data must each be something: refuse model=null and a `_target_` left
     unset (model=custom without model._target_=...); name an unnamed one after its target."""
     named = []
-    for group in TARGET_GROUPS:
-        example = f"{group}._target_=pkg.module.{'Class' if group == 'model' else 'make_data'}"
+    for group, (_, what, example) in OWN_TARGETS.items():
         node = cfg.get(group)
         if node is None:
             _refuse_null(group)
         if f"{group}._target_" in swept or f"{group}.name" in swept:
             continue  # named per job by Hydra's own values; the record names each run by its target
         if OmegaConf.is_missing(node, "_target_"):
-            what = "your nn.Module class or factory" if group == "model" else "your loader function"
-            exit_with_error(f"{group}=custom needs {example} ({what}, importable from PYTHONPATH)")
+            exit_with_error(f"{group}=custom needs {example} (your {what}, importable from PYTHONPATH)")
         target = OmegaConf.select(node, "_target_", default=None)
         if target and "name" in node and node.name is None:
             named.append(f"{group}.name={str(target).rpartition('.')[2]}")

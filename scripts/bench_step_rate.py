@@ -46,8 +46,8 @@ from harness.device import device_name
 from harness.energy import EnergyMeter
 from harness.models import build_model
 from harness.settings import TrainerSettings
-from harness.training.ensemble import train_ensemble
 from harness.training.modes import trainer_for
+from harness.training.spec import TrainingJob
 
 N_TRAIN, N_TEST, CLASSES = 50_000, 1024, 10
 # The trainer's default optimizer's arguments (conf/trainer/default.yaml), for both loops.
@@ -211,20 +211,22 @@ def trainer_config(case: Case, mode: str, steps: int, device: torch.device, ense
 
 def harness_rate(case: Case, dataset: Dataset, device, steps: int, mode: str, ensemble: int = 1) -> tuple:
     """(steps/s, mode that ran) of harness.training in `mode`: its own train_time_s."""
-    cfg = trainer_config(case, mode, steps, device, ensemble)
-    meter = EnergyMeter.off()
+    settings = TrainerSettings.from_config(trainer_config(case, mode, steps, device, ensemble))
+    seeds = list(range(ensemble)) if mode == "ensemble" else [0]
+    job = TrainingJob(
+        models=[build(case, device, seed) for seed in seeds],
+        seeds=seeds,
+        data=dataset,
+        settings=settings,
+        device=device,
+        dtype=case.dtype,
+        energy=EnergyMeter.off(),
+    )
+    result = trainer_for(mode)(job)[0]
     if mode == "ensemble":
-        models = [build(case, device, seed) for seed in range(ensemble)]
-        results = train_ensemble(
-            models, dataset, cfg, device, case.dtype, seeds=list(range(ensemble)), energy=meter
-        )
-        result = results[0]
         time_s = result.train_time_s * ensemble  # each member is charged 1/E of the shared time
         ran = "ensemble+graph" if result.cuda_graph else "ensemble"
     else:
-        result = trainer_for(mode)(
-            build(case, device), dataset, cfg, device, case.dtype, seed=0, energy=meter
-        )
         time_s = result.train_time_s
         ran = (result.mode or mode) + ("" if result.cuda_graph or mode != "graph" else " (fallback)")
     return result.steps / time_s, ran

@@ -67,6 +67,10 @@ USER_DATA = textwrap.dedent(
         return {"train": LazyTargets(n, 0, 4), "test": LazyTargets(n // 4, 10**6, 4)}
 
 
+    def with_val():
+        return {**blobs(), "val": blobs(n=40)["test"]}
+
+
     def no_test():
         return {"train": (np.zeros((4, 2)), np.zeros(4, dtype=np.int64))}
 
@@ -103,6 +107,12 @@ def test_tensors_and_arrays_load_with_balanced_nested_subsets_and_standardizatio
     assert all(row.numpy().tobytes() in rows for row in small.x_train)  # nested
     arrays = _load(_target_="blobdata.blobs", as_numpy=True)
     assert torch.equal(arrays.x_train, full.x_train) and arrays.y_train.dtype == torch.int64
+
+
+def test_a_val_split_is_not_dropped_silently(user_data, caplog):
+    with caplog.at_level("WARNING"):
+        _load(_target_="blobdata.with_val")
+    assert "returned a val split; it is not used" in caplog.text
 
 
 def test_float_targets_are_regression(user_data):

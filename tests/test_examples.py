@@ -71,7 +71,11 @@ def test_a_sweep_of_a_constructor_argument_and_n_train_then_a_fit(user, harness_
     ]  # fmt: skip
     assert runs["config_hash"].nunique() == 4 and set(runs["model"]) == {"mynet"}
     proc = harness_cli(
-        "fit", f"results={tmp_path / 'results' / 'runs'}", "out=fits", "parametric.enabled=false"
+        "fit",
+        f"results={tmp_path / 'results' / 'runs'}",
+        "filter.data=shapes",
+        "out=fits",
+        "parametric.enabled=false",
     )
     assert proc.returncode == 0, proc.stderr
     assert "shapes" in proc.stdout and (tmp_path / "fits" / "fits.csv").exists()

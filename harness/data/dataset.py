@@ -9,7 +9,6 @@ records sharing the same descriptive fields (name, sizes, input shape, classes, 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +20,6 @@ from harness.data.subsample import holdout_split, nested_subset, stratified_subs
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.plugins import checked_arguments, resolve
 from harness.settings import DataSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,8 +104,6 @@ def load_dataset(opts: DataSettings) -> TrainingData:
     except Exception as exc:
         raise ConfigError(f"{label} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     splits = read_splits(result, label)
-    if splits.val is not None:  # where the validation split is built (data.val_*), this is where it is read
-        log.warning("%s returned a val split; it is not used: runs are evaluated on the test split", label)
     train = in_memory(splits.train, f"{label}: train")
     test = in_memory(splits.test, f"{label}: test")
     if isinstance(train, InMemory) and isinstance(test, InMemory):

@@ -9,6 +9,7 @@ LABELS = MappingProxyType(
         "error": "error",
         "test_error": "test error (fraction)",
         "best_test_error": "best test error (fraction)",
+        "val_error": "validation error (fraction)",
         "ops_forward_pass": "operations per forward pass (FLOP)",
         "network_operations": "network operations (FLOP)",
         "hardware_burden": "hardware burden (FLOP)",
@@ -28,6 +29,7 @@ LABELS = MappingProxyType(
 SHORT_LABELS = MappingProxyType(
     {
         "test_error": "test error",
+        "val_error": "val error",
         "flops_forward": "FLOP/sample fwd",
         "network_operations": "network ops (FLOP)",
         "hardware_burden": "hw burden (FLOP)",
@@ -45,6 +47,7 @@ MODEL_COLOURS = MappingProxyType(
     {
         "cnn": "C0",
         "mlp": "C1",
+        "gru": "C7",
         "resnet": "C2",
         "transformer": "C4",
         "linear_expert": "C5",

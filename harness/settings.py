@@ -346,7 +346,17 @@ class TrainerSettings(FromConfig):
 
 # The `data` group's keys that the harness itself reads, whatever the dataset; every other key of the group
 # is an argument of the dataset's loader (`data._target_`), checked against the loader's own signature.
-DATA_KEYS = ("_target_", "name", "fraction", "n_train", "subsample_seed", "normalize", "loader_workers")
+DATA_KEYS = (
+    "_target_",
+    "name",
+    "fraction",
+    "n_train",
+    "subsample_seed",
+    "normalize",
+    "loader_workers",
+    "val_fraction",
+    "val_seed",
+)
 
 
 @dataclass(frozen=True)
@@ -366,6 +376,11 @@ class DataSettings(FromConfig):
     subsample_seed: int = 0
     normalize: bool = True
     loader_workers: int = 0  # map-style Datasets only: DataLoader worker processes (0: in this process)
+    # The validation split: this share of the training pool held out before subsampling, class-balanced,
+    # drawn with val_seed (fixed: the same split for every run, whatever its seed); 0: none, unless the
+    # loader returns its own `val`
+    val_fraction: float = 0.0
+    val_seed: int = 0
     arguments: Mapping[str, Any] = field(default_factory=lambda: {"test_fraction": 0.2})  # digits' own
 
     @classmethod
@@ -394,6 +409,15 @@ class DataSettings(FromConfig):
             f"data.subsample_seed must be in [0, 2**32), got {self.subsample_seed}; use a non-negative seed",
         )
         _require(
+            0.0 <= self.val_fraction < 1.0,
+            f"data.val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. 0.1 to hold out 10% of "
+            "the training pool for validation, or 0 for none",
+        )
+        _require(
+            0 <= self.val_seed < 2**32,
+            f"data.val_seed must be in [0, 2**32), got {self.val_seed}; use a non-negative seed",
+        )
+        _require(
             self.loader_workers >= 0,
             f"data.loader_workers must be 0 or more, got {self.loader_workers}; 0 loads in this process",
         )
@@ -411,7 +435,8 @@ class DataSettings(FromConfig):
             for key, value in self.arguments.items()
             if key.endswith("seed") and isinstance(value, int) and not isinstance(value, bool)
         }
-        return {"subsample_seed": self.subsample_seed, **own}
+        held_out = {"val_seed": self.val_seed} if self.val_fraction > 0 else {}
+        return {"subsample_seed": self.subsample_seed, **held_out, **own}
 
 
 # ------------------------------------------------------------------------------------ measure, hardware
@@ -688,6 +713,9 @@ class FitSettings(FromConfig):
     )
     frontier: bool | Literal["both"] = False  # False: all configurations | True: the frontier only | "both"
     contended: str = "drop"  # time-based x: leave out runs flagged contended ("drop") or keep them
+    collapsed: str = "drop"  # leave out runs flagged collapsed (no better than chance) or keep them
+    tune: str | Sequence[str] = ()  # swept keys searched per configuration, selected on the validation error
+    tune_compute: str = "best"  # a tuned point's compute: the chosen run's ("best") or the search's ("sum")
     parametric: bool = field(default=True, metadata={"key": "parametric.enabled"})
     parametric_by_model: bool = field(default=True, metadata={"key": "parametric.by_model"})
     bootstrap: int = field(default=1000, metadata={"key": "parametric.bootstrap"})
@@ -712,6 +740,11 @@ class FitSettings(FromConfig):
     def xs(self) -> tuple[str, ...]:
         """The compute columns to fit, in order (x= may name one or several)."""
         return (self.x,) if isinstance(self.x, str) else tuple(self.x)
+
+    @property
+    def tune_keys(self) -> tuple[str, ...]:
+        """The keys tuned over (tune= may name one or several; none: no tuning)."""
+        return (self.tune,) if isinstance(self.tune, str) else tuple(self.tune)
 
     @property
     def point_sets(self) -> tuple[str, ...]:

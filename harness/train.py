@@ -26,7 +26,7 @@ from harness.building import build_model_from_config, model_label
 from harness.cli import run_command
 from harness.compute.accounting import ForwardCompute, count_run_compute
 from harness.compute.hardware import peak_flops_for
-from harness.data import load_dataset
+from harness.data import StreamedDataset, TrainingData, load_dataset
 from harness.device import resolve_device, resolve_precision
 from harness.energy import EnergyMeter
 from harness.errors import ConfigError
@@ -178,6 +178,8 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         n_train=data.n_train,
         n_train_full=data.n_train_full,
         n_test=data.n_test,
+        n_val=data.n_val,
+        chance_error=_chance_error(data),
         input_shape=list(data.input_shape),
         num_classes=data.num_classes,
         task=data.task,
@@ -188,6 +190,14 @@ def _describe(config: dict, settings: RunSettings, job: TrainingJob, threads: tu
         batch_size=trainer.batch_size,
         target_error=trainer.target_error,
     )
+
+
+def _chance_error(data: TrainingData) -> float | None:
+    """What a model that learned nothing scores on the test set; unknown (None) for a streamed Dataset,
+    whose labels are not read ahead of training."""
+    if isinstance(data, StreamedDataset):
+        return None
+    return objective_for(data.task).chance_error(data.y_train, data.y_test)
 
 
 def _member_records(base: RunRecord, settings: RunSettings) -> list[RunRecord]:
@@ -243,6 +253,15 @@ class _Done:
                 write_curve(where, [dataclasses.asdict(row) for row in results[i].curve])
             record.wall_time_s = (time.perf_counter() - self.wall_start) / len(self.records)
             write_record(where, record)
+        for record in self.records:
+            if record.collapsed:
+                log.warning(
+                    "collapsed run %s: test error %.4f is no better than chance (%.4f); fits leave it out "
+                    "(collapsed=keep keeps it)",
+                    record.run_id,
+                    record.test_error,
+                    record.chance_error,
+                )
         if self.records[0].contended:
             log.warning(
                 "contended run: %s; its times (and hardware burden, energy) are not this computation's alone",
@@ -265,6 +284,9 @@ def _finish_record(record: RunRecord, result: TrainResult, measured: Measured) -
     record.trainer_fallback, record.cuda_graph = result.fallback, result.cuda_graph
     record.test_error, record.test_loss = result.last("test_error"), result.last("test_loss")
     record.train_loss, record.best_test_error = result.last("train_loss"), result.best_test_error()
+    record.val_error, record.val_loss = result.last("val_error"), result.last("val_loss")
+    if record.status == "completed":
+        record.collapsed = objective_for(record.task).collapsed(record.test_error, record.chance_error)
     reached = result.first_reaching(record.target_error)
     if reached is not None:
         record.time_to_target_s, record.steps_to_target = reached.train_time_s, reached.step

@@ -4,9 +4,10 @@
     python scripts/compare_fits.py --base HEAD --head HEAD   # the same revision twice: reproducible?
 
 Each revision is installed as `bench_revisions.py` installs it; every fit runs as a fresh `harness fit`
-process into its own folder: the scaling studies (results/study/*-cpu), the theory experiment's eight
-fits (results/theory), torchvision's zoo and all six of the paper's benchmarks. Every file written is
-compared byte for byte, and so is what the command printed (with the output folder's name masked).
+process into its own folder: the untuned scaling studies (results/study/*-cpu-untuned: a revision before
+issue 29 cannot fit the tuned ones' tune=), the theory experiment's eight fits (results/theory),
+torchvision's zoo and all six of the paper's benchmarks. Every file written is compared byte for byte,
+and so is what the command printed (with the output folder's name masked).
 SVGs drawn before figures were made reproducible carry a date and random element ids; `--svg-loose` masks
 those two (and only those) to compare such a revision's drawings. Exit status 1 when anything differs.
 """
@@ -26,8 +27,8 @@ from bench_revisions import REPO, _git, check_revisions, install, revision_parse
 STUDY = ["x=[network_operations,hardware_burden,energy_total_j]", "frontier=both"]
 ARM = ["specs=[poly]", "parametric.enabled=false", "plots=[]"]
 FITS = {
-    "study_mnist1d": ["results={results}/study/mnist1d-cpu", *STUDY],
-    "study_fashion_mnist": ["results={results}/study/fashion_mnist-cpu", *STUDY],
+    "study_mnist1d": ["results={results}/study/mnist1d-cpu-untuned", *STUDY],
+    "study_fashion_mnist": ["results={results}/study/fashion_mnist-cpu-untuned", *STUDY],
     "zoo": ["reference=torchvision", "plots=[png]"],
     "paper": ["reference=all"],
     **{

@@ -12,6 +12,10 @@
 #       runs into OUT_DIR/DATASET-gpu.tar.gz beside study.log and machine.json. OUT_DIR defaults to $OUT.
 #   scripts/study.sh finish PACK_DIR
 #       turn what `gpu` packed into results/study/DATASET-gpu/ for every DATASET-gpu.tar.gz in PACK_DIR.
+#   scripts/study.sh architectures [RUNS_DIR] [OVERRIDES...]
+#       MNIST-1D's other published architectures (logistic regression, GRU) at 3 learning rates on a CPU
+#       (+sweep=mnist1d_architectures_cpu), chosen on validation beside the published accuracies:
+#       results/study/mnist1d-cpu-architectures/ (RUNS_DIR defaults to results/runs/study/mnist1d-architectures).
 #
 # Environment:
 #   HARNESS_DATA_ROOT  where the Fashion-MNIST IDX files are, if not in data/ or in Debian's
@@ -26,6 +30,14 @@
 #   PYTHON             the interpreter that has harness (default python3)
 #   STUDY_ALLOW_BUSY   1: train even when other processes keep a core busy (refused by default: the runs'
 #                      times would measure that work too; their records then say contended)
+#   STUDY_PREVIOUS     an earlier study folder whose fits the README sets beside the new ones (default
+#                      DEST/DATASET-DEVICE-untuned, when it exists)
+#
+# A study whose runs sweep trainer.optimizer.lr is fitted tuned (`harness fit tune=[trainer.optimizer.lr]`:
+# per configuration the run with the lowest validation error stands for it) into fit/, and once more with
+# the compute of the whole search (tune_compute=sum) into fit_search/, and its runs at one fixed rate
+# (STUDY_FIXED_LR, default 0.05: the untuned studies' rate) untuned into fit_fixed_lr/: the same grid without
+# tuning.
 set -euo pipefail
 
 DATASETS=(fashion_mnist mnist1d)
@@ -132,10 +144,31 @@ finish() {  # DATASET DEVICE RUNS_DIR [MACHINE_JSON]
     "$PY" -m harness.report.study tables "${table_args[@]}"
     local extra_fit=()
     read -r -a extra_fit <<<"${STUDY_FIT_ARGS:-}"
+    local tune
+    tune=$("$PY" -c "import sys, pandas as pd; t = pd.read_parquet(sys.argv[1]); c = 'config.trainer.optimizer.lr'
+print('tune=[trainer.optimizer.lr]' if c in t and t[c].nunique() > 1 else '')" "$dest/runs.parquet")
     local fit=("${HARNESS[@]}" fit "results=$dest" "x=$X_COLUMNS" frontier=both
-        "out=$dest/fit" overwrite=true "${extra_fit[@]}")
+        "out=$dest/fit" overwrite=true ${tune:+"$tune"} "${extra_fit[@]}")
     echo "study.sh: ${fit[*]}" >&2
     "${fit[@]}" >"$dest/fit.txt"
+    if [[ -n $tune ]]; then
+        local search=("${fit[@]/#out=*/out=$dest/fit_search}" tune_compute=sum)
+        echo "study.sh: ${search[*]}" >&2
+        "${search[@]}" >"$dest/fit_search.txt"
+        # The same grid untuned: only the runs at the untuned studies' fixed rate, fitted as those were.
+        local fixed_lr=${STUDY_FIXED_LR:-0.05} scratch
+        scratch=$(mktemp -d "${TMPDIR:-/tmp}/study-fixed.XXXXXX")
+        "$PY" -c "import sys, pandas as pd; t = pd.read_parquet(sys.argv[1])
+t[t['config.trainer.optimizer.lr'] == float(sys.argv[3])].to_parquet(sys.argv[2])" \
+            "$dest/runs.parquet" "$scratch/runs.parquet" "$fixed_lr"
+        local fixed=("${HARNESS[@]}" fit "results=$scratch/runs.parquet" "x=$X_COLUMNS" frontier=both
+            "out=$dest/fit_fixed_lr" overwrite=true parametric.enabled=false plots=[])
+        echo "study.sh: ${fixed[*]} (the runs at trainer.optimizer.lr=$fixed_lr)" >&2
+        "${fixed[@]}" >"$dest/fit_fixed_lr.txt"
+        rm -rf "$scratch"
+    fi
+    local previous=${STUDY_PREVIOUS:-$DEST_ROOT/$dataset-$device-untuned}
+    [[ -d $previous ]] && table_args+=(--previous "$previous")
     "$PY" -m harness.report.study readme "${table_args[@]}" --fit-command "${fit[*]}"
     echo "study.sh: wrote $dest (README.md, runs.parquet, runs.csv, curves.csv, fit/)" >&2
 }
@@ -227,6 +260,22 @@ finish_packed() {  # PACK_DIR
     ((found)) || die "finish: no DATASET-gpu.tar.gz in $pack"
 }
 
+architectures() {  # [RUNS_DIR] [OVERRIDES...]
+    local runs=results/runs/study/mnist1d-architectures
+    if (($# > 0)) && [[ $1 != *=* ]]; then
+        runs=$1
+        shift
+    fi
+    require_quiet_machine
+    local command=("${HARNESS[@]}" train -m +sweep=mnist1d_architectures_cpu "paths.results_dir=$runs" "$@")
+    echo "study.sh: ${command[*]}" >&2
+    "${command[@]}" || echo "study.sh: some runs failed; see their run.json (the table counts them)" >&2
+    "$PY" -m harness.report.study architectures --runs "$runs" --dest "$DEST_ROOT/mnist1d-cpu-architectures" \
+        --dataset mnist1d --command "scripts/study.sh architectures" \
+        --command "harness train -m +sweep=mnist1d_architectures_cpu paths.results_dir=RUNS_DIR $*"
+    echo "study.sh: wrote $DEST_ROOT/mnist1d-cpu-architectures" >&2
+}
+
 (($# > 0)) || die "no command given; see scripts/study.sh --help (DATASET DEVICE, gpu or finish)"
 case $1 in
     -h | --help) usage; exit 0 ;;
@@ -235,6 +284,7 @@ case $1 in
         (($# == 2)) || die "usage: scripts/study.sh finish PACK_DIR"
         finish_packed "$2"
         ;;
+    architectures) shift; architectures "$@" ;;
     fashion_mnist | mnist1d)
         (($# >= 2)) || die "usage: scripts/study.sh $1 cpu|gpu [RUNS_DIR] [OVERRIDES...]"
         one_study "$@"

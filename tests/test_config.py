@@ -43,6 +43,7 @@ def test_groups_have_the_expected_options():
     assert _options("model") == [
         "cnn",
         "custom",
+        "gru",
         "linear_expert",
         "linear_flexible",
         "linear_lasso",
@@ -60,7 +61,7 @@ def test_groups_have_the_expected_options():
         "mnist1d",
         "sparse_regression",
     ]
-    assert _options("trainer") == ["default", "ensemble", "lasso", "least_squares"]
+    assert _options("trainer") == ["default", "ensemble", "lasso", "least_squares", "recurrent"]
     assert _options("measure") == ["default"]
 
 

@@ -109,10 +109,9 @@ def test_tensors_and_arrays_load_with_balanced_nested_subsets_and_standardizatio
     assert torch.equal(arrays.x_train, full.x_train) and arrays.y_train.dtype == torch.int64
 
 
-def test_a_val_split_is_not_dropped_silently(user_data, caplog):
-    with caplog.at_level("WARNING"):
-        _load(_target_="blobdata.with_val")
-    assert "returned a val split; it is not used" in caplog.text
+def test_a_val_split_is_read_as_the_validation_split(user_data):
+    data = _load(_target_="blobdata.with_val")
+    assert data.n_val == 10 and data.n_train_full == 180, "blobs(n=40)'s test part, beside the training pool"
 
 
 def test_float_targets_are_regression(user_data):

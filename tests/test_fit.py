@@ -214,3 +214,32 @@ def test_config_maps_lists_and_frontier_modes(compose_fit):
     assert settings.holdout_grid and settings.parametric_by_model
     with pytest.raises(ConfigError, match="frontier must be true or false or both"):
         FitSettings.from_config(compose_fit("results=somewhere", "frontier=maybe"))
+
+
+def test_a_real_tuned_sweep_end_to_end(compose_train, fit_main, tmp_path):
+    """Digits runs at two learning rates, one of which collapses: `harness fit tune=` chooses the other on
+    validation; the untuned fit drops the collapsed runs, or, keeping them, names the key it averaged over."""
+    from harness.train import run
+
+    results = tmp_path / "runs"
+    for i, (width, fraction, lr) in enumerate(
+        (w, f, lr) for w in (8, 32) for f in (0.5, 1.0) for lr in (0.05, 3.0)
+    ):
+        common = ("trainer.epochs=6", "data.val_fraction=0.2", f"model.width={width}")
+        run(
+            compose_train(*common, f"data.fraction={fraction}", f"trainer.optimizer.lr={lr}"),
+            results / str(i),
+        )
+    code, out, err = fit_main(
+        f"results={results}", "tune=[trainer.optimizer.lr]", "specs=[poly]", f"out={tmp_path / 'f'}"
+    )
+    assert code == 0, err
+    assert "of 8 runs searched, 4 chosen, one per configuration and seed" in out
+    chosen = pd.read_csv(tmp_path / "f" / "tuning.csv")
+    assert set(chosen["trainer.optimizer.lr"]) == {0.05} and (chosen["searched"] == 2).all()
+    code, out, err = fit_main(f"results={results}", "specs=[poly]")
+    assert code == 0, err
+    assert "4 runs dropped: collapsed (final error no better than chance" in out
+    code, out, err = fit_main(f"results={results}", "specs=[poly]", "collapsed=keep")
+    assert code == 0, err
+    assert "differ in trainer.optimizer.lr and were averaged together" in out

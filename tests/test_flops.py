@@ -123,7 +123,7 @@ def test_resnet18_matches_fvcores_published_count():
     assert report.unsupported == {}
 
 
-SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 40), "resnet": (3, 16, 16), "transformer": (1, 28, 28)}
+SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 40), "gru": (1, 40), "resnet": (3, 16, 16), "transformer": (1, 28, 28)}
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))

@@ -3,6 +3,8 @@ one-line errors a user sees for a bad config."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from torch import nn
 from harness.models import available_models, build_model, register
 
 SHAPES = [(64,), (1, 40), (1, 8, 8), (1, 28, 28), (3, 32, 32)]
-MODELS = ["cnn", "mlp", "resnet", "transformer"]  # the width × depth architectures exercised below
+MODELS = ["cnn", "gru", "mlp", "resnet", "transformer"]  # the width × depth architectures exercised below
 # Everything registered: those, plus the theory experiment's linear models and NTK-parameterized MLP
 # (tests/test_theory.py).
 REGISTERED = sorted([*MODELS, "linear_expert", "linear_flexible", "linear_lasso", "mlp_ntk"])
@@ -225,3 +227,25 @@ def test_register_refuses_a_second_class_under_a_taken_name():
 
     assert available_models() == REGISTERED
     assert type(build_model("mlp", (4,), 2, width=3, depth=1)).__name__ == "MLP"
+
+
+@pytest.mark.parametrize(
+    ("shape", "steps", "features"), [((40,), 40, 1), ((1, 40), 40, 1), ((3, 8, 6), 8, 18)]
+)
+def test_gru_reads_sequences_and_images_row_by_row(shape, steps, features):
+    width, depth, k = 6, 2, NUM_CLASSES
+    model: Any = build_model("gru", shape, k, width=width, depth=depth)  # its GRU's attributes are read
+    assert (model.steps, model.rnn.input_size) == (steps, features)
+    # Per layer 3·(in·w + w² + 2w) (input and hidden weights and biases of three gates), then the head.
+    layers = sum(3 * (f * width + width * width + 2 * width) for f in [features] + [width] * (depth - 1))
+    assert n_params(model) == layers + width * k + k
+    # Step t is sample t of a signal, or row t of an image (every channel's pixels in that row).
+    x = torch.randn(2, *shape)
+    if len(shape) == 1:
+        rows = x.unsqueeze(-1)
+    elif len(shape) == 2:
+        rows = torch.stack([x[:, :, t] for t in range(steps)], dim=1)
+    else:
+        rows = torch.stack([x[:, :, t, :].reshape(2, -1) for t in range(steps)], dim=1)
+    output, _ = model.rnn(rows)
+    assert torch.allclose(model(x), model.head(output[:, -1]))

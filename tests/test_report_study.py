@@ -114,3 +114,59 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert exit_.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --runs") and "is not a directory of runs" in line
+
+
+def _tuned_runs(root):
+    """Two models at three learning rates on mnist1d: lr 0.2 is best on validation, 0.05 on test."""
+    for i, (model, lr) in enumerate((m, lr) for m in ("gru", "linear_flexible") for lr in (0.05, 0.2, 0.5)):
+        val, test = {0.05: (0.3, 0.05), 0.2: (0.1, 0.08), 0.5: (0.5, 0.5)}[lr]
+        record = RunRecord(
+            run_id=f"t{i}",
+            status="completed",
+            model=model,
+            model_width=32 if model == "gru" else None,
+            data="mnist1d",
+            n_train=3600,
+            seed=0,
+            val_error=val,
+            test_error=test,
+            started_at=f"2026-12-05T01:0{i}:00+00:00",
+            config={"trainer": {"optimizer": {"lr": lr}}},
+        )
+        write_record(root / f"{i}_{model}", record)
+    return root
+
+
+def test_architectures_readme_reports_the_validation_choice_beside_the_published(tmp_path):
+    runs = _tuned_runs(tmp_path / "runs")
+    dest = tmp_path / "dest"
+    study.main(["architectures", "--runs", str(runs), "--dest", str(dest), "--dataset", "mnist1d"])
+    text = (dest / "README.md").read_text()
+    assert "| gru | 32 | 3600 | 0.2 | 90.0% | 92.0% | 91% |" in text, "chosen on validation, not test"
+    assert "| linear_flexible | n/a | 3600 | 0.2 | 90.0% | 92.0% | 32% |" in text
+    assert len(load(dest / "runs.parquet")) == 6
+
+
+def test_readme_sets_tuned_fits_beside_the_search_and_the_untuned(runs, tmp_path):
+    dest, previous = tmp_path / "dest", tmp_path / "untuned"
+    study.main(_study_args("tables", runs, dest))
+    fit = {"x": "network_operations", "spec": "poly", "points": "all", "n": 6, "r2": 0.9}
+    for folder, slope in ((dest / "fit", -0.1), (dest / study.SEARCH_FIT, -0.05), (previous / "fit", -0.2)):
+        folder.mkdir(parents=True)
+        row = {**fit, "slope": slope, "slope_ci_low": slope - 0.01, "slope_ci_high": slope + 0.01}
+        pd.DataFrame([{**row, "k": -1 / slope, "k_ci_low": 1.0, "k_ci_high": 30.0}]).to_csv(
+            folder / "fits.csv", index=False
+        )
+    chosen = {"model": "mlp", "model_width": 32, "n_train": 200, "seed": 0, "trainer.optimizer.lr": 0.2}
+    pd.DataFrame([{**chosen, "val_error": 0.3, "test_error": 0.35, "searched": 3}]).to_csv(
+        dest / "fit" / "tuning.csv", index=False
+    )
+    (dest / study.NOTES).write_text("## Did the conclusion change?\n\nNo.\n")
+    study.main(_study_args("readme", runs, dest, "--previous", str(previous)))
+    text = (dest / "README.md").read_text()
+    assert "Tuning: 3 runs searched, 1 chosen" in text and "- mlp: 0.2 ×1" in text
+    assert "| mlp | 32 | 200 | 0.2 | 70.0% | 65.0% |" in text
+    tuned, search = "-0.1 [-0.11, -0.09], 10 [1, 30] (N 6)", "-0.05 [-0.06, -0.04], 20 [1, 30] (N 6)"
+    untuned = "-0.2 [-0.21, -0.19], 5 [1, 30] (N 6)"
+    assert f"| network_operations | all | {tuned} | {search} | {untuned} |" in text
+    assert text.rstrip().endswith("No.")

@@ -237,3 +237,124 @@ def test_parametric_is_fitted_per_model():
 def test_bad_settings_are_one_line(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         FitSettings(**kwargs)
+
+
+def _searched(energy=False) -> pd.DataFrame:
+    """_runs swept over three learning rates: the middle one is best on validation, the first one's test
+    error is the lowest (a test-set selection would take it), and the last one collapsed to chance."""
+    base = _runs(seeds=(0, 1), energy=energy)
+    frames = []
+    for lr, val_shift, test_shift in ((0.01, 0.02, -0.03), (0.1, 0.0, 0.0), (1.0, 0.5, 0.0)):
+        runs = base.assign(**{"config.trainer.optimizer.lr": lr, "collapsed": lr == 1.0})
+        runs["val_error"] = runs["test_error"] + val_shift
+        runs["test_error"] = np.where(lr == 1.0, 0.9, runs["test_error"] + test_shift)
+        runs["network_operations"] *= 1 + lr  # each run of the search costs something different
+        frames.append(runs)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_tuning_selects_on_validation_never_on_test():
+    runs = _searched()
+    tuned = prepare_runs(
+        runs, x="network_operations", seeds="keep", group_by=KEYS, tune=["trainer.optimizer.lr"]
+    )
+    assert len(tuned.points) == 16, "one run per configuration and seed"
+    chosen = tuned.tuning.chosen
+    assert (chosen["trainer.optimizer.lr"] == 0.1).all(), "lowest val_error, not the lowest test_error (0.01)"
+    assert (chosen["searched"] == 3).all() and tuned.tuning.searched == 48
+    assert "of 48 runs searched, 16 chosen" in tuned.tuning.note()
+    middle = runs[runs["config.trainer.optimizer.lr"] == 0.1].query("status == 'completed'")
+    assert sorted(tuned.points["error"]) == pytest.approx(sorted(middle["test_error"]))
+    assert sorted(tuned.points["network_operations"]) == pytest.approx(sorted(middle["network_operations"]))
+    # Changing every test error cannot change the choice: selection reads validation only.
+    shuffled = runs.assign(test_error=np.random.default_rng(0).permutation(runs["test_error"].to_numpy()))
+    again = prepare_runs(
+        shuffled, x="network_operations", seeds="keep", group_by=KEYS, tune=["trainer.optimizer.lr"]
+    )
+    assert again.tuning.chosen.drop(columns="test_error").equals(chosen.drop(columns="test_error"))
+    # Without tuning, the three learning rates would be averaged together as if they were seeds: said so.
+    untuned = prepare_runs(runs, x="network_operations", group_by=KEYS, collapsed="keep")
+    assert len(untuned.points) == 8 and untuned.mixed == ("trainer.optimizer.lr",) and tuned.mixed == ()
+
+
+def test_tune_compute_sum_counts_the_whole_search():
+    runs = _searched(energy=True)
+    best = prepare_runs(runs, x="energy_total_j", seeds="keep", group_by=KEYS, tune=["trainer.optimizer.lr"])
+    total = prepare_runs(
+        runs,
+        x="energy_total_j",
+        seeds="keep",
+        group_by=KEYS,
+        tune=["trainer.optimizer.lr"],
+        tune_compute="sum",
+    )
+    assert (total.points["error"].to_numpy() == best.points["error"].to_numpy()).all()
+    assert total.points["energy_total_j"].to_numpy() == pytest.approx(
+        3 * best.points["energy_total_j"].to_numpy()
+    )
+    ratio = total.runs["network_operations"] / best.runs["network_operations"]
+    assert ratio.to_numpy() == pytest.approx((1.01 + 1.1 + 2.0) / 1.1), "every cost column is summed alike"
+    assert "the sum over its whole search (tune_compute=sum)" in total.tuning.note()
+
+
+def test_collapsed_runs_are_left_out_and_counted():
+    runs = _searched()
+    prepared = prepare_runs(runs, x="network_operations", seeds="keep", group_by=KEYS, tune=())
+    why = "collapsed (final error no better than chance; collapsed=keep keeps them)"
+    assert prepared.dropped[why] == 16 and (prepared.runs["error"] < 0.9).all()
+    kept = prepare_runs(runs, x="network_operations", seeds="keep", group_by=KEYS, collapsed="keep")
+    assert len(kept.runs) == len(runs) - 3 and (kept.runs["error"] == 0.9).sum() == 16
+    with pytest.raises(
+        ConfigError, match="every run collapsed to chance; fix the training or pass collapsed=keep"
+    ):
+        prepare_runs(runs.assign(collapsed=True), x="network_operations", group_by=KEYS)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        (lambda f: f, {"tune": ["trainer.momentum"]}, "tune=trainer.momentum: the runs have no column"),
+        (lambda f: f.drop(columns="val_error"), {"tune": ["trainer.optimizer.lr"]}, "data.val_fraction > 0"),
+        (
+            lambda f: f,
+            {"tune": ["trainer.optimizer.lr"], "tune_compute": "max"},
+            "tune_compute=max is unknown",
+        ),
+        (lambda f: f, {"collapsed": "maybe"}, "collapsed=maybe is unknown"),
+        (lambda f: f, {"tune": ["n_train"]}, "tune=n_train: no configuration has runs at two values"),
+    ],
+)
+def test_bad_tuning_input_is_one_line(change, kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
+        prepare_runs(change(_searched()), x="network_operations", group_by=KEYS, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_fit_reports_tuning_in_its_notes_and_tuning_csv(tmp_path):
+    from harness.report import write_outputs
+
+    runs = _searched(energy=True)
+    settings = FitSettings(
+        x="network_operations", group_by=KEYS, tune=("trainer.optimizer.lr",), bootstrap=20
+    )
+    (analysis,) = analyse_runs(runs, settings)
+    assert analysis.label == "digits (our runs, lr tuned on validation)"
+    assert any("of 48 runs searched, 16 chosen" in note for note in analysis.notes)
+    write_outputs([analysis], tmp_path, formats=())
+    table = pd.read_csv(tmp_path / "tuning.csv")
+    assert len(table) == 16 and set(table["trainer.optimizer.lr"]) == {0.1} and (table["searched"] == 3).all()
+    assert "of 48 runs searched" in (tmp_path / "report.md").read_text()
+
+
+def test_a_clock_based_x_with_every_run_contended_is_skipped_beside_others():
+    runs = _grid().assign(contended=True)
+    settings = FitSettings(
+        x=["network_operations", "hardware_burden"], group_by=KEYS, specs=("poly",), bootstrap=20
+    )
+    (analysis,) = analyse_runs(runs, settings)
+    assert {f.row["x"] for f in analysis.fits} == {"network_operations"}
+    assert any(
+        "x=hardware_burden: every run was contended" in note and "skipped" in note for note in analysis.notes
+    )
+    with pytest.raises(ConfigError, match="every run was contended"):
+        analyse_runs(runs, FitSettings(x="hardware_burden", group_by=KEYS, specs=("poly",)))

@@ -68,8 +68,12 @@ def cluster():
     env = {**os.environ, "SLURM_CLUSTER_PORT": str(_free_port_block())}
     try:
         started = subprocess.run(
-            ["bash", str(SCRIPT), "start", str(folder)], env=env, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=300,
+            ["bash", str(SCRIPT), "start", str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
         )
         if started.returncode == CANNOT_RUN_HERE:
             pytest.skip(started.stderr.strip().splitlines()[-1])
@@ -129,7 +133,11 @@ def test_array_sweep_writes_one_completed_record_per_config_and_the_table(cluste
     runs = tmp_path / "runs"
     done = subprocess.run(
         _harness(*SLURM, "trainer.epochs=1", "seed=0,1,2,3", f"paths.results_dir={runs}"),
-        cwd=tmp_path, env=cluster, capture_output=True, text=True, timeout=WAIT_S,
+        cwd=tmp_path,
+        env=cluster,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
     )
     assert done.returncode == 0, done.stderr
     records = _records(runs)
@@ -154,8 +162,9 @@ def test_time_limit_warning_interrupts_resubmission_runs_only_what_is_missing_sc
 
     # 1. The 1-epoch task completes; the other trains until the time limit's warning, SIGUSR1, and records
     #    itself.
-    first = subprocess.Popen(command, cwd=tmp_path, env=cluster, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command, cwd=tmp_path, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_until(lambda: _records(runs) and _training(runs), "one record and the other run training")
         (script,) = runs.rglob(".submitit/*/*_submission.sh")
@@ -177,11 +186,14 @@ def test_time_limit_warning_interrupts_resubmission_runs_only_what_is_missing_sc
     _wait_until(lambda: _slurm(cluster, *state).strip() == "FAILED", "sacct to show the task failed")
 
     # 2. The same command again: the completed config is skipped, the interrupted one trains again ...
-    second = subprocess.Popen(command, cwd=tmp_path, env=cluster, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    second = subprocess.Popen(
+        command, cwd=tmp_path, env=cluster, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        _wait_until(lambda: _logs_saying(runs, "*_log.out", "skipped: this config already completed"),
-                    "the completed config to be skipped")
+        _wait_until(
+            lambda: _logs_saying(runs, "*_log.out", "skipped: this config already completed"),
+            "the completed config to be skipped",
+        )
         _wait_until(lambda: _training(runs), "the interrupted config to train")
         # 3. ... until the array is cancelled: SIGTERM, and the run writes a whole interrupted record.
         (array,) = set(_slurm(cluster, "squeue", "-h", "-o", "%F").split())

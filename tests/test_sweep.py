@@ -314,7 +314,7 @@ def test_fail_fast_stops_at_the_first_failure(harness_cli, tmp_path):
     ("args", "message"),
     [
         (("-m", "+sweep=nope"), "unknown sweep 'nope'; choose one of: compute, data, depth"),
-        (("model=nope",), "unknown model 'nope'; choose one of: cnn, custom, linear_expert, "),
+        (("model=nope",), "unknown model 'nope'; choose one of: cnn, custom, gru, linear_expert, "),
         (("-m", "data=digits,nope"), "unknown data 'nope'"),
         (("paths.results_dir=/proc/harness-test",), "paths.results_dir=/proc/harness-test is not writable"),
         (("model.nope=3",), "Could not override 'model.nope'"),

@@ -161,3 +161,26 @@ def test_bf16_run_on_each_device(compose_train, tmp_path, device):
     overrides = (f"trainer.device={device}", "trainer.precision=bf16", "trainer.epochs=2")
     record = run(compose_train(*overrides), tmp_path)
     assert record.status == "completed" and record.device.startswith(device) and record.precision == "bf16"
+
+
+def test_a_collapsed_run_is_flagged_and_warned_about(compose_train, tmp_path, caplog):
+    # Digits' MLP at lr 3 completes with finite losses but predicts one class: chance, not a model.
+    collapsed = run(compose_train("trainer.optimizer.lr=3", "trainer.epochs=2"), tmp_path / "bad")
+    assert collapsed.status == "completed" and collapsed.collapsed is True
+    assert collapsed.test_error >= 0.99 * collapsed.chance_error
+    assert collapsed.chance_error == pytest.approx(0.9, abs=0.01), "the majority class of 10 balanced ones"
+    assert any(
+        "collapsed run" in r.getMessage() and "no better than chance" in r.getMessage()
+        for r in caplog.records
+    )
+    trained = run(compose_train("trainer.epochs=2"), tmp_path / "good")
+    assert trained.collapsed is False and trained.test_error < 0.5 * trained.chance_error
+
+
+def test_trainer_recurrent_trains_a_gru(compose_train, tmp_path):
+    # Digits read row by row (8 steps of 8 pixels); Adam at 0.01 (trainer=recurrent) learns in a few epochs.
+    cfg = compose_train("model=gru", "trainer=recurrent", "model.width=16", "trainer.epochs=3")
+    assert cfg.trainer.optimizer._target_ == "torch.optim.Adam" and cfg.trainer.optimizer.lr == 0.01
+    record = run(cfg, tmp_path)
+    assert record.status == "completed" and record.collapsed is False
+    assert record.test_error < 0.5 * record.chance_error and record.flops_forward > 0

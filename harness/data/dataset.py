@@ -9,7 +9,6 @@ records sharing the same descriptive fields (name, sizes, input shape, classes, 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,12 +16,10 @@ import torch
 
 from harness.data.splits import InMemory, Splits, in_memory, read_splits
 from harness.data.streamed import Streamed, scan
-from harness.data.subsample import nested_subset, stratified_subset
+from harness.data.subsample import holdout_split, nested_subset, stratified_subset
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.plugins import checked_arguments, resolve
 from harness.settings import DataSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +43,10 @@ class Dataset(DataInfo):
     y_train: torch.Tensor = field(repr=False)  # (N,) int64 labels | float32 targets
     x_test: torch.Tensor = field(repr=False)
     y_test: torch.Tensor = field(repr=False)
+    # The validation split (the loader's own `val`, or data.val_fraction of the training pool held out
+    # before subsampling); None when there is none. Evaluated beside the test set; tuning selects on it.
+    x_val: torch.Tensor | None = field(default=None, repr=False)
+    y_val: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_train(self) -> int:
@@ -54,6 +55,10 @@ class Dataset(DataInfo):
     @property
     def n_test(self) -> int:
         return len(self.y_test)
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.y_val is None else len(self.y_val)
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n training samples (a real batch to count FLOPs on)."""
@@ -66,6 +71,7 @@ class StreamedDataset(DataInfo):
 
     train: Streamed
     test: Streamed
+    val: Streamed | None = None  # the validation split, as Dataset's
 
     @property
     def n_train(self) -> int:
@@ -74,6 +80,10 @@ class StreamedDataset(DataInfo):
     @property
     def n_test(self) -> int:
         return len(self.test)
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.val is None else len(self.val)
 
     def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.train.head(n)
@@ -94,8 +104,6 @@ def load_dataset(opts: DataSettings) -> TrainingData:
     except Exception as exc:
         raise ConfigError(f"{label} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     splits = read_splits(result, label)
-    if splits.val is not None:  # where the validation split is built (data.val_*), this is where it is read
-        log.warning("%s returned a val split; it is not used: runs are evaluated on the test split", label)
     train = in_memory(splits.train, f"{label}: train")
     test = in_memory(splits.test, f"{label}: test")
     if isinstance(train, InMemory) and isinstance(test, InMemory):
@@ -145,13 +153,42 @@ def _subset(opts: DataSettings, labels: np.ndarray | None, n_full: int, n: int) 
     return stratified_subset(labels, n, opts.subsample_seed)
 
 
-def _standardize(x_train: torch.Tensor, x_test: torch.Tensor) -> None:
-    """In place, with one mean/std per channel (dim 1) taken from the full training set."""
+def _standardize(x_train: torch.Tensor, *others: torch.Tensor) -> None:
+    """In place, with one mean/std per channel (dim 1) taken from the full training pool."""
     dims = [d for d in range(x_train.ndim) if d != 1]
     std, mean = torch.std_mean(x_train, dim=dims, correction=0, keepdim=True)
     std = torch.where(std > 0, std, torch.ones_like(std))  # a constant channel is centred, not divided by 0
-    for x in (x_train, x_test):
+    for x in (x_train, *others):
         x.sub_(mean).div_(std)
+
+
+def _held_out(
+    opts: DataSettings, labels: np.ndarray | None, n_full: int, num_classes: int, label: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training pool, validation) indices of the loader's training split for data.val_fraction: held out
+    before subsampling, class-balanced, drawn with data.val_seed, so every run of a dataset (whatever its
+    seed or training-set size) is validated on the same samples and never trains on them."""
+    pool, held = holdout_split(labels, n_full, opts.val_fraction, opts.val_seed)
+    least = num_classes if labels is not None else 1
+    if len(pool) < least or len(held) < least:
+        raise ConfigError(
+            f"data.val_fraction={opts.val_fraction} of {label}'s {n_full} training samples leaves "
+            f"{len(pool)} to train on and {len(held)} to validate on; each needs at least {least}: "
+            "choose a fraction between those limits"
+        )
+    return pool, held
+
+
+def _loader_val(opts: DataSettings, splits: Splits, label: str):
+    """The loader's own validation split (InMemory or a Dataset), or None; never both it and val_fraction."""
+    if splits.val is None:
+        return None
+    if opts.val_fraction > 0:
+        raise ConfigError(
+            f"{label} returns its own val split and data.val_fraction={opts.val_fraction} asks for another; "
+            "set data.val_fraction=0 to use the loader's, or return no val"
+        )
+    return in_memory(splits.val, f"{label}: val")
 
 
 def _resident(opts: DataSettings, splits: Splits, train: InMemory, test: InMemory, label: str) -> Dataset:
@@ -164,11 +201,18 @@ def _resident(opts: DataSettings, splits: Splits, train: InMemory, test: InMemor
     if y_train.is_floating_point() != y_test.is_floating_point():
         raise ConfigError(f"{label}: train and test targets differ in kind (labels vs floats); match them")
     task, num_classes = _task_and_classes(torch.cat([y_train, y_test]), splits.num_classes, label)
+    x_val, y_val = _resident_val(opts, splits, x_train, y_train, label)
+    if x_val is None and opts.val_fraction > 0:
+        labels = y_train.numpy() if task == "classification" else None
+        pool, held = _held_out(opts, labels, len(y_train), num_classes, label)
+        x_val, y_val = x_train[torch.from_numpy(held)], y_train[torch.from_numpy(held)]
+        x_train, y_train = x_train[torch.from_numpy(pool)], y_train[torch.from_numpy(pool)]
     if opts.normalize and x_train.is_floating_point():
-        # Statistics come from the full training set, so every subsample size sees the same preprocessing.
+        # Statistics come from the full training pool, so every subsample size sees the same preprocessing.
         # Copies first: the loader's own tensors are left as it made them.
         x_train, x_test = x_train.clone(), x_test.clone()
-        _standardize(x_train, x_test)
+        x_val = None if x_val is None else x_val.clone()
+        _standardize(x_train, x_test, *([] if x_val is None else [x_val]))
     n_full = len(y_train)
     n = _train_size(opts, n_full, num_classes, task)
     labels = y_train.numpy() if task == "classification" else None
@@ -187,7 +231,26 @@ def _resident(opts: DataSettings, splits: Splits, train: InMemory, test: InMemor
         y_train=y_train,
         x_test=x_test,
         y_test=y_test,
+        x_val=x_val,
+        y_val=y_val,
     )
+
+
+def _resident_val(
+    opts: DataSettings, splits: Splits, x_train: torch.Tensor, y_train: torch.Tensor, label: str
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The loader's own validation split as tensors shaped like the training split's, or (None, None)."""
+    val = _loader_val(opts, splits, label)
+    if val is None:
+        return None, None
+    if not isinstance(val, InMemory):
+        raise ConfigError(f"{label} returned train as tensors and val as a Dataset; return both the same way")
+    if val.x.shape[1:] != x_train.shape[1:] or val.y.is_floating_point() != y_train.is_floating_point():
+        raise ConfigError(
+            f"{label}: val samples have shape {tuple(val.x.shape[1:])} ({val.y.dtype} targets), train "
+            f"samples {tuple(x_train.shape[1:])} ({y_train.dtype}); give val the training split's shape"
+        )
+    return val.x, val.y
 
 
 def _streamed(
@@ -206,7 +269,7 @@ def _streamed(
     # One pass over the training pool, when labels (for num_classes or a class-balanced subset) or
     # statistics (for data.normalize) are needed; none when the loader says num_classes and nothing else is.
     needs_labels = not regression and (
-        splits.num_classes is None or opts.n_train is not None or opts.fraction < 1
+        splits.num_classes is None or opts.n_train is not None or opts.fraction < 1 or opts.val_fraction > 0
     )
     statistics = opts.normalize and x0.is_floating_point()
     labels, stats = (
@@ -219,20 +282,34 @@ def _streamed(
         task, num_classes = _task_and_classes(
             torch.as_tensor(labels) if labels is not None else y0.reshape(1).long(), splits.num_classes, label
         )
-    n = _train_size(opts, n_full, num_classes, task)
-    keep = _subset(opts, labels, n_full, n)
+    pool, held = np.arange(n_full), None
+    own_val = _loader_val(opts, splits, label)
+    if own_val is not None and not isinstance(own_val, torch.utils.data.Dataset):
+        raise ConfigError(f"{label} returned train as a Dataset and val as tensors; return both the same way")
+    if own_val is None and opts.val_fraction > 0:
+        # The statistics (data.normalize) were read over the whole split, validation samples included.
+        pool, held = _held_out(opts, labels, n_full, num_classes, label)
+        labels = None if labels is None else labels[pool]
+    n = _train_size(opts, len(pool), num_classes, task)
+    keep = _subset(opts, labels, len(pool), n)
     mean, std = stats if stats is not None else (None, None)
 
     def split(dataset: torch.utils.data.Dataset, indices: np.ndarray) -> Streamed:
         return Streamed(dataset, indices, opts.loader_workers, mean, std)
 
+    if own_val is not None:
+        val = split(own_val, np.arange(len(own_val)))
+    else:
+        val = None if held is None else split(train, held)
+
     return StreamedDataset(
         name=opts.label,
         input_shape=tuple(x0.shape),
         num_classes=num_classes,
-        n_train_full=n_full,
+        n_train_full=len(pool),
         source=splits.source or f"{opts.target} (map-style Dataset {type(train).__name__})",
         task=task,
-        train=split(train, keep if keep is not None else np.arange(n_full)),
+        train=split(train, pool if keep is None else pool[keep]),
         test=split(test, np.arange(len(test))),  # type: ignore[arg-type]
+        val=val,
     )

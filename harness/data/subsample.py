@@ -51,3 +51,15 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     n_test = max(1, round(test_fraction * len(labels)))
     order = stratified_order(labels, seed)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def holdout_split(
+    labels: np.ndarray | None, size: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held) sorted index arrays of range(size): `fraction` of it (rounded, at least one sample) held
+    out, class-balanced when `labels` are given (as stratified_split), else a plain seeded draw."""
+    if labels is not None:
+        return stratified_split(labels, fraction, seed)
+    n_held = max(1, round(fraction * size))
+    order = np.random.default_rng(seed).permutation(size)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])

@@ -22,6 +22,7 @@ from harness.scaling.analysis import (
     fits_table,
     holdout_table,
     parametric_table,
+    tuning_table,
 )
 from harness.scaling.holdout import GRID_SCALE
 from harness.scaling.regressions import K_THEORY_MIN
@@ -44,6 +45,7 @@ def _write_tables(analyses: Sequence[BenchmarkAnalysis], directory: Path) -> lis
     for name, table in (
         ("holdout.csv", holdout_table(analyses)),
         ("parametric.csv", parametric_table(analyses)),
+        ("tuning.csv", tuning_table(analyses)),
     ):
         if not table.empty:
             table.to_csv(directory / name, index=False)

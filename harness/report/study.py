@@ -3,6 +3,8 @@
     python -m harness.report.study machine --out machine.json --started ISO [--wall DATASET=S ...]
     python -m harness.report.study tables --runs DIR --dest DEST ...    runs.parquet, runs.csv, curves.csv
     python -m harness.report.study readme --runs DIR --dest DEST ...    README.md from the tables and fit/
+    python -m harness.report.study architectures --runs DIR --dest DEST --dataset D [--command C ...]
+        a few architectures at a few learning rates: tables and a README of the tuned accuracies
 
 Every figure in the README is read from the runs table, machine.json or the fit's own tables; nothing is
 typed in by hand.
@@ -30,6 +32,15 @@ from harness.results.collect import collect
 from harness.scaling.holdout import GRID_SCALE
 
 TABLE, CURVES, MACHINE = "runs.parquet", "curves.csv", "machine.json"
+# A tuned study's second fit: each configuration's compute is its whole search's (tune_compute=sum).
+SEARCH_FIT = "fit_search"
+# ... and its runs at one fixed learning rate, untuned: the same grid without tuning.
+FIXED_FIT = "fit_fixed_lr"
+# A study folder's hand-written notes, appended to its README (what the generated tables cannot say).
+NOTES = "notes.md"
+# Test accuracy of MNIST-1D's four architectures in its paper (Greydanus 2020, "Scaling down deep learning",
+# 4,000 train / 1,000 test), by our model names; the README sets the largest tuned configurations beside them.
+PUBLISHED = {"mnist1d": {"linear_flexible": 0.32, "mlp": 0.68, "cnn": 0.94, "gru": 0.91}}
 # The paper's ImageNet figure the README sets ours beside: log10(error) on log10(network operations).
 PAPER_BENCHMARK, PAPER_X = "imagenet", "network_operations"
 
@@ -147,20 +158,133 @@ def _energy_lines(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _poly_rows(fit_dir: Path) -> dict[tuple[str, str], dict]:
+    """fits.csv's log-log rows of `fit_dir`, by (x, points); empty when there is no fit there."""
+    fits_path = fit_dir / "fits.csv"
+    if not fits_path.exists():
+        return {}
+    fits = pd.read_csv(fits_path)
+    poly = fits[fits["spec"] == "poly"].to_dict("records")
+    return {(r["x"], r.get("points", "all")): r for r in poly}
+
+
+def _slope_k(r: dict | None) -> str:
+    if r is None:
+        return "n/a"
+    slope = interval(r["slope"], r["slope_ci_low"], r["slope_ci_high"])
+    return f"{slope}, {interval(r['k'], r['k_ci_low'], r['k_ci_high'])} (N {r['n']})"
+
+
+def _comparison_lines(dest: Path, previous: Path | None) -> list[str]:
+    """Each log-log fit of fit/ beside the whole search's compute (fit_search/) and an earlier study's."""
+    tuned = _poly_rows(dest / "fit")
+    others = [
+        ("tuned, the whole search's compute", _poly_rows(dest / SEARCH_FIT)),
+        ("untuned: these runs at the fixed rate only", _poly_rows(dest / FIXED_FIT)),
+    ]
+    if previous is not None:
+        others.append((f"untuned study ({previous.name})", _poly_rows(previous / "fit")))
+    others = [(title, rows) for title, rows in others if rows]
+    if not tuned or not others:
+        return []
+    columns = ["x", "points", "tuned (the chosen run's compute)", *(title for title, _ in others)]
+    lines = [
+        "Slope [95% CI], k [95% CI] (N configurations) of log10(error) on log10(x):",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for key, row in tuned.items():
+        cells = [key[0], key[1], _slope_k(row), *(_slope_k(rows.get(key)) for _, rows in others)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _fit_notes(path: Path) -> list[str]:
+    """The notes `harness fit` printed (dropped runs, tuning, skipped fits), without the dataset prefix."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if "\nnotes\n" not in text:
+        return []
+    block = text.split("\nnotes\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split(": ", 1)[1] if ": " in line else line for line in block.splitlines() if line.strip()]
+
+
+def _tuned_keys(chosen: pd.DataFrame) -> list[str]:
+    return [c for c in chosen.columns if c.startswith(("trainer.", "model."))]
+
+
+def _tuning_lines(dest: Path, dataset: str) -> list[str]:
+    """What tuning chose (fit/tuning.csv), and each model's largest configuration beside published figures."""
+    path = dest / "fit" / "tuning.csv"
+    if not path.exists():
+        return []
+    chosen = pd.read_csv(path)
+    keys = _tuned_keys(chosen)
+    lines = [
+        f"Tuning: {int(chosen['searched'].sum())} runs searched, {len(chosen)} chosen (one per configuration "
+        f"and seed, the lowest validation error over {', '.join(keys)}; `fit/tuning.csv` lists them). "
+        "Chosen values per model:",
+        "",
+    ]
+    for model, group in chosen.groupby("model"):
+        counts = ", ".join(
+            f"{value:g} ×{count}"
+            for key in keys
+            for value, count in group[key].value_counts().sort_index().items()
+        )
+        lines.append(f"- {model}: {counts}")
+    return [*lines, "", *largest_configuration_lines(chosen, dataset)]
+
+
+def largest_configuration_lines(chosen: pd.DataFrame, dataset: str) -> list[str]:
+    """Each model's largest configuration (widest, most data) among `chosen` runs: its tuned values and
+    validation and test accuracy (mean over seeds), beside the dataset's published accuracy where known."""
+    keys = _tuned_keys(chosen)
+    published = PUBLISHED.get(dataset, {})
+    lines = [
+        "The largest configuration of each model (widest, most data; mean over seeds), its tuned run's test "
+        "accuracy" + (" beside the paper's (Greydanus 2020, 4,000 training signals):" if published else ":"),
+        "",
+        "| model | width | training set | chosen "
+        + ", ".join(keys)
+        + " | validation accuracy | test accuracy |"
+        + (" published |" if published else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- |" if published else ""),
+    ]
+    for model, group in chosen.groupby("model"):
+        top = group
+        if "model_width" in top.columns and top["model_width"].notna().any():
+            top = top[top["model_width"] == top["model_width"].max()]
+        top = top[top["n_train"] == top["n_train"].max()]
+        width = top["model_width"].iloc[0] if "model_width" in top.columns else None
+        cells = [
+            str(model),
+            "n/a" if width is None or pd.isna(width) else f"{int(width)}",
+            f"{int(top['n_train'].iloc[0])}",
+            "; ".join(f"{v:g}" for key in keys for v in sorted(top[key].unique())),
+            f"{1 - top['val_error'].mean():.1%}",
+            f"{1 - top['test_error'].mean():.1%}",
+        ]
+        if published:
+            cells.append(f"{published[model]:.0%}" if model in published else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _fit_lines(fit_dir: Path) -> list[str]:
     """The headline numbers of fit/: k per compute column (all points and frontier), holdout at the corner."""
     lines: list[str] = []
-    fits_path = fit_dir / "fits.csv"
-    if not fits_path.exists():
+    poly = _poly_rows(fit_dir)
+    if not (fit_dir / "fits.csv").exists():
         return ["(no fit/ yet)"]
-    fits = pd.read_csv(fits_path)
-    poly = fits[fits["spec"] == "poly"]
-    if len(poly):
+    if poly:
         lines += [
             "| x | points | N | slope [95% CI] | k [95% CI] | R² |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for r in poly.to_dict("records"):
+        for r in poly.values():
             lines.append(
                 f"| {r['x']} | {r.get('points', 'all')} | {r['n']} | "
                 f"{interval(r['slope'], r['slope_ci_low'], r['slope_ci_high'])} | "
@@ -269,6 +393,53 @@ def readme_text(args: argparse.Namespace, runs: pd.DataFrame) -> str:
     if status == 124:
         lines.append("- **The sweep reached its time limit:** runs it had not finished are missing.")
     lines += ["", "## What the fits say", "", *_fit_lines(dest / "fit"), "", _paper_line(), ""]
+    notes = _fit_notes(dest / "fit.txt")
+    if notes:
+        lines += ["What `harness fit` noted (`fit.txt`):", "", *(f"- {note}" for note in notes), ""]
+    tuning = _tuning_lines(dest, args.dataset)
+    if tuning:
+        lines += ["## Tuning", "", *tuning, ""]
+    previous = Path(args.previous) if args.previous else None
+    comparison = _comparison_lines(dest, previous)
+    if comparison:
+        lines += ["## Tuned beside untuned", "", *comparison, ""]
+    if (dest / NOTES).exists():
+        lines += [(dest / NOTES).read_text(encoding="utf-8").strip(), ""]
+    return "\n".join(lines)
+
+
+def architectures_readme(runs_dir: Path, dest: Path, dataset: str, commands: list[str]) -> str:
+    """A README for a few architectures trained at a few learning rates on one dataset (no scaling fit):
+    per model the run with the lowest validation error, beside the published accuracies."""
+    from harness.scaling.runs import select_tuned
+    from harness.settings import FitSettings
+
+    table = write_tables(runs_dir, dest)
+    completed = table[table["status"] == "completed"]
+    _, tuning, _ = select_tuned(
+        completed, ["trainer.optimizer.lr"], group_by=FitSettings().group_by, compute="best"
+    )
+    commits = _join(_unique(table, "git_commit"))
+    started = _unique(table, "started_at")
+    lines = [
+        f"# {dataset}: the published architectures, tuned on validation",
+        "",
+        f"{len(table)} runs ({_join(_unique(table, 'model'))}; statuses "
+        f"{table['status'].value_counts().to_dict()}), collected into `runs.parquet` / `runs.csv`, learning "
+        "curves in `curves.csv`. Each model was trained at three learning rates; the run with the lowest "
+        "validation error stands for it (`harness.scaling.runs.select_tuned`, as `harness fit tune=` "
+        "chooses). Too few configurations for a scaling fit: this folder checks accuracy only.",
+        "",
+        *(f"- `{command}`" for command in commands),
+        f"- Commit: {commits}; runs started {_join(started[:1])} to {_join(started[-1:])} (UTC) on "
+        f"{_join(_unique(table, 'device_name'))}.",
+        "",
+        *largest_configuration_lines(tuning.chosen, dataset),
+        "",
+    ]
+    notes = dest / NOTES
+    if notes.exists():
+        lines += [notes.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
 
 
@@ -295,6 +466,12 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--commit", default="unknown")
         command.add_argument("--machine", default=None)
         command.add_argument("--fit-command", default="")
+        command.add_argument("--previous", default=None, help="an earlier study folder to compare fits with")
+    architectures = sub.add_parser("architectures", help="runs table and README of a few tuned architectures")
+    architectures.add_argument("--runs", type=Path, required=True)
+    architectures.add_argument("--dest", type=Path, required=True)
+    architectures.add_argument("--dataset", required=True)
+    architectures.add_argument("--command", action="append", default=[], help="a command that made the runs")
     args = parser.parse_args(argv)
     try:
         if args.action == "machine":
@@ -309,6 +486,10 @@ def main(argv: list[str] | None = None) -> None:
                 train_commands=commands,
             )
             args.out.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        elif args.action == "architectures":
+            args.dest.mkdir(parents=True, exist_ok=True)
+            text = architectures_readme(args.runs, args.dest, args.dataset, args.command)
+            (args.dest / "README.md").write_text(text, encoding="utf-8")
         elif args.action == "tables":
             if not args.runs.is_dir():
                 raise HarnessError(f"--runs {args.runs} is not a directory of runs")

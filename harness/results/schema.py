@@ -65,6 +65,11 @@ class RunHead:
     n_train: int | None = _f("training samples actually used", unit="samples")
     n_train_full: int | None = _f("training-set size before subsampling", unit="samples")
     n_test: int | None = _f("test samples", unit="samples")
+    n_val: int | None = _f(
+        "validation samples, held out of the training pool before subsampling (data.val_fraction); "
+        "null or 0 when there is no validation split",
+        unit="samples",
+    )
     input_shape: list[int] | None = _f("shape of one input sample")
     num_classes: int | None = _f("number of classes (1 output for regression)")
     task: str | None = _f("classification | regression")
@@ -119,6 +124,20 @@ class RunRecord(ProvenanceFields, CostFields, EnergyFields, ComputeFields, Conte
     test_error: float | None = _f("final test error, as error_metric says", unit="error_metric")
     best_test_error: float | None = _f("lowest test error over the evaluations", unit="error_metric")
     test_loss: float | None = _f("final test loss: cross-entropy (nats), or MSE for regression")
+    val_error: float | None = _f(
+        "final validation error, as error_metric says: what tuning selects on (never test_error)",
+        unit="error_metric",
+    )
+    val_loss: float | None = _f("final validation loss, as test_loss")
+    chance_error: float | None = _f(
+        "test error of predicting the most frequent training class (regression: the training targets' "
+        "mean): what a model that learned nothing scores",
+        unit="error_metric",
+    )
+    collapsed: bool | None = _f(
+        "the run completed but learned nothing usable: test_error within 1% (relative) of chance_error "
+        "or worse; warned about, and left out of fits unless collapsed=keep"
+    )
     train_loss: float | None = _f("mean training loss since the previous evaluation, at the end", unit="nats")
     target_error: float | None = _f("trainer.target_error", unit="fraction")
     time_to_target_s: float | None = _f("train time when test error first reached target_error", unit="s")

@@ -131,9 +131,14 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.get("resumed", pd.Series(False, index=frame.index)).any():
         columns["run"] = frame["resumed"].map({True: "resumed", False: "new"})
     columns.update({short_label(key): frame[key] for key in keys})
-    columns["status"] = frame["status"]
+    status = frame["status"]
+    if "collapsed" in frame.columns:  # completed, but no better than chance: say so where it is read
+        status = status.where(frame["collapsed"].ne(True), status + " (collapsed)")
+    columns["status"] = status
     for column in COST_COLUMNS:
         columns[short_label(column)] = frame[column] if column in frame.columns else None
+        if column == "test_error" and "val_error" in frame.columns and frame["val_error"].notna().any():
+            columns[short_label("val_error")] = frame["val_error"]
     if len(frame):
         methods = [f"energy_method_{part}" for part in ("gpu", "cpu", "ram")]
         present = [frame[c] if c in frame.columns else [None] * len(frame) for c in methods]

@@ -43,7 +43,7 @@ from harness.scaling.regressions import (
     Plan,
     fit_plan,
 )
-from harness.scaling.runs import PreparedRuns, prepare_runs
+from harness.scaling.runs import AllContended, PreparedRuns, prepare_runs
 from harness.settings import ALL_POINTS, FRONTIER, FitSettings
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
@@ -72,6 +72,7 @@ class BenchmarkAnalysis:
     background: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     level: float = 0.95  # confidence level of the intervals (and of the plotted bands)
+    tuning: pd.DataFrame | None = None  # tune=...: the runs chosen per configuration (tuning.csv)
 
 
 def _finish(
@@ -159,23 +160,39 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
     """The chosen specifications on our runs, for every chosen compute column, one analysis per dataset."""
     settings = settings or FitSettings()
     plans = {x: run_plans(settings, x) for x in settings.xs}
-    prepared = {
-        x: prepare_runs(
-            runs,
-            x=x,
-            error=settings.error,
-            models=settings.models,
-            datasets=settings.datasets,
-            seeds=settings.seeds,
-            group_by=settings.group_by,
-            frontier=False,  # every configuration, each marked on_frontier; the point sets are chosen below
-            contended=settings.contended,
+    prepared: dict[str, PreparedRuns] = {}
+    skipped = []
+    for x in settings.xs:
+        try:
+            prepared[x] = prepare_runs(
+                runs,
+                x=x,
+                error=settings.error,
+                models=settings.models,
+                datasets=settings.datasets,
+                seeds=settings.seeds,
+                group_by=settings.group_by,
+                frontier=False,  # every configuration, marked on_frontier; the point sets are chosen below
+                contended=settings.contended,
+                collapsed=settings.collapsed,
+                tune=settings.tune_keys,
+                tune_compute=settings.tune_compute,
+            )
+        except AllContended:  # one clock-based x of several: the others still stand
+            if len(settings.xs) == 1:
+                raise
+            skipped.append(
+                f"x={x}: every run was contended, so its fits are skipped (contended=keep fits them)"
+            )
+            del plans[x]
+    if not prepared:
+        raise ConfigError(
+            f"every x ({', '.join(settings.xs)}) lost all its runs to contention; rerun on a quiet machine, "
+            "add x=network_operations, or pass contended=keep"
         )
-        for x in settings.xs
-    }
     messages = (f"{count} runs dropped: {why}" for p in prepared.values() for why, count in p.dropped.items())
-    dropped = "; ".join(dict.fromkeys(messages))  # once each, though every x drops the same failed runs
-    first = prepared[settings.xs[0]].everything
+    dropped = "; ".join([*dict.fromkeys(messages), *skipped])  # once each, though every x drops the same runs
+    first = next(iter(prepared.values())).everything
     datasets = first["data"].unique() if "data" in first.columns else [None]
     return [_analyse_dataset(prepared, dataset, plans, settings, dropped) for dataset in datasets]
 
@@ -215,6 +232,16 @@ def _analyse_dataset(
     name = "runs" if dataset is None else str(dataset)
     notes = [dropped] if dropped else []
     notes.append(f"error = {settings.error}; seeds {'averaged' if settings.seeds == 'mean' else 'kept'}")
+    some = next(iter(prepared.values()))
+    tuning = some.tuning  # the choice is the same for every x (made before any x filter)
+    if tuning is not None:
+        notes.append(tuning.note())
+    mixed = some.mixed
+    if mixed:
+        notes.append(
+            f"runs of one configuration and seed differ in {', '.join(mixed)} and were averaged together; "
+            f"tune=[{mixed[0]}] would choose among them on validation (or add config.{mixed[0]} to group_by)"
+        )
     fits: list[FitResult] = []
     background: dict[str, pd.DataFrame] = {}
     for x, x_plans in plans.items():
@@ -224,17 +251,21 @@ def _analyse_dataset(
         notes += x_notes
         if FRONTIER in settings.point_sets:
             background[x] = everything[~everything["on_frontier"]]
-    first = _subset(prepared[settings.xs[0]].everything, dataset)
+    first = _subset(some.everything, dataset)
     analysis = BenchmarkAnalysis(
         name,
         "results",
-        f"{name} (our runs)",
+        f"{name} (our runs, {'/'.join(k.rpartition('.')[2] for k in tuning.keys)} tuned on validation"
+        f"{', search compute' if tuning.compute == 'sum' else ''})"
+        if tuning is not None
+        else f"{name} (our runs)",
         settings.error,
         "model" if "model" in first.columns else None,
         fits,
         background=background,
         notes=notes,
         level=settings.level,
+        tuning=None if tuning is None else _subset(tuning.chosen, dataset),
     )
     measured = {x: measured_conversions(x, _subset(prepared[x].runs, dataset)) for x in plans}
     _finish(
@@ -315,6 +346,13 @@ def holdout_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
         return frame
     frame = frame.reindex(columns=list(HOLDOUT_COLUMNS))
     return frame.dropna(axis="columns", how="all")
+
+
+def tuning_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:
+    """tuning.csv: the run chosen for each configuration and seed, with its validation and test error and
+    the size of its search (empty without tune=)."""
+    tables = [a.tuning for a in analyses if a.tuning is not None]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def parametric_table(analyses: Sequence[BenchmarkAnalysis]) -> pd.DataFrame:

@@ -34,6 +34,19 @@ COMPUTE_COLUMNS = MappingProxyType(
 TRAINING_FLOP_COLUMNS = ("network_operations", "hardware_burden", "flops_train_measured")
 # Of those, the ones read off a clock: a contended run's value measures the machine's other work too.
 TIME_BASED_COLUMNS = ("hardware_burden", "energy_total_j")
+# The whole-run costs that a hyperparameter search pays once per run searched (tune_compute=sum sums them
+# all, so that ratios between them, such as joules per FLOP, stay those of the runs); per-sample FLOPs and
+# the training-set size are the same for every run of a search, not spent by it.
+SEARCH_COST_COLUMNS = (
+    *TRAINING_FLOP_COLUMNS,
+    "energy_total_j",
+    "train_time_s",
+    "emissions_kg",
+    "cost_usd_energy",
+)
+# What tuning selects on: the validation error, never the test error it then reports.
+TUNE_ON = "val_error"
+TUNE_COMPUTE = ("best", "sum")
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -49,6 +62,10 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+class AllContended(ConfigError):
+    """A time-based x left with no runs: every one was contended (its clock measured other work too)."""
+
+
 @dataclass
 class PreparedRuns:
     """Runs ready to regress: `points` (one row per configuration or per run), and what was dropped why."""
@@ -57,6 +74,27 @@ class PreparedRuns:
     everything: pd.DataFrame  # before the frontier (column on_frontier marks it), to plot dominated points
     runs: pd.DataFrame  # one row per run after the filters, before seeds are averaged
     dropped: dict[str, int] = field(default_factory=dict)
+    tuning: Tuning | None = None  # tune=...: which runs were chosen, out of how many
+    mixed: tuple[str, ...] = ()  # config keys that vary within one configuration and seed (averaged over)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A search over `keys` resolved per configuration and seed: the run with the lowest validation error
+    stands for its configuration; `chosen` lists those runs (with `searched`, the size of each search)."""
+
+    keys: tuple[str, ...]
+    compute: str  # best: the chosen run's compute | sum: the whole search's
+    searched: int  # runs searched in all
+    chosen: pd.DataFrame
+
+    def note(self) -> str:
+        counted = "the chosen run's own" if self.compute == "best" else "the sum over its whole search"
+        return (
+            f"tuned over {', '.join(self.keys)} on {TUNE_ON} (never the test error): of {self.searched} "
+            f"runs searched, {len(self.chosen)} chosen, one per configuration and seed (tuning.csv lists "
+            f"them); each point's compute is {counted} (tune_compute={self.compute})"
+        )
 
 
 def _as_list(value) -> list | None:
@@ -89,15 +127,30 @@ def prepare_runs(
     group_by: Sequence[str] = (),
     frontier: bool = False,
     contended: str = "drop",
+    collapsed: str = "drop",
+    tune: Sequence[str] = (),
+    tune_compute: str = "best",
 ) -> PreparedRuns:
     """Filter and shape runs for the regressions: columns `error`, `x`, plus the identity columns kept.
-    With a time-based `x`, runs flagged contended are dropped (and counted) unless contended="keep"."""
+    With a time-based `x`, runs flagged contended are dropped (and counted) unless contended="keep"; runs
+    flagged collapsed (no better than chance) likewise unless collapsed="keep".
+
+    With `tune` (config keys or columns that were swept, e.g. trainer.optimizer.lr), each configuration
+    (`group_by` and seed) is searched over them: its run with the lowest validation error stands for it,
+    with that run's test error, and with its own compute (tune_compute="best") or the search's total
+    ("sum"). Selection never looks at the test error, and happens before any run is dropped for its x."""
     if x not in COMPUTE_COLUMNS:
         raise ConfigError(f"x={x} is not a compute column; choose one of {', '.join(COMPUTE_COLUMNS)}")
     if seeds not in ("mean", "keep"):
         raise ConfigError(f"seeds={seeds} is unknown; use seeds=mean (average over seeds) or seeds=keep")
     if contended not in ("drop", "keep"):
         raise ConfigError(f"contended={contended} is unknown; use contended=drop or contended=keep")
+    if collapsed not in ("drop", "keep"):
+        raise ConfigError(f"collapsed={collapsed} is unknown; use collapsed=drop or collapsed=keep")
+    if tune_compute not in TUNE_COMPUTE:
+        raise ConfigError(
+            f"tune_compute={tune_compute} is unknown; use tune_compute=best or tune_compute=sum"
+        )
     check_column(frame, x, option="x")
     check_column(frame, error, option="error")
     dropped: dict[str, int] = {}
@@ -112,24 +165,111 @@ def prepare_runs(
         runs, dropped[f"{column} not in {wanted}"] = _keep(runs, runs[column].isin(wanted))
         if runs.empty:
             raise ConfigError(f"filter.{column}={wanted} leaves no runs")
+    tuning = None
+    if tune:
+        runs, tuning, dropped[f"no {TUNE_ON} to tune on"] = select_tuned(
+            runs, tune, group_by=group_by, compute=tune_compute
+        )
+    if collapsed == "drop" and "collapsed" in runs.columns:
+        why = "collapsed (final error no better than chance; collapsed=keep keeps them)"
+        if tuning is not None:
+            why = (
+                "chosen by tuning but collapsed (the best of their search on validation is no better than "
+                "chance on test; collapsed=keep keeps them)"
+            )
+        runs, dropped[why] = _keep(runs, runs["collapsed"].ne(True))
+        if runs.empty:
+            raise ConfigError("every run collapsed to chance; fix the training or pass collapsed=keep")
     runs, dropped[f"no {x} or {error}"] = _keep(runs, runs[x].notna() & runs[error].notna())
     if contended == "drop" and x in TIME_BASED_COLUMNS and "contended" in runs.columns:
         why = f"contended, so their {x} is not of the computation alone (contended=keep keeps them)"
         runs, dropped[why] = _keep(runs, runs["contended"].ne(True))
         if runs.empty:
-            raise ConfigError(
+            raise AllContended(
                 f"x={x}: every run was contended; rerun on a quiet machine or pass contended=keep"
             )
     if error != "error":  # a run record's own `error` is why it failed (text): the regressions need the name
         runs = runs.drop(columns=["error"], errors="ignore").rename(columns={error: "error"})
     filtered = runs.reset_index(drop=True)
+    mixed = () if tuning is not None else varying_keys(runs, group_by)
     if seeds == "mean":
         runs = average_seeds(runs, x=x, keys=[k for k in grouping_columns(group_by, runs) if k != "seed"])
     everything = runs.reset_index(drop=True)
     everything["on_frontier"] = frontier_mask(everything, x)
     points = everything[everything["on_frontier"]] if frontier else everything
     kept = {reason: count for reason, count in dropped.items() if count}
-    return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept)
+    return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept, tuning, mixed)
+
+
+def varying_keys(runs: pd.DataFrame, group_by: Sequence[str]) -> tuple[str, ...]:
+    """Config keys (config.* columns) that differ between runs of one configuration and seed: a sweep over
+    something `group_by` does not name, whose runs would be averaged as if they were seeds."""
+    identity = grouping_columns(group_by, runs)
+    identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
+    config = [c for c in runs.columns if c.startswith("config.") and c not in identity]
+    if not identity or not config or len(runs) < 2:
+        return ()
+    counts = runs.groupby(identity, dropna=False)[config].nunique(dropna=False)
+    return tuple(c.removeprefix("config.") for c in config if (counts[c] > 1).any())
+
+
+def tune_columns(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    """The column of each tuned key: a record field (model_width) or a config key (config.<key>)."""
+    columns = []
+    for key in keys:
+        column = next((c for c in (key, f"config.{key}") if c in frame.columns), None)
+        if column is None:
+            raise ConfigError(
+                f"tune={key}: the runs have no column {key} or config.{key}; name a key the sweep varied, "
+                "e.g. tune=[trainer.optimizer.lr]"
+            )
+        columns.append(column)
+    return columns
+
+
+def select_tuned(
+    runs: pd.DataFrame, keys: Sequence[str], *, group_by: Sequence[str], compute: str
+) -> tuple[pd.DataFrame, Tuning, int]:
+    """(the chosen runs, what was searched, how many runs had no validation error to rank them by).
+
+    A configuration is `group_by` (less the tuned columns) and the seed; among its runs, the one with the
+    lowest validation error is chosen (ties: the first in the tuned keys' order). With compute="sum" its
+    costs (`SEARCH_COST_COLUMNS`, `x` among them) become the totals over the completed runs searched for
+    it (null if one of them has none), and it counts as contended when any of them was."""
+    if TUNE_ON not in runs.columns or runs[TUNE_ON].isna().all():
+        raise ConfigError(
+            f"tune= selects on {TUNE_ON}, which none of these runs recorded; train them with a validation "
+            "split (data.val_fraction > 0)"
+        )
+    columns = tune_columns(runs, keys)
+    runs, missing = _keep(runs, runs[TUNE_ON].notna())
+    identity = [k for k in grouping_columns(group_by, runs) if k not in columns]
+    identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
+    if not identity:
+        raise ConfigError("tune= needs group_by columns that identify a configuration (e.g. model)")
+    spread = runs.groupby(identity, dropna=False)[columns].nunique(dropna=False).max()
+    for key, column in zip(keys, columns, strict=True):
+        if spread[column] < 2:
+            raise ConfigError(
+                f"tune={key}: no configuration has runs at two values of it (group_by already separates "
+                "its values, or the sweep did not vary it); tune a swept key outside group_by"
+            )
+    ordered = runs.sort_values([TUNE_ON, *columns], kind="stable")
+    grouped = ordered.groupby(identity, dropna=False, sort=False)
+    chosen = ordered.loc[grouped.head(1).index].copy()
+    chosen["searched"] = grouped[TUNE_ON].transform("size").loc[chosen.index].astype(int)
+    if compute == "sum":
+        for cost in (c for c in SEARCH_COST_COLUMNS if c in chosen.columns):
+            totals = grouped[cost].transform(lambda v: v.sum() if v.notna().all() else np.nan)
+            chosen[cost] = totals.loc[chosen.index]
+        if "contended" in chosen.columns:
+            chosen["contended"] = grouped["contended"].transform(lambda c: c.eq(True).any()).loc[chosen.index]
+    listed = [c for c in (*identity, *columns, TUNE_ON, "test_error", "searched", "run_id") if c in chosen]
+    table = chosen[list(dict.fromkeys(listed))].sort_values(identity, kind="stable").reset_index(drop=True)
+    tuning = Tuning(
+        tuple(keys), compute, len(runs), table.rename(columns=dict(zip(columns, keys, strict=True)))
+    )
+    return chosen.sort_index(), tuning, missing
 
 
 def grouping_columns(group_by: Sequence[str], runs: pd.DataFrame) -> list[str]:

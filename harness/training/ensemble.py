@@ -109,7 +109,7 @@ class EnsembleCore:
             g.mul_(coef.view(-1, *[1] * (g.ndim - 1)).to(g.dtype))
 
     @torch.no_grad()
-    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
+    def evaluate(self, x, y, batch_size: int, split: str = "test") -> list[tuple[float, float]]:
         self.base.eval()
         loss, error = summed_over_batches(
             lambda xb: self._forward(self.params, self.buffers_, xb),

@@ -137,8 +137,11 @@ class Core(Protocol):
         (`scale` applied to the loss before backward, for fp16's gradient scaler)."""
 
     def clip_(self, max_norm: float) -> None: ...
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> list[tuple[float, float]]:
-        """(test error, test loss) per member."""
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, split: str = "test"
+    ) -> list[tuple[float, float]]:
+        """(error, loss) per member on (x, y), the `split` ("test" or "val") of the data: a core that
+        reads its splits itself (a streamed Dataset's) goes by the name."""
 
 
 class ModuleCore:
@@ -165,7 +168,7 @@ class ModuleCore:
     def clip_(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
 
-    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
+    def evaluate(self, x, y, batch_size: int, split: str = "test") -> list[tuple[float, float]]:
         return [evaluate(self.model, x, y, batch_size, self.device, self.dtype, self.objective)]
 
 
@@ -173,10 +176,12 @@ class StreamedCore(ModuleCore):
     """One nn.Module trained on (x, y) batches a DataLoader reads from a map-style Dataset (its steps take
     a batch, not indices), and evaluated by reading its test split the same way."""
 
-    def __init__(self, model, forward, test: Streamed, objective: Objective, device, dtype):
+    def __init__(
+        self, model, forward, test: Streamed, objective: Objective, device, dtype, val: Streamed | None = None
+    ):
         empty = torch.empty(0)
         super().__init__(model, forward, empty, empty, objective, device, dtype)
-        self.test = test
+        self.splits = {"test": test, "val": val}
 
     def loss_and_grads(self, idx, scale: Callable = lambda loss: loss) -> torch.Tensor:
         x, y = idx  # a batch the DataLoader read
@@ -185,11 +190,12 @@ class StreamedCore(ModuleCore):
         scale(loss).backward()
         return loss.detach().float().reshape(1)
 
-    def evaluate(self, x, y, batch_size: int) -> list[tuple[float, float]]:
-        batches = self.test.in_order(batch_size, self.device)
-        return [
-            evaluate_batches(self.model, batches, len(self.test), self.device, self.dtype, self.objective)
-        ]
+    def evaluate(self, x, y, batch_size: int, split: str = "test") -> list[tuple[float, float]]:
+        data = self.splits[split]
+        if data is None:
+            raise ValueError(f"no {split} split to evaluate on")
+        batches = data.in_order(batch_size, self.device)
+        return [evaluate_batches(self.model, batches, len(data), self.device, self.dtype, self.objective)]
 
 
 # ------------------------------------------------------------------------------------ how it is stepped
@@ -310,14 +316,21 @@ class Plan:
     total_steps: int
     drop_last: bool
     n: int  # training samples (x_train's length; for a streamed Dataset, its training split's)
+    # The validation split, evaluated beside the test set (None: there is none; for a streamed Dataset
+    # empty tensors that say there is one, its core reading it)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @classmethod
     def make(cls, data: TrainingData, settings: TrainerSettings, device: torch.device, drop_last: bool):
         data = resident(data, settings.mode)
         x_train, x_test = data.x_train.to(device), data.x_test.to(device)
+        x_val = None if data.x_val is None else data.x_val.to(device)
         if settings.channels_last and x_train.ndim == 4:
             x_train = x_train.contiguous(memory_format=torch.channels_last)
             x_test = x_test.contiguous(memory_format=torch.channels_last)
+            if x_val is not None:
+                x_val = x_val.contiguous(memory_format=torch.channels_last)
         n = len(x_train)
         steps_per_epoch, total = plan_steps(
             n, settings.batch_size, settings.epochs, settings.max_steps, drop_last
@@ -333,6 +346,8 @@ class Plan:
             total,
             drop_last,
             n,
+            x_val,
+            None if data.y_val is None else data.y_val.to(device),
         )
 
 
@@ -416,12 +431,17 @@ class _Run:
         return self.steps % self.eval_every == 0 or self.steps == self.plan.total_steps
 
     def evaluate(self, mean_loss: list[float]) -> None:
-        """Score the running members on the test set (outside the energy window and the train clock)."""
+        """Score the running members on the test set, and on the validation split where there is one
+        (outside the energy window and the train clock)."""
         self.energy.end()
+        plan, batch_size = self.plan, self.settings.eval_batch_size
         with self.watch.segment("eval"):
-            scores = self.stepper.core.evaluate(
-                self.plan.x_test, self.plan.y_test, self.settings.eval_batch_size
-            )
+            scores = self.stepper.core.evaluate(plan.x_test, plan.y_test, batch_size)
+            val_scores: Sequence[tuple[float | None, float | None]]
+            if plan.x_val is not None and plan.y_val is not None:
+                val_scores = self.stepper.core.evaluate(plan.x_val, plan.y_val, batch_size, split="val")
+            else:
+                val_scores = [(None, None)] * len(scores)
         rows = [
             CurveRow(
                 step=self.steps,
@@ -432,6 +452,8 @@ class _Run:
                 test_error=scores[i][0],
                 train_time_s=self.watch.total("train") / self.members,
                 lr=self.stepper.lr(),
+                val_loss=val_scores[i][1],
+                val_error=val_scores[i][0],
             )
             for i in self.running
         ]
@@ -515,11 +537,14 @@ def train_streamed(job: TrainingJob, data: StreamedDataset) -> list[TrainResult]
     # The plan's tensors stay empty: the core reads its batches, and its test split, through the DataLoader.
     empty = torch.empty(0)
     objective = objective_for(data.task)
-    plan = Plan(empty, empty, empty, empty, objective, batch_size, steps_per_epoch, total, drop_last, n)
+    val = None if data.val is None else empty
+    plan = Plan(
+        empty, empty, empty, empty, objective, batch_size, steps_per_epoch, total, drop_last, n, val, val
+    )
     place(model, device, settings.channels_last)
     optimizer = optimizer_factory(settings)(model.parameters())
     forward = torch.compile(model) if settings.compile else model
-    core = StreamedCore(model, forward, data.test, objective, device, job.dtype)
+    core = StreamedCore(model, forward, data.test, objective, device, job.dtype, val=data.val)
     warmup_batch = next(data.train.batches([torch.arange(batch_size)], device))
     stepper = EagerStepper(core, optimizer, total, settings, job.dtype, device, warmup_batch)
     order = shuffled_batches(n, batch_size, seed, torch.device("cpu"), drop_last)

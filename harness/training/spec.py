@@ -34,6 +34,8 @@ class CurveRow:
     test_error: float
     train_time_s: float  # training time so far (warm-up and evaluation excluded)
     lr: float | None  # the learning rate of the last step (None: a solver has none)
+    val_loss: float | None = None  # on the validation split (None: the dataset has none)
+    val_error: float | None = None
 
 
 @dataclass

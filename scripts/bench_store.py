@@ -162,10 +162,11 @@ def grow(tree: Path, record: dict, start: int, stop: int) -> None:
         (folder / "run.json").write_text(json.dumps(run, indent=2) + "\n")
 
 
-def sweep_overhead(results: Path, work: Path, code: Path | None) -> dict:
-    """Seconds per added job of a basic-launcher sweep into `results` (40 jobs against 1)."""
+def sweep_overhead(results: Path, work: Path, code: Path | None, size: int = JOBS_PER_SWEEP) -> dict:
+    """Seconds per added job of a basic-launcher sweep into `results` (`size` jobs, 40 by default, against
+    1)."""
     times = {}
-    for jobs in (1, JOBS_PER_SWEEP):
+    for jobs in (1, size):
         first = 10**6 + time.time_ns() // 1000 % 10**9  # new configurations on every call: none resumes
         seeds = f"seed=range({first},{first + jobs})"
         sweep_dir = work / f"sweep-{jobs}-{time.time_ns()}"
@@ -183,8 +184,8 @@ def sweep_overhead(results: Path, work: Path, code: Path | None) -> dict:
         if len(records) != jobs:
             raise RuntimeError(f"{jobs}-job sweep left {len(records)} records:\n{out[-2000:]}")
         times[jobs] = (wall, records)
-    per_job = (times[JOBS_PER_SWEEP][0] - times[1][0]) / (JOBS_PER_SWEEP - 1)
-    records = times[JOBS_PER_SWEEP][1]
+    per_job = (times[size][0] - times[1][0]) / (size - 1)
+    records = times[size][1]
     training = statistics.mean(
         r["train_time_s"] + (r["eval_time_s"] or 0) + (r["warmup_time_s"] or 0) for r in records
     )
@@ -197,7 +198,14 @@ def sweep_overhead(results: Path, work: Path, code: Path | None) -> dict:
 
 
 def measure(
-    tree: Path, work: Path, n: int, code: Path | None, label: str, sweep: bool, rounds: int = 2
+    tree: Path,
+    work: Path,
+    n: int,
+    code: Path | None,
+    label: str,
+    sweep: bool,
+    rounds: int = 2,
+    sweep_jobs: int = JOBS_PER_SWEEP,
 ) -> list[dict]:
     rows = []
 
@@ -235,10 +243,10 @@ def measure(
         empty = work / "empty-beside"
         into: dict[str, list[dict]] = {"tree": [], "empty": []}
         for _ in range(rounds):
-            into["tree"].append(sweep_overhead(tree, work, code))
+            into["tree"].append(sweep_overhead(tree, work, code, sweep_jobs))
             shutil.rmtree(empty, ignore_errors=True)
             empty.mkdir()
-            into["empty"].append(sweep_overhead(empty, work, code))
+            into["empty"].append(sweep_overhead(empty, work, code, sweep_jobs))
         for where, overheads in into.items():
             for what, key in OVERHEADS:
                 value = statistics.median(o[key] for o in overheads)
@@ -253,7 +261,7 @@ OVERHEADS = [
 ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_store"))
@@ -262,7 +270,12 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=2, help="interleaved rounds of the empty-directory sweeps"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--sweep-jobs", type=int, default=JOBS_PER_SWEEP, help="jobs of the larger sweep (a smoke run: 3)"
+    )
+    args = parser.parse_args(argv)
+    if args.sweep_jobs < 2:
+        parser.error(f"--sweep-jobs {args.sweep_jobs}: the overhead is a difference of sweeps; give >= 2")
     import pandas as pd
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -279,7 +292,7 @@ def main() -> None:
         for label, code in codes:
             shutil.rmtree(empty, ignore_errors=True)
             empty.mkdir()
-            overheads[label].append(sweep_overhead(empty, args.work, code))
+            overheads[label].append(sweep_overhead(empty, args.work, code, args.sweep_jobs))
             print(f"{label:>8} empty: {overheads[label][-1]}", flush=True)
     for label, _ in codes:
         for what, key in OVERHEADS:
@@ -302,7 +315,16 @@ def main() -> None:
         grow(tree, record, have, n)
         have = n
         print(f"tree of {n} records written in {time.perf_counter() - start:.1f} s", flush=True)
-        rows += measure(tree, args.work, n, None, "after", sweep=n == sizes[-1], rounds=args.rounds)
+        rows += measure(
+            tree,
+            args.work,
+            n,
+            None,
+            "after",
+            sweep=n == sizes[-1],
+            rounds=args.rounds,
+            sweep_jobs=args.sweep_jobs,
+        )
         have = len(list(tree.rglob("run.json")))
         if args.baseline_code and n == sizes[0]:
             rows += measure(tree, args.work, n, args.baseline_code, "before", sweep=False)

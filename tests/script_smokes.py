@@ -66,6 +66,21 @@ SMOKES = {
             *TINY_RUN,
         ),
     ),
+    "test_bench_store_smoke": Smoke(
+        lambda out: _python(
+            "bench_store.py",
+            "--sizes",
+            "30",
+            "--rounds",
+            "1",
+            "--sweep-jobs",
+            "3",
+            "--work",
+            str(out / "work"),
+            "--out",
+            str(out / "store.csv"),
+        ),
+    ),
     "test_theory_smoke": Smoke(
         lambda out: _shell("theory.sh", str(out / "theory"), *THEORY_SWEEP),
         env=lambda out: {"RUNS": str(out / "runs"), "THEORY_MODELS": "linear_expert"},

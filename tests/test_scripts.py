@@ -153,6 +153,13 @@ def test_bench_contention_smoke(request):
     assert conditions == {("alone", "auto"), ("alone", "default"), ("loaded", "auto"), ("loaded", "default")}
 
 
+def test_bench_store_smoke(request):
+    out = smoke(request).out
+    table = list(csv.DictReader((out / "store.csv").open()))
+    assert {"collect", "load", "fit", "lookup (new config)"} <= {r["what"] for r in table}
+    assert {r["records"] for r in table} >= {"0", "30"} and (out / "store.png").is_file()
+
+
 def test_theory_smoke(request):
     out = smoke(request).out / "theory"
     assert (out / "runs.csv").is_file() and (out / "exponents.csv").is_file()

@@ -255,6 +255,22 @@ def test_importing_harness_imports_neither_integration_library_nor_torch():
 # ------------------------------------------------------------------------------------------- Lightning
 
 
+def test_loops_that_name_no_dataset_are_fitted_as_one_group(tmp_path):
+    # A user's first try passes no data=: the record's data is null, and the fit must still find its runs.
+    root = tmp_path / "runs"
+    x, y = _data()
+    for width in (4, 8, 16):
+        torch.manual_seed(0)
+        model = _mlp(width)
+        config = {"width": width, "n_train": len(x)}
+        with harness.track(
+            model, example_input=x[:1], results_dir=root, config=config, energy=NO_CODECARBON
+        ) as run:
+            _train_plain(model, x, y, run)
+        assert run.record is not None and run.record.data is None
+    assert set(_fit_points(root).values()) == {3}
+
+
 def test_lightning_fit_writes_a_record_that_fit_reads(tmp_path):
     pytest.importorskip("lightning.pytorch")
     import lightning.pytorch as pl

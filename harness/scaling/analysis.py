@@ -48,6 +48,8 @@ from harness.settings import ALL_POINTS, FRONTIER, FitSettings
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
 _REFERENCE_KEPT = ("year", "name", IMPUTED)
+# The group of runs whose record names no dataset (harness.track without data=).
+MISSING_DATA = "runs without a data name"
 
 
 def paper_rates(settings: FitSettings, x: str) -> list[Conversion]:
@@ -193,12 +195,19 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
     messages = (f"{count} runs dropped: {why}" for p in prepared.values() for why, count in p.dropped.items())
     dropped = "; ".join([*dict.fromkeys(messages), *skipped])  # once each, though every x drops the same runs
     first = next(iter(prepared.values())).everything
-    datasets = first["data"].unique() if "data" in first.columns else [None]
+    # Runs without a dataset name (a user's own loop under harness.track, without data=) form one group of
+    # their own: NaN would match no row.
+    datasets = (
+        [d if pd.notna(d) else MISSING_DATA for d in first["data"].unique()] if "data" in first else [None]
+    )
     return [_analyse_dataset(prepared, dataset, plans, settings, dropped) for dataset in datasets]
 
 
 def _subset(frame: pd.DataFrame, dataset) -> pd.DataFrame:
-    return frame if dataset is None else frame[frame["data"] == dataset].reset_index(drop=True)
+    if dataset is None:
+        return frame
+    rows = frame["data"].isna() if dataset is MISSING_DATA else frame["data"] == dataset
+    return frame[rows].reset_index(drop=True)
 
 
 def _fits_on(
@@ -229,7 +238,7 @@ def _analyse_dataset(
     dropped,
 ) -> BenchmarkAnalysis:
     """One dataset of our runs: its fits, extrapolation (with measured energy rates), holdout, L(N, D)."""
-    name = "runs" if dataset is None else str(dataset)
+    name = "runs" if dataset is None or dataset is MISSING_DATA else str(dataset)
     notes = [dropped] if dropped else []
     notes.append(f"error = {settings.error}; seeds {'averaged' if settings.seeds == 'mean' else 'kept'}")
     some = next(iter(prepared.values()))

@@ -1,5 +1,6 @@
 """Errors a user can fix: the CLI prints their message on one line and exits non-zero."""
 
+import errno
 import sys
 from typing import NoReturn
 
@@ -17,6 +18,11 @@ def one_line(exc: BaseException, *, keep: int = 1, from_end: bool = False) -> st
     if not lines:
         return type(exc).__name__
     return "; ".join(lines[-keep:] if from_end else lines[:keep])
+
+
+def disk_full(exc: OSError) -> bool:
+    """The write failed for want of space: the disk is full, or the user's quota is spent."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class HarnessError(Exception):

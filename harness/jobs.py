@@ -16,7 +16,6 @@ the job is (`JobPlace`) and how to read its settings and train. The rules:
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import shutil
@@ -26,13 +25,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, disk_full
 from harness.interrupts import Interruption, interrupt_on_signals
 from harness.results.claims import Claim, Holder, acquire
 from harness.results.index import find_completed, mark_completed
 from harness.results.schema import RunRecord
-from harness.results.store import RECORD_NAME, atomic_write_text, read_record, write_record
+from harness.results.store import atomic_write_text, find_records, write_record
 from harness.results.summary import note_claimed, note_resumed
+from harness.results.validate import checked_record
 from harness.settings import RunSettings
 from harness.sweep import release_job_state
 
@@ -94,7 +94,7 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
         print(f"error: {interrupted_before_training(exc, place.output_dir)}", file=sys.stderr)
         return interruption.exit_code
     except Exception as exc:
-        if isinstance(exc, OSError) and _disk_full(exc):
+        if isinstance(exc, OSError) and disk_full(exc):
             return _out_of_space(place, exc, fail_fast)
         if not place.sweeping:
             raise  # alone: the traceback is the report (run_all recorded a crash during training)
@@ -114,10 +114,6 @@ def run_job(place: JobPlace, steps: JobSteps, *, fail_fast: bool) -> int:
     if any(record.status != "completed" for record in records) and (not place.sweeping or fail_fast):
         return 1
     return 0
-
-
-def _disk_full(exc: OSError) -> bool:
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _out_of_space(place: JobPlace, exc: OSError, fail_fast: bool) -> int:
@@ -189,10 +185,11 @@ def settle_records(run_dir: Path, results_dir: Path) -> None:
     completed (then the job is marked done, so resume finds it at once), or none counted as completed
     (members written are set `interrupted`: a relaunch re-trains them, each member one completed record)."""
     paths = _records_in(run_dir)
-    records = []
+    records, contents = [], []
     for path in paths:
         try:
-            records.append(read_record(path))
+            contents.append(json.loads(path.read_text(encoding="utf-8")))
+            records.append(checked_record(contents[-1]))
         except (OSError, ValueError, TypeError):
             return  # not ours to rewrite
     completed = [r for r in records if r.status == "completed"]
@@ -204,9 +201,8 @@ def settle_records(run_dir: Path, results_dir: Path) -> None:
         first = min(zip(records, paths, strict=True), key=lambda pair: pair[0].ensemble_index or 0)
         mark_completed(results_dir, first[0], first[1].parent)
         return
-    for record, path in zip(records, paths, strict=True):
+    for record, path, data in zip(records, paths, contents, strict=True):
         if record.status == "completed":
-            data = json.loads(path.read_text(encoding="utf-8"))
             data["status"] = "interrupted"
             data["error"] = (
                 f"the job stopped before all {size} ensemble members' records were written; "
@@ -217,7 +213,8 @@ def settle_records(run_dir: Path, results_dir: Path) -> None:
 
 
 def _records_in(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.rglob(RECORD_NAME)) if run_dir.is_dir() else []
+    # find_records walks with os.walk: another launcher may remove a run directory under it (rglob raised).
+    return list(find_records(run_dir))
 
 
 def discard_unused_run_dir(place: JobPlace) -> None:

@@ -3,7 +3,6 @@ end-of-sweep table of what every run cost."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from harness.errors import disk_full
 from harness.results.collect import collect
 from harness.results.index import reconcile
 from harness.results.provenance import GIT_STATE_ENV, pinned_git_state
@@ -299,7 +299,7 @@ class CollectOnSweepEnd(Callback):
 
 
 def _write_problem(exc: OSError, sweep_dir: Path) -> str:
-    why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+    why = "the disk is full" if disk_full(exc) else (exc.strerror or str(exc))
     return (
         f"could not write the sweep's tables in {sweep_dir} ({why}); the table above lists what completed: "
         "free space and run `harness collect` on it"

@@ -90,13 +90,4 @@ def slurm_job() -> dict[str, Any]:
 def provenance() -> ProvenanceFields:
     """The record's provenance part: versions, the harness's git state and the SLURM job, now."""
     commit, dirty = git_state()
-    job = slurm_job()
-    task = job["slurm_array_task_id"]
-    return ProvenanceFields(
-        versions=versions(),
-        git_commit=commit,
-        git_dirty=dirty,
-        slurm_job_id=None if job["slurm_job_id"] is None else str(job["slurm_job_id"]),
-        slurm_array_task_id=None if task is None else int(task),
-        slurm_node=None if job["slurm_node"] is None else str(job["slurm_node"]),
-    )
+    return ProvenanceFields(versions=versions(), git_commit=commit, git_dirty=dirty, **slurm_job())

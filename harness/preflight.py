@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from harness.conf import CONFIG_MODULE
 from harness.errors import exit_with_error, one_line
-from harness.settings import ROOTS, field_type, kind
+from harness.settings import ROOTS, field_type, kind, label_of
 
 # Hydra's flags that take a value as the next argument (`--config-dir DIR`); the value is not an override.
 VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun")
@@ -212,7 +212,7 @@ def _name_own_targets(cfg: DictConfig, swept: set[str]) -> list[str]:
             exit_with_error(f"{group}=custom needs {example} (your {what}, importable from PYTHONPATH)")
         target = OmegaConf.select(node, "_target_", default=None)
         if target and "name" in node and node.name is None:
-            named.append(f"{group}.name={str(target).rpartition('.')[2]}")
+            named.append(f"{group}.name={label_of(None, target)}")
     return named
 
 

@@ -344,21 +344,6 @@ class TrainerSettings(FromConfig):
 # ------------------------------------------------------------------------------------ data
 
 
-# The `data` group's keys that the harness itself reads, whatever the dataset; every other key of the group
-# is an argument of the dataset's loader (`data._target_`), checked against the loader's own signature.
-DATA_KEYS = (
-    "_target_",
-    "name",
-    "fraction",
-    "n_train",
-    "subsample_seed",
-    "normalize",
-    "loader_workers",
-    "val_fraction",
-    "val_seed",
-)
-
-
 @dataclass(frozen=True)
 class DataSettings(FromConfig):
     """The `data` group: which loader (`_target_`, a built-in of harness.data.sources or a user's callable),
@@ -394,8 +379,11 @@ class DataSettings(FromConfig):
                 "data._target_ is not set; choose a dataset (data=digits) or give your loader: "
                 "data=custom data._target_=pkg.module.make_data"
             )
-        own = {key: value for key, value in values.items() if key in DATA_KEYS}
-        arguments = {key: value for key, value in values.items() if key not in DATA_KEYS}
+        # The harness's own keys are this class's fields (by their config key); every other key of the group
+        # is an argument of the dataset's loader, checked against the loader's own signature.
+        keys = {f.metadata.get("key", f.name) for f in fields(cls) if f.name != "arguments"}
+        own = {key: value for key, value in values.items() if key in keys}
+        arguments = {key: value for key, value in values.items() if key not in keys}
         return build(cls, {**own, "arguments": arguments}, prefix)
 
     def __post_init__(self) -> None:

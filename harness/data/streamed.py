@@ -39,8 +39,11 @@ class Streamed:
             num_workers=self.workers,
             pin_memory=device.type == "cuda",
         )
+        # The statistics go to the device once, not with every batch (a blocking copy per step on a GPU).
+        stats = None if self.mean is None or self.std is None else (self.mean.to(device), self.std.to(device))
         for x, y in loader:
-            yield self._standardized(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True)
+            yield self._standardized(x, stats), y.to(device, non_blocking=True)
 
     def in_order(self, batch_size: int, device: torch.device) -> Iterator[tuple]:
         """Every item once, in order: for evaluation."""
@@ -50,10 +53,12 @@ class Streamed:
         """The first n items as one batch on the CPU (for counting FLOPs on a real batch)."""
         return next(self.batches([torch.arange(min(n, len(self)))], torch.device("cpu")))
 
-    def _standardized(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is None or self.std is None or not x.is_floating_point():
+    @staticmethod
+    def _standardized(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        if stats is None or not x.is_floating_point():
             return x
-        return (x.float() - self.mean.to(x.device)) / self.std.to(x.device)
+        mean, std = stats
+        return (x.float() - mean) / std
 
 
 def scan(

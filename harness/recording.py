@@ -90,7 +90,6 @@ def finish_record(record: RunRecord, result: TrainResult, measured: Measured) ->
             compute_fields(
                 measured.counted,
                 samples_seen=result.samples_seen,
-                n_train=record.n_train,
                 fp_bp_ratio=measured.fp_bp_ratio,
                 device=measured.device,
                 peak=measured.peak,

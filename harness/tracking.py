@@ -88,13 +88,18 @@ def tokens_per_sample(example_input: Any) -> int | None:
     """The sequence length of a language model's input: an integer (token id) tensor of shape (batch,
     sequence), given alone, first, or as input_ids; None for any other input."""
     if isinstance(example_input, Mapping):
-        ids = example_input.get("input_ids")
+        ids = token_ids(example_input.get("input_ids"))
     elif type(example_input) is tuple:
-        ids = example_input[0] if example_input else None
+        ids = token_ids(example_input[0]) if example_input else None
     else:
-        ids = example_input
-    if isinstance(ids, torch.Tensor) and ids.ndim == 2 and not ids.is_floating_point():
-        return int(ids.shape[1])
+        ids = token_ids(example_input)
+    return None if ids is None else int(ids.shape[1])
+
+
+def token_ids(value: Any) -> torch.Tensor | None:
+    """`value` when it is a language model's token ids (an integer tensor, batch × sequence), else None."""
+    if isinstance(value, torch.Tensor) and value.ndim == 2 and not value.is_floating_point():
+        return value
     return None
 
 

@@ -54,7 +54,6 @@ def compute_fields(
     counted: ForwardCompute,
     *,
     samples_seen: int,
-    n_train: int | None,
     fp_bp_ratio: float,
     device: torch.device,
     peak: PeakFlops,
@@ -70,11 +69,12 @@ def compute_fields(
     exact = exact_train_flops is not None
     step = None if exact else counted.step
     measured = None if step is None else step.per_sample * samples_seen
-    # epochs × n_train is the samples seen; a loop that does not say its training-set size (harness.track
-    # without n_train) is charged the samples it reported, as one pass over them.
-    epochs, size = (samples_seen / n_train, n_train) if n_train else (1.0, samples_seen)
+    # The paper's epochs × n_train is the samples seen (so a loop that does not say its training-set size,
+    # harness.track without n_train, is charged what it reported): one "epoch" over samples_seen.
     net_ops = (
-        exact_train_flops if exact else network_operations(counted.flops_forward, fp_bp_ratio, epochs, size)
+        exact_train_flops
+        if exact
+        else network_operations(counted.flops_forward, fp_bp_ratio, 1.0, samples_seen)
     )
     burden = hardware_burden(count_processors(device), peak, train_time_s, net_ops)
     train_flops = exact_train_flops if exact else measured

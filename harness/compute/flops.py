@@ -128,17 +128,17 @@ def _split_inputs(inputs: Any) -> tuple[tuple, tuple[str, ...]]:
     return _as_tuple(inputs), ()
 
 
-def _tensors_in(output: Any) -> Iterator[torch.Tensor]:
+def tensors_in(output: Any) -> Iterator[torch.Tensor]:
     """The tensors of a forward pass's output, depth first: through tuples, lists and mappings (a Hugging
     Face ModelOutput is one); anything else (a KV cache object, None, a string) carries no work to trace."""
     if isinstance(output, torch.Tensor):
         yield output
     elif isinstance(output, Mapping):
         for value in output.values():
-            yield from _tensors_in(value)
+            yield from tensors_in(value)
     elif isinstance(output, (tuple, list)):
         for value in output:
-            yield from _tensors_in(value)
+            yield from tensors_in(value)
 
 
 class TensorOutputs(torch.nn.Module):
@@ -154,7 +154,7 @@ class TensorOutputs(torch.nn.Module):
     def forward(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
         split = len(inputs) - len(self.keywords)
         output = self.model(*inputs[:split], **dict(zip(self.keywords, inputs[split:], strict=True)))
-        tensors = tuple(_tensors_in(output))
+        tensors = tuple(tensors_in(output))
         if not tensors:
             raise TypeError(
                 f"the forward pass returned no tensor ({type(output).__name__}): nothing to trace"

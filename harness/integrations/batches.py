@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from harness.compute.flops import tensors_in
 from harness.errors import ConfigError
 
 
 def first_tensor(batch: Any) -> torch.Tensor | None:
     """The batch's first tensor: the batch itself, the first of a tuple or list, or the first value of a
     dict (depth first)."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, Mapping):
-        items = list(batch.values())
-    else:
-        items = list(batch) if isinstance(batch, (list, tuple)) else []
-    for item in items:
-        found = first_tensor(item)
-        if found is not None:
-            return found
-    return None
+    return next(tensors_in(batch), None)
 
 
 def batch_size(batch: Any) -> int:

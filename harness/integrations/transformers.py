@@ -33,7 +33,7 @@ from transformers import TrainerCallback
 
 from harness.integrations.batches import batch_size
 from harness.results.schema import RunRecord
-from harness.tracking import Run, check_options
+from harness.tracking import Run, check_options, token_ids
 
 TOTAL_FLOS_METRIC = "trainer_total_flos"
 
@@ -44,10 +44,8 @@ class UnfinishedTraining(RuntimeError):
 
 def _tokens(inputs: Mapping[str, Any]) -> int | None:
     """Tokens of a language model's call: the elements of its token ids (integer, batch × sequence)."""
-    ids = inputs.get("input_ids")
-    if isinstance(ids, torch.Tensor) and ids.ndim == 2 and not ids.is_floating_point():
-        return ids.numel()
-    return None
+    ids = token_ids(inputs.get("input_ids"))
+    return None if ids is None else ids.numel()
 
 
 class HarnessCallback(TrainerCallback):

@@ -276,15 +276,18 @@ def largest_configuration_lines(chosen: pd.DataFrame, dataset: str) -> list[str]
 def _fit_lines(fit_dir: Path) -> list[str]:
     """The headline numbers of fit/: k per compute column (all points and frontier), holdout at the corner."""
     lines: list[str] = []
-    poly = _poly_rows(fit_dir)
-    if not (fit_dir / "fits.csv").exists():
+    fits_path = fit_dir / "fits.csv"
+    if not fits_path.exists():
         return ["(no fit/ yet)"]
+    fits = pd.read_csv(fits_path)
+    # Every log-log row, one per benchmark too (_poly_rows keys by x and points, for comparing two fits).
+    poly = fits[fits["spec"] == "poly"].to_dict("records")
     if poly:
         lines += [
             "| x | points | N | slope [95% CI] | k [95% CI] | R² |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
-        for r in poly.values():
+        for r in poly:
             lines.append(
                 f"| {r['x']} | {r.get('points', 'all')} | {r['n']} | "
                 f"{interval(r['slope'], r['slope_ci_low'], r['slope_ci_high'])} | "

@@ -163,6 +163,14 @@ class TensorOutputs(torch.nn.Module):
 
 
 @contextlib.contextmanager
+def _counting(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model as both counters run it: in eval mode, without gradients, without a Hugging Face cache,
+    its compiled submodules eager; everything put back on exit."""
+    with evaluating(model) as net, torch.no_grad(), _cache_off(net), _eager_submodules(net):
+        yield net
+
+
+@contextlib.contextmanager
 def _cache_off(model: torch.nn.Module) -> Iterator[None]:
     """Hugging Face models default to `use_cache=True` and return a key/value cache (it would be traced as an
     output, and it is work for the next call, not this one): off for the count, each config put back."""
@@ -283,13 +291,7 @@ def count_flops(
     if attention_causal not in ATTENTION_CONVENTIONS:
         raise ValueError(f"attention_causal={attention_causal!r}: expected one of {ATTENTION_CONVENTIONS}")
     values, keywords = _split_inputs(inputs)
-    with (
-        evaluating(model) as net,
-        torch.no_grad(),
-        _cache_off(net),
-        _eager_submodules(net),
-        causal_attention(attention_causal) as attention_handles,
-    ):
+    with _counting(model) as net, causal_attention(attention_causal) as attention_handles:
         batch = _batch_size(values, declared_batch_dim(net, batch_dim))
         analysis = FlopCountAnalysis(net, values, wrap=lambda module: TensorOutputs(module, keywords))
         analysis.set_op_handle(**(extra_handles() | attention_handles))
@@ -361,13 +363,6 @@ def torch_forward_flops(model: torch.nn.Module, inputs: Any, *, math: bool = Fal
     """
     values, keywords = _split_inputs(inputs)
     attention = math_attention() if math else contextlib.nullcontext()
-    with (
-        evaluating(model) as net,
-        torch.no_grad(),
-        _cache_off(net),
-        _eager_submodules(net),
-        attention,
-        FlopCounterMode(display=False) as counter,
-    ):
+    with _counting(model) as net, attention, FlopCounterMode(display=False) as counter:
         TensorOutputs(net, keywords)(*values)
     return float(counter.get_total_flops())

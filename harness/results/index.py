@@ -82,14 +82,14 @@ def _write_marker(results_dir: Path, digest: str, run_id: str, run_dir: Path) ->
     run_dir = run_dir.resolve()
     where = str(run_dir.relative_to(results_dir)) if results_dir in run_dir.parents else str(run_dir)
     marker = {"run_id": run_id, "run_dir": where}
-    path = results_dir / INDEX_DIR / f"{digest}.json"
+    path = _marker(results_dir, digest)
     atomic_write_text(path, json.dumps(marker) + "\n")
 
 
 def _marked(results_dir: Path, digest: str) -> Path | None:
     """The run directory the marker of `digest` points at, when its record there is a completed run of it."""
     try:
-        where = json.loads((results_dir / INDEX_DIR / f"{digest}.json").read_text())["run_dir"]
+        where = json.loads(_marker(results_dir, digest).read_text())["run_dir"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return _agrees(results_dir, digest, where)
@@ -103,6 +103,11 @@ def _agrees(results_dir: Path, digest: str, where: Any) -> Path | None:
     except (OSError, ValueError, TypeError):
         return None
     return run_dir if record.status == "completed" and record.config_hash == digest else None
+
+
+def _marker(results_dir: Path, digest: str) -> Path:
+    """The marker file of one completed configuration."""
+    return results_dir / INDEX_DIR / f"{digest}.json"
 
 
 def _shard(results_dir: Path, digest: str) -> Path:
@@ -127,7 +132,7 @@ def find_completed(results_dir: Path, digest: str) -> Path | None:
     found = _marked(results_dir, digest)
     if found is not None:
         return found
-    marker = results_dir / INDEX_DIR / f"{digest}.json"
+    marker = _marker(results_dir, digest)
     if (results_dir / INDEX_DIR / RECONCILED).exists():
         where = _in_shard(results_dir, digest)
         if where is None and not marker.exists():

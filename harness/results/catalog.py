@@ -34,7 +34,9 @@ import os
 import secrets
 import time
 import warnings
+from array import array
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -42,6 +44,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harness.results.store import RECORD_NAME, atomic_path
@@ -59,21 +62,37 @@ JSON_COLUMNS = b"harness.json_columns"
 MAX_PARTS = 16
 # A part that vanished while read (another process merged it away) makes the reader list the parts again.
 READ_ATTEMPTS = 5
+# Columns read and handed to pandas at a time: the Arrow copy of a whole part never sits beside the frame.
+COLUMN_GROUP = 8
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stat:
     size: int
     mtime_ns: int
 
 
-def scan(root: Path) -> dict[str, Stat]:
-    """Every record file under `root` (relative path -> size and mtime), in sorted order, without opening any.
+@dataclass(frozen=True)
+class OnDisk:
+    """The record files under a folder: relative paths (sorted) and, at the same positions, sizes and mtimes
+    (arrays: 100,000 records cost a few MB, not one object per number)."""
+
+    paths: list[str]
+    sizes: np.ndarray
+    mtimes: np.ndarray
+
+    def stat(self, position: int) -> Stat:
+        return Stat(int(self.sizes[position]), int(self.mtimes[position]))
+
+
+def scan(root: Path) -> OnDisk:
+    """Every record file under `root`, in sorted order, without opening any.
 
     A folder that vanishes meanwhile (another launcher removing a skipped job's directory) is passed over."""
-    found: dict[str, Stat] = {}
+    paths: list[str] = []
+    sizes, mtimes = array("q"), array("q")
 
     def walk(folder: str, prefix: str) -> None:
         try:
@@ -88,12 +107,19 @@ def scan(root: Path) -> dict[str, Stat]:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue
-                found[prefix + entry.name] = Stat(st.st_size, st.st_mtime_ns)
+                paths.append(prefix + entry.name)
+                sizes.append(st.st_size)
+                mtimes.append(st.st_mtime_ns)
             elif entry.is_dir(follow_symlinks=False):
                 walk(entry.path, f"{prefix}{entry.name}/")
 
     walk(str(root), "")
-    return dict(sorted(found.items()))
+    order = np.argsort(np.array(paths, dtype=object), kind="stable")
+    return OnDisk(
+        [paths[i] for i in order],
+        np.frombuffer(sizes, dtype=np.int64)[order],
+        np.frombuffer(mtimes, dtype=np.int64)[order],
+    )
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -136,8 +162,13 @@ class Catalog:
 
     def frame(self, columns: Iterable[str] | None = None, *, warn: bool = True) -> pd.DataFrame:
         """One row per valid record (the record's fields plus `run_dir`); bad records are named in a warning
-        (with `warn`) and left out. `columns`: only these (fewer columns read, less memory)."""
+        (with `warn`) and left out. `columns`: only these (fewer columns read, less memory). Text columns
+        with few distinct values are pandas `category` (see `_to_pandas`)."""
         wanted = None if columns is None else list(dict.fromkeys(columns))
+        with _system_allocator():
+            return self._frame(wanted, warn=warn)
+
+    def _frame(self, wanted: list[str] | None, *, warn: bool) -> pd.DataFrame:
         rows = self.update(wanted)
         bad = rows[rows[BAD].notna()] if BAD in rows.columns else rows.iloc[0:0]
         if warn:
@@ -147,15 +178,20 @@ class Catalog:
                 )
         if len(bad):
             rows = rows.loc[rows[BAD].isna()]
-        run_dirs = [os.path.join(str(self.root), os.path.dirname(p)).rstrip("/") for p in rows[PATH]]
+        # Arrow's string kernels, not one os.path call per row: <root>/<the record's folder>.
+        folders = pd.Series(rows[PATH], dtype="str").str.removesuffix(RECORD_NAME).str.rstrip("/")
+        run_dirs = (str(self.root).rstrip("/") + "/" + folders).str.rstrip("/")
         # In place from here: a copy of 100,000 rows × 180 columns is over 100 MB.
         for key in KEYS:
             if key in rows.columns:
                 del rows[key]
-        for missing in [c for c in wanted or () if c not in rows.columns and c != "run_dir"]:
-            rows[missing] = np.nan
-        rows["run_dir"] = run_dirs
-        rows.index = pd.RangeIndex(len(rows))
+        added = {missing: np.nan for missing in wanted or () if missing not in rows.columns}
+        added["run_dir"] = run_dirs.array
+        # Joined, not inserted one by one: the frame holds a block per text column, and pandas warns on
+        # every insert into a frame of over 100 blocks.
+        rows = pd.concat(
+            [rows.reset_index(drop=True), pd.DataFrame(added, index=pd.RangeIndex(len(rows)))], axis=1
+        )
         return (
             rows
             if wanted is None
@@ -167,46 +203,46 @@ class Catalog:
         on_disk = scan(self.root)
         for _ in range(READ_ATTEMPTS):
             try:
-                parts = sorted(self.folder.glob(PART_GLOB))
-                held = self._read(parts, columns)
-                break
+                return self._update(sorted(self.folder.glob(PART_GLOB)), on_disk, columns)
             except FileNotFoundError:
                 continue  # another process merged parts away between our listing and our read
-        else:
-            parts, held = [], _empty()
-        same = [
-            on_disk.get(p) == Stat(s, m) for p, s, m in zip(held[PATH], held[SIZE], held[MTIME], strict=True)
-        ]
-        current = held if all(same) else cast(pd.DataFrame, held.loc[np.array(same, dtype=bool)])
-        known = set(current[PATH])
-        new = [r for r in (record_row(self.root, p, s) for p, s in on_disk.items() if p not in known) if r]
-        self.read_records = len(new)
-        fresh = _frame(new)
-        stale = len(held) - len(current)
-        if new and self.persist:
-            self._write(fresh)
-        if (stale or len(parts) >= MAX_PARTS) and self.persist and columns is None:
-            self._merge(parts, pd.concat([current, fresh], ignore_index=True), stale)
-        if fresh.empty:
-            return current
-        if columns is not None:  # the part just written holds every column; the caller asked for these
-            fresh = cast(pd.DataFrame, fresh[[c for c in fresh.columns if c in {*columns, *KEYS}]])
-        # Copied once: rows of differing columns concatenate into one block per column, which later inserts
-        # (a run_dir, a resumed flag) would warn about and pay for.
-        return pd.concat([current, fresh], ignore_index=True).copy()
+        return self._update([], on_disk, columns)
 
-    def _read(self, parts: list[Path], columns: list[str] | None) -> pd.DataFrame:
-        frames = [_read_part(part, columns) for part in parts]
-        if not frames:
+    def _update(self, parts: list[Path], on_disk: OnDisk, columns: list[str] | None) -> pd.DataFrame:
+        files = [_open_part(part) for part in parts]
+        keys = [f.read(columns=[PATH, SIZE, MTIME], use_threads=False) for f in files]
+        held = pa.concat_tables(keys) if keys else None
+        keep, new = _current(held, on_disk)
+        fresh_rows = [r for r in (record_row(self.root, on_disk.paths[i], on_disk.stat(i)) for i in new) if r]
+        self.read_records = len(fresh_rows)
+        pieces: list[pa.Table | pq.ParquetFile] = [*files]  # parts are read a group of columns at a time
+        if fresh_rows:
+            fresh = _to_arrow(_frame(fresh_rows))
+            if self.persist:
+                self._write(fresh)
+            pieces.append(fresh)
+            keep = np.concatenate([keep, np.ones(fresh.num_rows, dtype=bool)])
+        stale = int((~keep).sum())
+        names = list(dict.fromkeys(n for piece in pieces for n in _names(piece)))
+        if columns is not None:
+            names = [n for n in names if n in {*columns, *KEYS}]
+        if not pieces:
             return _empty()
-        if len(frames) == 1:
-            return frames[0]
-        rows = pd.concat(frames, ignore_index=True).copy()  # copied: one block per dtype, not per column
-        if rows[PATH].duplicated().any():  # two writers catalogued the same record
-            rows = rows.sort_values(MTIME, kind="stable").drop_duplicates(PATH, keep="last")
-        return rows
+        mask = pa.array(keep)
+        if (stale or len(parts) >= MAX_PARTS) and self.persist and columns is None:
+            merged = _combine(pieces, names, mask)
+            self._merge(parts, merged, stale)
+            return _to_pandas(merged)
+        # Columns of one type read together (a group of them at a time): pandas then holds each type's
+        # columns in one block, not one per column.
+        kinds = {n: _kind(_field(piece, n).type) for piece in reversed(pieces) for n in _names(piece)}
+        by_kind = sorted(names, key=lambda n: kinds[n])
+        groups = [by_kind[i : i + COLUMN_GROUP] for i in range(0, len(by_kind), COLUMN_GROUP)]
+        frames = [_to_pandas(_combine(pieces, group, mask)) for group in groups]
+        frame = cast(pd.DataFrame, pd.concat(frames, axis=1)) if len(frames) > 1 else frames[0]
+        return cast(pd.DataFrame, frame[names])
 
-    def _write(self, rows: pd.DataFrame) -> Path | None:
+    def _write(self, rows: pa.Table) -> Path | None:
         name = f"part-{time.time_ns():020d}-{secrets.token_hex(4)}.parquet"
         try:
             with atomic_path(self.folder / name) as tmp:
@@ -217,26 +253,147 @@ class Catalog:
             return None
         return self.folder / name
 
-    def _merge(self, parts: list[Path], rows: pd.DataFrame, stale: int) -> None:
+    def _merge(self, parts: list[Path], rows: pa.Table, stale: int) -> None:
         """Replace `parts` (and the part just written) by one holding `rows`; parts other processes wrote
         meanwhile are left alone."""
         written_now = set(self.folder.glob(PART_GLOB)) - set(parts)
         merged = self._write(rows)
         if merged is None:
             return
-        for part in [*parts, *(p for p in written_now if p != merged and _is_subset(p, rows))]:
+        have = set(zip(rows.column(PATH).to_pylist(), rows.column(MTIME).to_pylist(), strict=True))
+        for part in [*parts, *(p for p in written_now if p != merged and _is_subset(p, have))]:
             part.unlink(missing_ok=True)
         log.debug("catalog of %s: %d parts merged, %d stale rows dropped", self.root, len(parts), stale)
 
 
-def _is_subset(part: Path, rows: pd.DataFrame) -> bool:
-    """Whether every record in `part` is among `rows` at the same mtime (so deleting it loses nothing)."""
+@contextmanager
+def _system_allocator() -> Iterator[None]:
+    """Arrow allocates from the C library's allocator meanwhile, not from its own pool (mimalloc): the pool
+    keeps the memory of each group of columns freed after pandas took it over, which pandas' own arrays
+    (the C library's) cannot reuse; at 100,000 records that was a third of the peak. Buffers remember their
+    pool, so what was allocated before or after is freed where it came from."""
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
-        theirs = pq.read_table(part, columns=[PATH, MTIME]).to_pandas()
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def _current(held: pa.Table | None, on_disk: OnDisk) -> tuple[np.ndarray, np.ndarray]:
+    """Which held rows are current (their record on disk has the size and mtime they were read at; one row
+    per record, the first where two writers catalogued the same one) and the positions in `on_disk` of the
+    records no current row holds, compared as arrays (Arrow's hash join), not row by row."""
+    if held is None or not held.num_rows:
+        return np.zeros(0, dtype=bool), np.arange(len(on_disk.paths))
+    where = pc.index_in(held.column(PATH), value_set=pa.array(on_disk.paths, pa.large_string()))
+    position = pc.fill_null(where, -1).to_numpy().astype(np.int64)
+    found = position >= 0
+    at = np.where(found, position, 0)
+    same_stat = (held.column(SIZE).to_numpy() == on_disk.sizes[at]) & (
+        held.column(MTIME).to_numpy() == on_disk.mtimes[at]
+    )
+    keep = found & same_stat
+    kept = np.flatnonzero(keep)
+    keep[kept[pd.Index(position[kept]).duplicated()]] = False
+    known = np.zeros(len(on_disk.paths), dtype=bool)
+    known[position[keep]] = True
+    return keep, np.flatnonzero(~known)
+
+
+def _open_part(path: Path) -> pq.ParquetFile:
+    """A part, its text columns (not the JSON ones) read as dictionaries: each distinct text decoded once."""
+    schema = pq.read_schema(path)
+    text = [
+        f.name
+        for f in schema
+        if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+        and f.name not in _json_columns(schema)
+    ]
+    return pq.ParquetFile(path, read_dictionary=text)
+
+
+def _names(piece: pa.Table | pq.ParquetFile) -> list[str]:
+    return list(piece.schema_arrow.names if isinstance(piece, pq.ParquetFile) else piece.column_names)
+
+
+def _field(piece: pa.Table | pq.ParquetFile, name: str) -> pa.Field:
+    return (piece.schema_arrow if isinstance(piece, pq.ParquetFile) else piece.schema).field(name)
+
+
+def _json_columns(schema: pa.Schema) -> set[str]:
+    return set(json.loads((schema.metadata or {}).get(JSON_COLUMNS, b"[]")))
+
+
+def _combine(pieces: list[pa.Table | pq.ParquetFile], names: list[str], keep: pa.Array) -> pa.Table:
+    """The `names` columns of every piece (a part on disk or rows in memory), one table of the rows `keep`
+    marks. A column whose types differ between pieces (a config key that is a number in one part and text
+    in another) is made JSON text in all of them, as `_to_arrow` stores a column that mixes types."""
+    tables = []
+    for piece in pieces:
+        if isinstance(piece, pq.ParquetFile):
+            present = [n for n in names if n in piece.schema_arrow.names]
+            table = piece.read(columns=present, use_threads=False)
+            table = table.replace_schema_metadata(piece.schema_arrow.metadata)
+        else:
+            table = piece.select([n for n in names if n in piece.column_names])
+        tables.append(table)
+    as_json = set().union(*(_json_columns(t.schema) for t in tables))
+    for name in names:
+        kinds = {_kind(t.schema.field(name).type) for t in tables if name in t.column_names} - {"null"}
+        if len(kinds) > 1:
+            as_json.add(name)
+    for i, table in enumerate(tables):
+        for name in as_json - _json_columns(table.schema):
+            if name in table.column_names and not pa.types.is_null(table.schema.field(name).type):
+                values = [None if v is None else json.dumps(v, default=str) for v in table[name].to_pylist()]
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, pa.array(values, pa.large_string()))
+        for name in names:
+            if (
+                name in table.column_names
+                and name not in as_json
+                and _kind(table.schema.field(name).type) == "text"
+            ):
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, _as_dictionary(table.column(index)))
+        tables[i] = table.replace_schema_metadata(None)
+    combined = pa.concat_tables(tables, promote_options="permissive")
+    combined = combined.filter(keep) if not pc.all(keep).as_py() else combined
+    meta = {JSON_COLUMNS: json.dumps(sorted(as_json & set(combined.column_names))).encode()}
+    return combined.replace_schema_metadata(meta)
+
+
+TEXT = pa.dictionary(pa.int32(), pa.large_string())
+
+
+def _as_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as dictionary codes (each distinct text once), one type for every part."""
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    return column.cast(TEXT)
+
+
+def _kind(kind: pa.DataType) -> str:
+    """What a column's type is for telling whether two parts agree (int and float are both numbers)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_null(kind):
+        return "null"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return "number"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    return str(kind)
+
+
+def _is_subset(part: Path, have: set[tuple[str, int]]) -> bool:
+    """Whether every record in `part` is among `have` (path, mtime) (so deleting it loses nothing)."""
+    try:
+        theirs = pq.read_table(part, columns=[PATH, MTIME])
     except (OSError, pa.ArrowException):
         return False
-    have = set(zip(rows[PATH], rows[MTIME], strict=False))
-    return all(key in have for key in zip(theirs[PATH], theirs[MTIME], strict=False))
+    return all(key in have for key in zip(theirs[PATH].to_pylist(), theirs[MTIME].to_pylist(), strict=True))
 
 
 def _empty() -> pd.DataFrame:
@@ -244,51 +401,81 @@ def _empty() -> pd.DataFrame:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    if not rows:
-        return _empty()
     frame = pd.DataFrame(rows)
     return frame.astype({SIZE: "int64", MTIME: "int64"})
 
 
-def _write_part(rows: pd.DataFrame, path: Path) -> None:
-    """Write `rows` as Parquet; a column Arrow cannot type (values of mixed types, as a config key that is a
-    number in one run and text in another) is stored as JSON text and decoded when read."""
+def _to_arrow(rows: pd.DataFrame) -> pa.Table:
+    """`rows` as an Arrow table of plain types; a column Arrow cannot type (values of mixed types, as a
+    config key that is a number in one run and text in another) is stored as JSON text, listed in the
+    table's metadata, and decoded when read."""
     arrays, names, as_json = [], [], []
     for name in rows.columns:
         values = rows[name]
         try:
             array = pa.array(values, from_pandas=True)
+            if pa.types.is_dictionary(array.type):  # a category column: parts hold plain text
+                array = array.dictionary_decode()
         except (pa.ArrowException, TypeError, ValueError):
             array = pa.array(
-                [None if _missing(v) else json.dumps(v, default=str) for v in values], pa.string()
+                [None if _missing(v) else json.dumps(v, default=str) for v in values], pa.large_string()
             )
             as_json.append(name)
         arrays.append(array)
         names.append(str(name))
     table = pa.Table.from_arrays(arrays, names=names)
-    table = table.replace_schema_metadata({JSON_COLUMNS: json.dumps(as_json).encode()})
-    pq.write_table(table, path, compression="zstd")
+    return table.replace_schema_metadata({JSON_COLUMNS: json.dumps(as_json).encode()})
 
 
-def _read_part(path: Path, columns: list[str] | None) -> pd.DataFrame:
-    schema = pq.read_schema(path)
-    if columns is not None:
-        columns = [c for c in dict.fromkeys([*columns, *KEYS]) if c in schema.names]
-    table = pq.read_table(path, columns=columns)
-    as_json = json.loads((schema.metadata or {}).get(JSON_COLUMNS, b"[]"))
-    # Lists (input_shape) come back as Python lists, as a record holds them, not as numpy arrays.
-    lists = {
-        name: table.column(name).to_pylist()
+def _write_part(rows: pa.Table, path: Path) -> None:
+    pq.write_table(rows, path, compression="zstd")
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Catalog rows as pandas, in little memory: a text column with few distinct values (model, status, a
+    config key's value, a version) becomes a `category` (one small code per cell, each text stored once; its
+    categories sorted, so sorting and grouping order rows as text would) instead of one string per cell;
+    the columns without any value are one block of None; lists (input_shape) come back as Python lists, as
+    a record holds them; JSON text as the values it holds. Arrow's buffers are released column by column as
+    pandas takes them over."""
+    rows = table.num_rows
+    as_json = _json_columns(table.schema)
+    empty = [
+        name
         for name, kind in zip(table.column_names, table.schema.types, strict=True)
-        if pa.types.is_list(kind) or pa.types.is_large_list(kind)
-    }
-    frame = table.to_pandas()
-    for name, values in lists.items():
-        frame[name] = pd.Series(values, index=frame.index, dtype=object)
-    for name in as_json:
-        if name in frame.columns:
-            frame[name] = frame[name].map(lambda v: v if v is None else json.loads(v))
-    return frame
+        if pa.types.is_null(kind)
+    ]
+    by_hand: dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        kind = column.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            by_hand[name] = pd.Series(column.to_pylist(), dtype=object)
+        elif name in as_json:
+            by_hand[name] = pd.Series(
+                [v if v is None else json.loads(v) for v in column.to_pylist()], dtype=object
+            )
+        elif pa.types.is_dictionary(kind) and column.num_chunks:
+            column = column.unify_dictionaries()
+            if 2 * len(column.chunk(0).dictionary) > rows:  # mostly distinct (run_id): plain text is smaller
+                column = column.cast(pa.large_string())
+            table = table.set_column(table.column_names.index(name), name, column)
+    order = table.column_names
+    table = table.drop_columns([*empty, *by_hand])
+    # Not split into one block per column: pandas warns on (and slows) every later insert into a frame of
+    # over 100 blocks; a block per dtype costs no copy beyond the conversion's own.
+    frames = [table.to_pandas(self_destruct=True)]
+    del table
+    for name in frames[0].columns:
+        if isinstance(frames[0][name].dtype, pd.CategoricalDtype):
+            frames[0][name] = frames[0][name].cat.reorder_categories(sorted(frames[0][name].cat.categories))
+    if empty:
+        frames.append(
+            pd.DataFrame(np.full((rows, len(empty)), None, dtype=object), columns=empty, copy=False)
+        )
+    if by_hand:
+        frames.append(pd.DataFrame(by_hand))
+    frame = pd.concat(frames, axis=1) if len(frames) > 1 else frames[0]
+    return cast(pd.DataFrame, frame[order])
 
 
 def _missing(value: Any) -> bool:

@@ -131,7 +131,7 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.get("resumed", pd.Series(False, index=frame.index)).any():
         columns["run"] = frame["resumed"].map({True: "resumed", False: "new"})
     columns.update({short_label(key): frame[key] for key in keys})
-    status = frame["status"]
+    status = frame["status"].astype("str")  # text, not the loaded frame's category: a suffix may be added
     if "collapsed" in frame.columns:  # completed, but no better than chance: say so where it is read
         status = status.where(frame["collapsed"].ne(True), status + " (collapsed)")
     columns["status"] = status

@@ -210,12 +210,12 @@ class Catalog:
 
     def _update(self, parts: list[Path], on_disk: OnDisk, columns: list[str] | None) -> pd.DataFrame:
         files = [_open_part(part) for part in parts]
-        keys = [f.read(columns=[PATH, SIZE, MTIME], use_threads=False) for f in files]
+        keys = [f.read([PATH, SIZE, MTIME]) for f in files]
         held = pa.concat_tables(keys) if keys else None
         keep, new = _current(held, on_disk)
         fresh_rows = [r for r in (record_row(self.root, on_disk.paths[i], on_disk.stat(i)) for i in new) if r]
         self.read_records = len(fresh_rows)
-        pieces: list[pa.Table | pq.ParquetFile] = [*files]  # parts are read a group of columns at a time
+        pieces: list[pa.Table | _Part] = [*files]  # parts are read a group of columns at a time
         if fresh_rows:
             fresh = _to_arrow(_frame(fresh_rows))
             if self.persist:
@@ -301,7 +301,20 @@ def _current(held: pa.Table | None, on_disk: OnDisk) -> tuple[np.ndarray, np.nda
     return keep, np.flatnonzero(~known)
 
 
-def _open_part(path: Path) -> pq.ParquetFile:
+@dataclass(frozen=True)
+class _Part:
+    """A part on disk, opened, with its schema read once (pyarrow rebuilds `schema_arrow` on every access)."""
+
+    file: pq.ParquetFile
+    schema: pa.Schema
+
+    def read(self, names: list[str]) -> pa.Table:
+        present = set(self.schema.names)
+        table = self.file.read(columns=[n for n in names if n in present], use_threads=False)
+        return table.replace_schema_metadata(self.schema.metadata)
+
+
+def _open_part(path: Path) -> _Part:
     """A part, its text columns (not the JSON ones) read as dictionaries: each distinct text decoded once."""
     schema = pq.read_schema(path)
     text = [
@@ -310,34 +323,32 @@ def _open_part(path: Path) -> pq.ParquetFile:
         if (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
         and f.name not in _json_columns(schema)
     ]
-    return pq.ParquetFile(path, read_dictionary=text)
+    return _Part(pq.ParquetFile(path, read_dictionary=text), schema)
 
 
-def _names(piece: pa.Table | pq.ParquetFile) -> list[str]:
-    return list(piece.schema_arrow.names if isinstance(piece, pq.ParquetFile) else piece.column_names)
+def _names(piece: pa.Table | _Part) -> list[str]:
+    return list(piece.schema.names)
 
 
-def _field(piece: pa.Table | pq.ParquetFile, name: str) -> pa.Field:
-    return (piece.schema_arrow if isinstance(piece, pq.ParquetFile) else piece.schema).field(name)
+def _field(piece: pa.Table | _Part, name: str) -> pa.Field:
+    return piece.schema.field(name)
 
 
 def _json_columns(schema: pa.Schema) -> set[str]:
     return set(json.loads((schema.metadata or {}).get(JSON_COLUMNS, b"[]")))
 
 
-def _combine(pieces: list[pa.Table | pq.ParquetFile], names: list[str], keep: pa.Array) -> pa.Table:
+def _combine(pieces: list[pa.Table | _Part], names: list[str], keep: pa.Array) -> pa.Table:
     """The `names` columns of every piece (a part on disk or rows in memory), one table of the rows `keep`
     marks. A column whose types differ between pieces (a config key that is a number in one part and text
     in another) is made JSON text in all of them, as `_to_arrow` stores a column that mixes types."""
     tables = []
     for piece in pieces:
-        if isinstance(piece, pq.ParquetFile):
-            present = [n for n in names if n in piece.schema_arrow.names]
-            table = piece.read(columns=present, use_threads=False)
-            table = table.replace_schema_metadata(piece.schema_arrow.metadata)
+        if isinstance(piece, _Part):
+            tables.append(piece.read(names))
         else:
-            table = piece.select([n for n in names if n in piece.column_names])
-        tables.append(table)
+            have = set(piece.column_names)
+            tables.append(piece.select([n for n in names if n in have]))
     as_json = set().union(*(_json_columns(t.schema) for t in tables))
     for name in names:
         kinds = {_kind(t.schema.field(name).type) for t in tables if name in t.column_names} - {"null"}
@@ -384,6 +395,8 @@ def _kind(kind: pa.DataType) -> str:
         return "number"
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return "text"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):  # the item's name differs by writer
+        return f"list of {_kind(kind.value_type)}"
     return str(kind)
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.labels import short_label
@@ -101,9 +102,13 @@ def swept_keys(frame: pd.DataFrame) -> list[str]:
         if not column.startswith("config.") or column.startswith(NOT_SWEPT):
             continue
         values = frame[column]
-        if pd.api.types.is_object_dtype(values):  # lists and mappings are not hashable: compare their JSON
-            values = values.map(lambda v: json.dumps(v, default=str) if isinstance(v, list | dict) else v)
-        if values.nunique(dropna=False) > 1:
+        try:
+            distinct = values.nunique(dropna=False)
+        except TypeError:  # lists and mappings are not hashable: compare their JSON
+            distinct = values.map(
+                lambda v: json.dumps(v, default=str) if isinstance(v, list | dict) else v
+            ).nunique(dropna=False)
+        if distinct > 1:
             keys.append(column)
     return keys
 
@@ -142,9 +147,10 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if len(frame):
         methods = [f"energy_method_{part}" for part in ("gpu", "cpu", "ram")]
         present = [frame[c] if c in frame.columns else [None] * len(frame) for c in methods]
-        columns[short_label("energy_method")] = [
-            _energy_method(dict(zip(methods, row, strict=True))) for row in zip(*present, strict=True)
-        ]
+        rows = list(zip(*present, strict=True))
+        # Named once per distinct combination: a sweep's runs share a few.
+        labels = {row: _energy_method(dict(zip(methods, row, strict=True))) for row in set(rows)}
+        columns[short_label("energy_method")] = [labels[row] for row in rows]
     table = pd.DataFrame(columns, index=frame.index)
     order = [short_label(key) for key in keys]
     return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
@@ -176,7 +182,7 @@ def summary_table(frame: pd.DataFrame, *, terminal: bool | None = None) -> str:
 
 def summary_markdown(frame: pd.DataFrame) -> str:
     table = summary_frame(frame)
-    cells = [[_cell(v) for v in table[c].tolist()] for c in table.columns]  # lists: 3x faster than .map
+    cells = [_cells(table[c]) for c in table.columns]
     head = "| " + " | ".join(table.columns) + " |"
     rule = "| " + " | ".join(
         "---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns
@@ -189,6 +195,16 @@ def _title(frame: pd.DataFrame) -> str:
     resumed = int(frame["resumed"].sum()) if "resumed" in frame.columns else 0
     text = f"{len(frame)} runs"
     return text + f" ({resumed} completed earlier, skipped by resume)" if resumed else text
+
+
+def _cells(values: pd.Series) -> list[str]:
+    """`_cell` of every value, each distinct value formatted once (100,000 runs share most of theirs)."""
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # unhashable values (lists): one by one
+        return [_cell(v) for v in values.tolist()]
+    labels = np.array([*(_cell(v) for v in uniques.tolist()), _cell(None)], dtype=object)
+    return labels[codes].tolist()  # a missing value's code is -1: the last label
 
 
 def _cell(value: Any) -> str:

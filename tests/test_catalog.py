@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import harness.results.catalog as catalog_module
 from harness.errors import ConfigError
 from harness.jobs import JobPlace, JobSteps, run_job, settle_records
 from harness.results import RunRecord, load, write_record
@@ -71,6 +72,65 @@ def test_the_catalog_keeps_types_that_mix_and_matches_a_fresh_read(tmp_path):
     assert cached.loc["a", "config.tags.note"] == 3 and cached.loc["b", "config.tags.note"] == "text"
     assert cached.loc["a", "run_dir"] == str(tmp_path / "a")
     pd.testing.assert_frame_equal(first.sort_index(axis=1), cached.sort_index(axis=1), check_dtype=False)
+
+
+def _varied_tree(root: Path, count: int = 12) -> None:
+    """Records as sweeps leave them: repeated text (model, status), unique ids, a list, nested config keys."""
+    for i in range(count):
+        config = {"model": {"width": 8 * (1 + i % 3), "name": "mlp" if i % 2 else "cnn"}, "seed": i}
+        write_record(
+            root / f"s{i // 4}" / f"{i}_job",
+            _record(
+                f"r{i:02d}",
+                f"h{i}",
+                model=config["model"]["name"],
+                test_error=0.1 + i / 100,
+                status="failed" if i == 5 else "completed",
+                input_shape=[1, 8, 8],
+                config=config,
+                started_at="2026-01-02T03:04:05+00:00",
+            ),
+        )
+
+
+def test_batches_parsed_by_arrow_match_records_read_one_by_one(tmp_path, monkeypatch):
+    _varied_tree(tmp_path)
+    parsed = []
+    parse = catalog_module._parse_together
+    monkeypatch.setattr(catalog_module, "_parse_together", lambda *a: parsed.append(parse(*a)) or parsed[-1])
+    together = Catalog(tmp_path, persist=False).frame()
+    assert parsed and all(table is not None for table in parsed), "the batch was parsed together"
+    assert together["started_at"].iloc[0] == "2026-01-02T03:04:05+00:00", "text that looks like a time"
+    assert together["input_shape"].iloc[0] == [1, 8, 8]
+    monkeypatch.setattr(catalog_module, "_parse_together", lambda *args: None)
+    one_by_one = Catalog(tmp_path, persist=False).frame()
+    pd.testing.assert_frame_equal(together, one_by_one)
+
+
+def test_a_bad_record_in_a_batch_is_named_and_the_rest_read(tmp_path):
+    _varied_tree(tmp_path)
+    bad = _write_bad(tmp_path / "s9" / "bad", test_error="0.1")
+    write_record(tmp_path / "s9" / "date", _record("dated", config={"tags": {"day": "2026-01-02"}}))
+    with pytest.warns(UserWarning, match=str(bad)):
+        frame = load(tmp_path)
+    assert len(frame) == 13 and "bad" not in set(frame["run_id"])
+    assert frame.set_index("run_id").loc["dated", "config.tags.day"] == "2026-01-02"
+
+
+def test_loaded_text_columns_compare_group_and_sort_as_text(tmp_path):
+    _varied_tree(tmp_path)
+    load(tmp_path)
+    write_record(tmp_path / "late", _record("r99", "h99", model="zeta", test_error=0.5))  # a second part
+    frame = load(tmp_path)
+    assert isinstance(frame["model"].dtype, pd.CategoricalDtype), "repeated text: one code per cell"
+    assert not isinstance(frame["run_id"].dtype, pd.CategoricalDtype), "unique text stays text"
+    assert list(frame["model"].cat.categories) == ["cnn", "mlp", "zeta"], "sorted, across parts"
+    assert (frame["model"] == "mlp").sum() == 6 and frame["model"].isin(["zeta"]).sum() == 1
+    assert (frame["status"] == "completed").sum() == 12
+    assert frame.groupby("model")["test_error"].count().to_dict() == {"cnn": 6, "mlp": 6, "zeta": 1}
+    assert list(frame.sort_values(["model", "run_id"])["model"].iloc[[0, 6, 12]]) == ["cnn", "mlp", "zeta"]
+    assert frame["model"].astype(str).str.upper().iloc[-1] == "ZETA"
+    assert frame["error"].isna().all() and frame["error"].dtype == object, "a field no run filled: None"
 
 
 def test_a_catalog_that_cannot_be_written_is_built_in_memory(tmp_path, monkeypatch):

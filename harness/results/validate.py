@@ -60,6 +60,22 @@ def type_problem(data: Any) -> str | None:
     return "; ".join(problems) or None
 
 
+def allows(field: str, kind: type) -> bool:
+    """Whether values of Python type `kind` pass `type_problem`'s check of `field` (any type passes for a
+    name outside the schema): a columnar reader that typed a whole column needs no check row by row."""
+    allowed = _field_types().get(field)
+    if allowed is None or kind is type(None):
+        return True
+    if kind is bool:
+        return bool in allowed
+    return any(issubclass(kind, t) for t in allowed)
+
+
+def text_fields() -> list[str]:
+    """The fields whose values are text, and only text (run_id, started_at, ...)."""
+    return [name for name, allowed in _field_types().items() if allowed == (str,)]
+
+
 def checked_record(data: Any) -> RunRecord:
     """The record `data` holds; BadRecord naming the field when a value has the wrong type."""
     problem = type_problem(data)

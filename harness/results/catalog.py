@@ -287,20 +287,22 @@ class Catalog:
 
     def update(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Bring the catalog up to date; its current rows (bad ones included, bookkeeping columns kept)."""
-        on_disk = scan(self.root)
         for _ in range(READ_ATTEMPTS):
             try:
-                return self._update(sorted(self.folder.glob(PART_GLOB)), on_disk, columns)
+                return self._update(columns)
             except FileNotFoundError:
                 continue  # another process merged parts away between our listing and our read
-        return self._update([], on_disk, columns)
+        return self._update(columns, with_parts=False)
 
-    def _update(self, parts: list[Path], on_disk: OnDisk, columns: list[str] | None) -> pd.DataFrame:
+    def _update(self, columns: list[str] | None, *, with_parts: bool = True) -> pd.DataFrame:
+        on_disk = scan(self.root)
+        parts = sorted(self.folder.glob(PART_GLOB)) if with_parts else []
         files = [_open_part(part) for part in parts]
         keys = [f.read([PATH, SIZE, MTIME]) for f in files]
         held = pa.concat_tables(keys) if keys else None
         keep, new = _current(held, on_disk)
         batches = read_records(self.root, on_disk, new)
+        del on_disk, held, keys  # 100,000 paths: freed before the frame is built, not held beside it
         self.read_records = sum(batch.num_rows for batch in batches)
         pieces: list[pa.Table | _Part] = [*files]  # parts are read a group of columns at a time
         if batches:

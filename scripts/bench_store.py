@@ -39,6 +39,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,32 +51,54 @@ ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "
 
 def _boot(code: Path | None) -> str:
     """Python lines that make `import harness` load `code` (an editable install's finder would win over
-    PYTHONPATH), or nothing for the installed harness."""
+    PYTHONPATH; it also maps harness.conf and harness.models to the checkout's conf/ and models/, which
+    these lines do for `code`), or nothing for the installed harness."""
     if code is None:
         return ""
     return (
-        "import sys\n"
+        "import sys, importlib.util\n"
         "sys.meta_path[:] = [f for f in sys.meta_path"
         " if '__editable__' not in str(getattr(f, '__module__', type(f).__module__))]\n"
         f"sys.path.insert(0, {str(code)!r})\n"
+        "for _name in ('conf', 'models'):\n"
+        f"    _folder = {str(code)!r} + '/' + _name\n"
+        "    _spec = importlib.util.spec_from_file_location('harness.' + _name, _folder + '/__init__.py',"
+        " submodule_search_locations=[_folder])\n"
+        "    if _spec is not None and _spec.loader is not None:\n"
+        "        sys.modules['harness.' + _name] = importlib.util.module_from_spec(_spec)\n"
+        "        _spec.loader.exec_module(sys.modules['harness.' + _name])\n"
     )
 
 
 def harness(*args: str, cwd: Path, code: Path | None = None, check: bool = True) -> tuple[float, str]:
     """Run `harness ARGS` in a fresh interpreter; (wall seconds, output)."""
+    wall, output, _ = harness_peak(*args, cwd=cwd, code=code, check=check)
+    return wall, output
+
+
+def harness_peak(
+    *args: str, cwd: Path, code: Path | None = None, check: bool = True
+) -> tuple[float, str, float]:
+    """Run `harness ARGS` in a fresh interpreter; (wall seconds, output, its peak RSS in MB)."""
     env = {**os.environ, **ENV}
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", _boot(code) + "from harness.cli import main; main()", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if check and done.returncode != 0:
-        raise RuntimeError(f"harness {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return wall, done.stdout + done.stderr
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _boot(code) + "from harness.cli import main; main()", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest child's so far
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        output = out.read()
+    if check and child.returncode != 0:
+        raise RuntimeError(f"harness {' '.join(args)} exited {child.returncode}:\n{output[-3000:]}")
+    return wall, output, usage.ru_maxrss / 1024
 
 
 def python(code_text: str, *, cwd: Path, code: Path | None = None) -> dict:
@@ -226,15 +249,15 @@ def measure(
         shutil.rmtree(tree / hidden, ignore_errors=True)
     for table in ("runs.parquet", "runs.csv", "summary.md"):
         (tree / table).unlink(missing_ok=True)
-    wall, _ = harness("collect", str(tree), "--out", str(work / "tables"), cwd=work, code=code)
-    row("collect cold", wall)
+    wall, _, peak = harness_peak("collect", str(tree), "--out", str(work / "tables"), cwd=work, code=code)
+    row("collect cold", wall, peak_rss_mb=round(peak))
     grow(tree, template(work), n, n + 1)  # one new record since
-    wall, _ = harness("collect", str(tree), "--out", str(work / "tables"), cwd=work, code=code)
-    row("collect", wall)
+    wall, _, peak = harness_peak("collect", str(tree), "--out", str(work / "tables"), cwd=work, code=code)
+    row("collect", wall, peak_rss_mb=round(peak))
     loaded = python(LOAD_SNIPPET.format(tree=str(tree)), cwd=work, code=code)
     row("load", loaded["s"], bytes_per_record=round(loaded["added_kb"] * 1024 / max(1, loaded["rows"])))
-    wall, _ = harness("fit", f"results={tree}", cwd=work, code=code)
-    row("fit", wall)
+    wall, _, peak = harness_peak("fit", f"results={tree}", cwd=work, code=code)
+    row("fit", wall, peak_rss_mb=round(peak))
     looked = python(LOOKUP_SNIPPET.format(tree=str(tree)), cwd=work, code=code)
     row("index rebuild (deleted)", looked["rebuild_s"])
     row("reconcile (sweep start)", looked["reconcile_s"])
@@ -333,7 +356,52 @@ def main(argv: list[str] | None = None) -> None:
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)
     plot(frame, args.out.with_suffix(".png"))
+    print(targets(frame))
     print(f"load after: {os.getloadavg()}; wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+SECONDS_TARGET = 5.0  # issue 30, item 2: collect, load, fit at 100,000 records
+BYTES_TARGET = 2048  # ... in at most 2 KB of memory per record
+OVERHEAD_TARGET = 0.05  # item 4: seconds per job beyond training and counting
+
+
+def targets(frame) -> str:
+    """The issue's figures (items 2-4) of this code, per size, each against its target."""
+
+    def value(n: int, what: str, column: str = "seconds"):
+        hits = frame[(frame["code"] == "after") & (frame["records"] == n) & (frame["what"] == what)]
+        return None if hits.empty or column not in hits else hits[column].iloc[0]
+
+    def mark(ok: bool) -> str:
+        return "meets" if ok else "MISSES"
+
+    lines = ["", "issue 30 targets (this code; load 1-min in store.csv):"]
+    for n in sorted(set(frame["records"]) - {0}):
+        lines.append(f"  {n:>7} records:")
+        for what in ("collect", "load", "fit"):
+            seconds = value(n, what)
+            if seconds is not None:
+                lines.append(f"    {what:<28} {seconds:8.2f} s  ({mark(seconds <= SECONDS_TARGET)} <= 5 s)")
+        per_record = value(n, "load", "bytes_per_record")
+        if per_record is not None:
+            lines.append(
+                f"    {'load() memory per record':<28} {per_record:8.0f} B  "
+                f"({mark(per_record <= BYTES_TARGET)} <= 2 KB; peak RSS the call added)"
+            )
+        for what in ("collect cold", "reconcile (sweep start)", "lookup (new config)"):
+            seconds = value(n, what)
+            if seconds is not None:
+                lines.append(f"    {what:<28} {seconds:8.3f} s")
+        tree, empty = (
+            value(n, "overhead beyond training (tree)"),
+            value(n, "overhead beyond training (empty)"),
+        )
+        if tree is not None and empty is not None:
+            lines.append(
+                f"    {'per-job overhead, this tree':<28} {tree:8.3f} s  against {empty:.3f} s into an empty "
+                f"directory ({mark(tree <= OVERHEAD_TARGET)} <= 0.05 s beyond training)"
+            )
+    return "\n".join(lines)
 
 
 def plot(frame, path: Path) -> None:

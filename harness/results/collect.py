@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from harness.results.store import CURVE_NAME, atomic_path, find_records, load, read_record
 
 TABLE_NAME = "runs"
+ROWS_PER_BATCH = 10_000  # rows made Arrow and written at a time
 
 
 def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,15 +49,28 @@ def collect(
     frame = load(directory)
     if frame.empty:
         return frame, None, None
-    if frame["run_id"].duplicated().any():  # checked first: dropping copies 100,000 rows even when none go
+    # Checked first (by Arrow: no Python string per row): dropping copies 100,000 rows even when none go.
+    if pc.count_distinct(pa.array(frame["run_id"])).as_py() < frame["run_id"].count():
         frame = frame.drop_duplicates("run_id", keep="last").reset_index(drop=True)
     parquet, csv = out / f"{TABLE_NAME}.parquet", out / f"{TABLE_NAME}.csv"
-    table = pa.Table.from_pandas(_parquet_safe(frame), preserve_index=False)  # once, for both files
-    with atomic_path(parquet) as tmp:
-        pq.write_table(table, tmp)
-    with atomic_path(csv) as tmp:
-        pa_csv.write_csv(_csv_safe(table), tmp)
+    with atomic_path(parquet) as parquet_tmp, atomic_path(csv) as csv_tmp:
+        _write_tables(_parquet_safe(frame), parquet_tmp, csv_tmp)
     return frame, parquet, csv
+
+
+def _write_tables(frame: pd.DataFrame, parquet: Path, csv: Path) -> None:
+    """Both tables, a batch of rows at a time: each batch is made Arrow once for both files, and the Arrow
+    copy of 100,000 runs never sits beside the frame."""
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)  # from every row: one type per column
+    with (
+        pq.ParquetWriter(parquet, schema) as parquet_writer,
+        pa_csv.CSVWriter(csv, _csv_safe(schema.empty_table()).schema) as csv_writer,
+    ):
+        for start in range(0, len(frame), ROWS_PER_BATCH):
+            rows = frame.iloc[start : start + ROWS_PER_BATCH]
+            batch = pa.Table.from_pandas(rows, schema=schema, preserve_index=False)
+            parquet_writer.write_table(batch)
+            csv_writer.write_table(_csv_safe(batch))
 
 
 def _csv_safe(table: pa.Table) -> pa.Table:

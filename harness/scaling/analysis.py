@@ -43,7 +43,7 @@ from harness.scaling.regressions import (
     Plan,
     fit_plan,
 )
-from harness.scaling.runs import AllContended, PreparedRuns, prepare_runs
+from harness.scaling.runs import AllContended, PreparedRuns, prepare_runs, select_runs
 from harness.settings import ALL_POINTS, FRONTIER, FitSettings
 
 # Columns of the reference tables carried into each fit's points, for plots (colour, imputed markers).
@@ -164,6 +164,15 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
     plans = {x: run_plans(settings, x) for x in settings.xs}
     prepared: dict[str, PreparedRuns] = {}
     skipped = []
+    # Completed runs of the chosen models and datasets, tuned: the same for every x, so selected once.
+    selected = select_runs(
+        runs,
+        models=settings.models,
+        datasets=settings.datasets,
+        group_by=settings.group_by,
+        tune=settings.tune_keys,
+        tune_compute=settings.tune_compute,
+    )
     for x in settings.xs:
         try:
             prepared[x] = prepare_runs(
@@ -179,6 +188,7 @@ def analyse_runs(runs: pd.DataFrame, settings: FitSettings | None = None) -> lis
                 collapsed=settings.collapsed,
                 tune=settings.tune_keys,
                 tune_compute=settings.tune_compute,
+                selected=selected,
             )
         except AllContended:  # one clock-based x of several: the others still stand
             if len(settings.xs) == 1:

@@ -130,6 +130,7 @@ def prepare_runs(
     collapsed: str = "drop",
     tune: Sequence[str] = (),
     tune_compute: str = "best",
+    selected: SelectedRuns | None = None,
 ) -> PreparedRuns:
     """Filter and shape runs for the regressions: columns `error`, `x`, plus the identity columns kept.
     With a time-based `x`, runs flagged contended are dropped (and counted) unless contended="keep"; runs
@@ -138,7 +139,8 @@ def prepare_runs(
     With `tune` (config keys or columns that were swept, e.g. trainer.optimizer.lr), each configuration
     (`group_by` and seed) is searched over them: its run with the lowest validation error stands for it,
     with that run's test error, and with its own compute (tune_compute="best") or the search's total
-    ("sum"). Selection never looks at the test error, and happens before any run is dropped for its x."""
+    ("sum"). Selection never looks at the test error, and happens before any run is dropped for its x:
+    `selected` (select_runs' answer for the same frame and options) saves redoing it for every x."""
     if x not in COMPUTE_COLUMNS:
         raise ConfigError(f"x={x} is not a compute column; choose one of {', '.join(COMPUTE_COLUMNS)}")
     if seeds not in ("mean", "keep"):
@@ -153,23 +155,11 @@ def prepare_runs(
         )
     check_column(frame, x, option="x")
     check_column(frame, error, option="error")
-    dropped: dict[str, int] = {}
-    runs = frame
-    if "status" in runs.columns:
-        runs, dropped["not completed"] = _keep(runs, runs["status"] == "completed")
-    for column, wanted in (("model", _as_list(models)), ("data", _as_list(datasets))):
-        if wanted is None:
-            continue
-        if column not in runs.columns:
-            raise ConfigError(f"filter.{column}: the runs have no column {column}")
-        runs, dropped[f"{column} not in {wanted}"] = _keep(runs, runs[column].isin(wanted))
-        if runs.empty:
-            raise ConfigError(f"filter.{column}={wanted} leaves no runs")
-    tuning = None
-    if tune:
-        runs, tuning, dropped[f"no {TUNE_ON} to tune on"] = select_tuned(
-            runs, tune, group_by=group_by, compute=tune_compute
+    if selected is None:
+        selected = select_runs(
+            frame, models=models, datasets=datasets, group_by=group_by, tune=tune, tune_compute=tune_compute
         )
+    runs, tuning, dropped = selected.runs, selected.tuning, dict(selected.dropped)
     if collapsed == "drop" and "collapsed" in runs.columns:
         why = "collapsed (final error no better than chance; collapsed=keep keeps them)"
         if tuning is not None:
@@ -199,6 +189,46 @@ def prepare_runs(
     points = everything[everything["on_frontier"]] if frontier else everything
     kept = {reason: count for reason, count in dropped.items() if count}
     return PreparedRuns(points.reset_index(drop=True), everything, filtered, kept, tuning, mixed)
+
+
+@dataclass(frozen=True)
+class SelectedRuns:
+    """The runs every x starts from: completed, of the chosen models and datasets, and with tune= the run
+    standing for each configuration (chosen without looking at x, so once for all of them)."""
+
+    runs: pd.DataFrame
+    tuning: Tuning | None
+    dropped: dict[str, int]
+
+
+def select_runs(
+    frame: pd.DataFrame,
+    *,
+    models: Sequence[str] | str | None = None,
+    datasets: Sequence[str] | str | None = None,
+    group_by: Sequence[str] = (),
+    tune: Sequence[str] = (),
+    tune_compute: str = "best",
+) -> SelectedRuns:
+    """The first, x-independent half of prepare_runs (see there)."""
+    dropped: dict[str, int] = {}
+    runs = frame
+    if "status" in runs.columns:
+        runs, dropped["not completed"] = _keep(runs, runs["status"] == "completed")
+    for column, wanted in (("model", _as_list(models)), ("data", _as_list(datasets))):
+        if wanted is None:
+            continue
+        if column not in runs.columns:
+            raise ConfigError(f"filter.{column}: the runs have no column {column}")
+        runs, dropped[f"{column} not in {wanted}"] = _keep(runs, runs[column].isin(wanted))
+        if runs.empty:
+            raise ConfigError(f"filter.{column}={wanted} leaves no runs")
+    tuning = None
+    if tune:
+        runs, tuning, dropped[f"no {TUNE_ON} to tune on"] = select_tuned(
+            runs, tune, group_by=group_by, compute=tune_compute
+        )
+    return SelectedRuns(runs, tuning, dropped)
 
 
 def varying_keys(runs: pd.DataFrame, group_by: Sequence[str]) -> tuple[str, ...]:
@@ -286,7 +316,8 @@ def grouping_columns(group_by: Sequence[str], runs: pd.DataFrame) -> list[str]:
 
 
 def _keep(frame: pd.DataFrame, mask: pd.Series) -> tuple[pd.DataFrame, int]:
-    return frame[mask], int((~mask).sum())
+    dropped = int((~mask).sum())
+    return (frame if not dropped else frame[mask]), dropped  # keeping every row copies none
 
 
 def average_seeds(runs: pd.DataFrame, *, x: str, keys: list[str]) -> pd.DataFrame:

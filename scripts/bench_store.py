@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
 
 SECONDS_TARGET = 5.0  # issue 30, item 2: collect, load, fit at 100,000 records
 BYTES_TARGET = 2048  # ... in at most 2 KB of memory per record
+TARGET_RECORDS = 100_000  # the size the targets are set at
 OVERHEAD_TARGET = 0.05  # item 4: seconds per job beyond training and counting
 
 
@@ -384,9 +385,13 @@ def targets(frame) -> str:
                 lines.append(f"    {what:<28} {seconds:8.2f} s  ({mark(seconds <= SECONDS_TARGET)} <= 5 s)")
         per_record = value(n, "load", "bytes_per_record")
         if per_record is not None:
+            verdict = (
+                f"{mark(per_record <= BYTES_TARGET)} <= 2 KB"
+                if n >= TARGET_RECORDS
+                else "the 2 KB target is at 100,000: fixed costs dominate here"
+            )
             lines.append(
-                f"    {'load() memory per record':<28} {per_record:8.0f} B  "
-                f"({mark(per_record <= BYTES_TARGET)} <= 2 KB; peak RSS the call added)"
+                f"    {'load() memory per record':<28} {per_record:8.0f} B  ({verdict}; peak RSS the call added)"
             )
         for what in ("collect cold", "reconcile (sweep start)", "lookup (new config)"):
             seconds = value(n, what)

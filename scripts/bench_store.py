@@ -391,7 +391,7 @@ def targets(frame) -> str:
                 else "the 2 KB target is at 100,000: fixed costs dominate here"
             )
             lines.append(
-                f"    {'load() memory per record':<28} {per_record:8.0f} B  ({verdict}; peak RSS the call added)"
+                f"    {'load() memory per record':<28} {per_record:8.0f} B  ({verdict}; peak RSS added)"
             )
         for what in ("collect cold", "reconcile (sweep start)", "lookup (new config)"):
             seconds = value(n, what)

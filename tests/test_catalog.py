@@ -77,13 +77,14 @@ def test_the_catalog_keeps_types_that_mix_and_matches_a_fresh_read(tmp_path):
 def _varied_tree(root: Path, count: int = 12) -> None:
     """Records as sweeps leave them: repeated text (model, status), unique ids, a list, nested config keys."""
     for i in range(count):
-        config = {"model": {"width": 8 * (1 + i % 3), "name": "mlp" if i % 2 else "cnn"}, "seed": i}
+        model = "mlp" if i % 2 else "cnn"
+        config = {"model": {"width": 8 * (1 + i % 3), "name": model}, "seed": i}
         write_record(
             root / f"s{i // 4}" / f"{i}_job",
             _record(
                 f"r{i:02d}",
                 f"h{i}",
-                model=config["model"]["name"],
+                model=model,
                 test_error=0.1 + i / 100,
                 status="failed" if i == 5 else "completed",
                 input_shape=[1, 8, 8],
@@ -97,7 +98,12 @@ def test_batches_parsed_by_arrow_match_records_read_one_by_one(tmp_path, monkeyp
     _varied_tree(tmp_path)
     parsed = []
     parse = catalog_module._parse_together
-    monkeypatch.setattr(catalog_module, "_parse_together", lambda *a: parsed.append(parse(*a)) or parsed[-1])
+
+    def spy(*args):
+        parsed.append(parse(*args))
+        return parsed[-1]
+
+    monkeypatch.setattr(catalog_module, "_parse_together", spy)
     together = Catalog(tmp_path, persist=False).frame()
     assert parsed and all(table is not None for table in parsed), "the batch was parsed together"
     assert together["started_at"].iloc[0] == "2026-01-02T03:04:05+00:00", "text that looks like a time"

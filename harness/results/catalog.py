@@ -8,10 +8,14 @@ to `<dir>`), its size and mtime. Bringing it up to date:
 1. list the record files under `<dir>` and stat them (names and stat only, no file is opened; hidden folders
    such as `.hydra`, `.index`, `.claims` and `.catalog` itself are not entered);
 2. read the key columns of the parts: a record whose path, size and mtime the catalog holds is current;
-3. read, check (harness.results.validate) and flatten only the others, and write their rows as one new part
+3. read, check (harness.results.validate) and flatten only the others (2,000 at a time by Arrow's JSON
+   reader, record by record where one needs it: `read_records`), and write their rows as one new part
    (written under a temporary name and renamed: a part appears whole or not at all);
 4. when records were rewritten or removed, or parts pile up, write one part with every current row and
    delete the parts it replaces.
+
+The rows come back as pandas in about 2 KB a record (`_to_pandas`): repeated text as `category`, read from
+Parquet as dictionaries, a group of columns at a time.
 
 Why Parquet parts and not SQLite or one file appended to: several processes, on several nodes of a shared
 filesystem, finish runs and read the catalog at once. Each writer only ever creates a new file under a unique

@@ -139,6 +139,21 @@ def test_loaded_text_columns_compare_group_and_sort_as_text(tmp_path):
     assert frame["error"].isna().all() and frame["error"].dtype == object, "a field no run filled: None"
 
 
+def test_a_wide_loaded_frame_takes_new_columns_without_a_fragmentation_warning(tmp_path):
+    """pandas warns on every insert into a frame of over 100 numpy blocks: a record of 400 config keys of
+    alternating types (each type change a block boundary) still loads into fewer."""
+    keys = {f"k{i:03d}": (i * 0.5 if i % 3 == 0 else i if i % 3 == 1 else i % 2 == 0) for i in range(400)}
+    for i in range(3):
+        write_record(tmp_path / f"r{i}", _record(f"r{i}", f"h{i}", config={"tags": keys}))
+    for _ in range(2):  # built from the records, then read from the catalog
+        frame = load(tmp_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.PerformanceWarning)
+            frame["added"] = 1
+            frame.assign(more=2)
+    assert frame["config.tags.k003"].tolist() == [1.5] * 3 and frame["config.tags.k004"].tolist() == [4] * 3
+
+
 def test_a_catalog_that_cannot_be_written_is_built_in_memory(tmp_path, monkeypatch):
     write_record(tmp_path / "a", _record("a"))
 

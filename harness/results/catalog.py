@@ -70,6 +70,7 @@ MAX_PARTS = 16
 READ_ATTEMPTS = 5
 # Columns read and handed to pandas at a time: the Arrow copy of a whole part never sits beside the frame.
 COLUMN_GROUP = 8
+MAX_GROUPS = 20  # ... and at most this many groups (each adds a block per numpy dtype to the frame)
 # Records parsed together by Arrow's JSON reader (a few MB of text).
 JSON_BATCH = 2000
 
@@ -272,10 +273,9 @@ class Catalog:
         # Arrow's string kernels, not one os.path call per row: <root>/<the record's folder>.
         folders = pd.Series(rows[PATH], dtype="str").str.removesuffix(RECORD_NAME).str.rstrip("/")
         run_dirs = (str(self.root).rstrip("/") + "/" + folders).str.rstrip("/")
-        # In place from here: a copy of 100,000 rows × 180 columns is over 100 MB.
-        for key in KEYS:
-            if key in rows.columns:
-                del rows[key]
+        # Selected, not deleted: pandas splits every block a deleted column's neighbours are in (a copy of
+        # 100,000 rows × 180 columns would be over 100 MB; a selection of whole blocks copies nothing).
+        rows = cast(pd.DataFrame, rows[[c for c in rows.columns if c not in KEYS]])
         added = {missing: np.nan for missing in wanted or () if missing not in rows.columns}
         added["run_dir"] = run_dirs.array
         # Joined, not inserted one by one: the frame holds a block per text column, and pandas warns on
@@ -329,14 +329,13 @@ class Catalog:
             merged = _combine(pieces, names, mask)
             self._merge(parts, merged, stale)
             return _to_pandas(merged)
-        # Columns of one type read together (a group of them at a time): pandas then holds each type's
-        # columns in one block, not one per column.
-        kinds = {n: _kind(_field(piece, n).type) for piece in reversed(pieces) for n in _names(piece)}
-        by_kind = sorted(names, key=lambda n: kinds[n])
-        groups = [by_kind[i : i + COLUMN_GROUP] for i in range(0, len(by_kind), COLUMN_GROUP)]
+        # A group of columns at a time, in order: pandas holds each group's columns of one dtype in one
+        # block, and never more groups than MAX_GROUPS, so a frame of many columns stays under the 100
+        # numpy blocks past which pandas warns on every insert (and slows down).
+        size = max(COLUMN_GROUP, -(-len(names) // MAX_GROUPS))
+        groups = [names[i : i + size] for i in range(0, len(names), size)]
         frames = [_to_pandas(_combine(pieces, group, mask)) for group in groups]
-        frame = cast(pd.DataFrame, pd.concat(frames, axis=1)) if len(frames) > 1 else frames[0]
-        return cast(pd.DataFrame, frame[names])
+        return cast(pd.DataFrame, pd.concat(frames, axis=1)) if len(frames) > 1 else frames[0]
 
     def _write(self, rows: pa.Table) -> Path | None:
         name = f"part-{time.time_ns():020d}-{secrets.token_hex(4)}.parquet"
@@ -537,52 +536,39 @@ def _write_part(rows: pa.Table, path: Path) -> None:
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Catalog rows as pandas, in little memory: a text column with few distinct values (model, status, a
-    config key's value, a version) becomes a `category` (one small code per cell, each text stored once; its
-    categories sorted, so sorting and grouping order rows as text would) instead of one string per cell;
-    the columns without any value are one block of None; lists (input_shape) come back as Python lists, as
-    a record holds them; JSON text as the values it holds. Arrow's buffers are released column by column as
-    pandas takes them over."""
+    """Catalog rows as pandas, in little memory and few blocks: a text column with few distinct values
+    (model, status, a config key's value, a version) becomes a `category` (one small code per cell, each text
+    stored once; its categories sorted, so sorting and grouping order rows as text would) instead of one
+    string per cell; text no row holds, None; lists (input_shape) come back as Python lists, as a record
+    holds them; JSON text as the values it holds. Arrow's buffers are released column by column as pandas
+    takes them over, into one block per dtype (pandas warns on, and slows, every insert into a frame of over
+    100 numpy blocks): the columns keep their order, so nothing splits the blocks again."""
     rows = table.num_rows
     as_json = _json_columns(table.schema)
-    empty = [
-        name
-        for name, kind in zip(table.column_names, table.schema.types, strict=True)
-        if pa.types.is_null(kind)
-    ]
     by_hand: dict[str, Any] = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
+    for index, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
         kind = column.type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            by_hand[name] = pd.Series(column.to_pylist(), dtype=object)
+            by_hand[name] = column.to_pylist()
         elif name in as_json:
-            by_hand[name] = pd.Series(
-                [v if v is None else json.loads(v) for v in column.to_pylist()], dtype=object
-            )
+            by_hand[name] = [v if v is None else json.loads(v) for v in column.to_pylist()]
         elif pa.types.is_dictionary(kind) and column.null_count == rows:  # text no record holds
-            empty.append(name)
+            table = table.set_column(index, name, pa.nulls(rows))
         elif pa.types.is_dictionary(kind) and column.num_chunks:
             column = column.unify_dictionaries()
             if 2 * len(column.chunk(0).dictionary) > rows:  # mostly distinct (run_id): plain text is smaller
                 column = column.cast(pa.large_string())
-            table = table.set_column(table.column_names.index(name), name, column)
-    order = table.column_names
-    table = table.drop_columns([*empty, *by_hand])
-    # Not split into one block per column: pandas warns on (and slows) every later insert into a frame of
-    # over 100 blocks; a block per dtype costs no copy beyond the conversion's own.
-    frames = [table.to_pandas(self_destruct=True)]
+            table = table.set_column(index, name, column)
+        if name in by_hand:
+            table = table.set_column(index, name, pa.nulls(rows))  # a placeholder, filled in below
+    frame = table.to_pandas(self_destruct=True)
     del table
-    for name in frames[0].columns:
-        if isinstance(frames[0][name].dtype, pd.CategoricalDtype):
-            frames[0][name] = frames[0][name].cat.reorder_categories(sorted(frames[0][name].cat.categories))
-    if empty:
-        frames.append(
-            pd.DataFrame(np.full((rows, len(empty)), None, dtype=object), columns=empty, copy=False)
-        )
-    if by_hand:
-        frames.append(pd.DataFrame(by_hand))
-    frame = pd.concat(frames, axis=1) if len(frames) > 1 else frames[0]
-    return cast(pd.DataFrame, frame[order])
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].cat.reorder_categories(sorted(frame[name].cat.categories))
+    for name, values in by_hand.items():
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
 
 
 def _missing(value: Any) -> bool:

@@ -112,6 +112,9 @@ def _run_command(name: str, args: list[str]) -> None:
     # What preflight adds: the name of an unnamed model or dataset of one's own (its target's last component,
     # as its record says), and the deletion of arguments a swapped optimizer does not take.
     sys.argv += preflight(command.config_name, args, results_dir_key=command.results_dir_key)
+    from harness.composition import register_sweeper
+
+    register_sweeper()  # `harness train -m` sweeps with it (conf/hydra/sweeper/harness.yaml)
     importlib.import_module(module).hydra_main()
 
 

@@ -60,7 +60,7 @@ def planned_jobs(config: DictConfig) -> int | None:
     """How many jobs the basic sweeper makes of this sweep (its own expansion of the same overrides), or
     None when another sweeper runs it or the overrides cannot be expanded here."""
     sweeper = str(config.hydra.sweeper.get("_target_"))
-    if not sweeper.endswith("BasicSweeper"):
+    if not sweeper.endswith(("BasicSweeper", "HarnessSweeper")):  # the harness sweeper makes the same jobs
         return None
     try:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper

@@ -1,8 +1,10 @@
-"""The harness sweeper's composition: each job the config Hydra composes, Hydra composing once per shape of
-job (not twice per job), bad overrides refused in one line before any job runs."""
+"""What a sweep's jobs cost beside their training: the harness sweeper's composition (each job the config
+Hydra composes, Hydra composing once per shape of job, not twice per job; bad overrides refused in one line
+before any job runs), the progress line after each job, the garbage collector's frozen imports."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 import pytest
@@ -14,6 +16,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from harness.composition import SweepComposer
+from harness.results import RunRecord, write_record
+from harness.sweep import SweepProgress
 
 FAST = ("trainer.epochs=1", "measure.flops=false", "energy.codecarbon=false", "+debug=default")
 # Jobs as a sweep's launcher asks for them: group choices (model=, trainer/optimizer=, +debug=), values of
@@ -125,3 +129,26 @@ def test_a_bad_override_of_a_sweep_is_one_line_before_any_job(harness_cli, tmp_p
         "as preflight words a bad override of a single run"
     )
     assert not any(p.is_file() for p in tmp_path.rglob("*")), "no job ran, nothing written"
+
+
+def test_the_line_after_a_job_reads_only_that_jobs_records(tmp_path, monkeypatch):
+    progress = SweepProgress(tmp_path, total=4)
+    for job, status in enumerate(["completed", "failed", "completed"]):
+        write_record(tmp_path / f"{job}_mlp_digits", RunRecord(run_id=f"r{job}", status=status))
+        after = progress.counts_after(tmp_path / f"{job}_mlp_digits")
+    assert after == progress.counts() == {"done": 3, "failed": 1, "resumed": 0}
+    walked = []
+    monkeypatch.setattr("harness.sweep.find_records", lambda path: walked.append(path) or [])
+    progress.counts_after(tmp_path / "3_mlp_digits")
+    assert walked == [], "a job that left no directory (resumed, refused) is not looked for"
+    (tmp_path / "3_mlp_digits").mkdir()
+    progress.counts_after(tmp_path / "3_mlp_digits")
+    assert walked == [tmp_path / "3_mlp_digits"], "one job's directory, not the sweep's"
+
+
+def test_a_command_leaves_the_garbage_collector_as_it_found_it(harness_cli):
+    """The imports are frozen out of the collector's full passes while a command runs (harness.cli), and
+    once more after a sweep's first job (harness.sweep); nothing stays frozen after it."""
+    assert gc.get_freeze_count() == 0
+    assert harness_cli("train", "-m", "seed=0,1", *FAST).returncode == 0
+    assert gc.get_freeze_count() == 0

@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -192,14 +193,17 @@ def counting_time(work: Path, code: Path | None) -> float:
 
 def sweep_overhead(results: Path, work: Path, code: Path | None, size: int = JOBS_PER_SWEEP) -> dict:
     """Seconds per added job of a basic-launcher sweep into `results` (`size` jobs, 40 by default, against
-    1), and what of it is neither training nor counting: the per-job overhead the issue's 0.05 s is about."""
-    times = {}
+    1), and what of it is neither training nor counting: the per-job overhead the issue's 0.05 s is about;
+    the same in CPU seconds of the sweep's process, which a shared machine's load disturbs far less than wall
+    time (training and counting, single-threaded, are taken as their wall time)."""
+    times, cpu = {}, {}
     for jobs in (1, size):
         first = 10**6 + time.time_ns() // 1000 % 10**9  # new configurations on every call: none resumes
         seeds = f"seed=range({first},{first + jobs})"
         # Where a sweep goes by default (<results_dir>/multirun/...): its records are the results
         # directory's, as each job's resume lookup expects.
         sweep_dir = results / "multirun" / f"bench-{jobs}-{time.time_ns()}"
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall, out = harness(
             "train",
             "-m",
@@ -210,6 +214,8 @@ def sweep_overhead(results: Path, work: Path, code: Path | None, size: int = JOB
             cwd=work,
             code=code,
         )
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[jobs] = done.ru_utime + done.ru_stime - used.ru_utime - used.ru_stime
         records = [json.loads(p.read_text()) for p in sweep_dir.rglob("run.json")]
         if len(records) != jobs:
             raise RuntimeError(f"{jobs}-job sweep left {len(records)} records:\n{out[-2000:]}")
@@ -221,11 +227,14 @@ def sweep_overhead(results: Path, work: Path, code: Path | None, size: int = JOB
     )
     run_wall = statistics.mean(r["wall_time_s"] for r in records)
     counting = counting_time(work, code)
+    cpu_per_job = (cpu[size] - cpu[1]) / (size - 1)
     return {
         "per_job_s": per_job,
         "overhead_beyond_training_s": per_job - training,
         "overhead_beyond_training_and_counting_s": per_job - training - counting,
         "overhead_beyond_run_s": per_job - run_wall,
+        "cpu_per_job_s": cpu_per_job,
+        "cpu_beyond_training_and_counting_s": cpu_per_job - training - counting,
         "training_s": training,
         "counting_s": counting,
     }
@@ -293,6 +302,8 @@ OVERHEADS = [
     ("overhead beyond training", "overhead_beyond_training_s"),
     ("per-job overhead beyond training and counting", "overhead_beyond_training_and_counting_s"),
     ("overhead beyond run", "overhead_beyond_run_s"),
+    ("sweep CPU per added job", "cpu_per_job_s"),
+    ("per-job CPU beyond training and counting", "cpu_beyond_training_and_counting_s"),
     ("training per job", "training_s"),
     ("counting per job", "counting_s"),
 ]

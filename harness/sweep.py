@@ -86,7 +86,8 @@ class SweepProgress:
     every `heartbeat_s` meanwhile, with done/total, failed, resumed and an ETA (elapsed / trained × left)."""
 
     def __init__(self, sweep_dir: Path, total: int | None, *, poll_s: float = 1.0, heartbeat_s: float = 30.0):
-        self.sweep_dir, self.total = Path(sweep_dir), total
+        # Absolute: a job's directory (hydra.runtime.output_dir, absolute) is placed by its path under it.
+        self.sweep_dir, self.total = Path(os.path.abspath(sweep_dir)), total
         self.poll_s, self.heartbeat_s = poll_s, heartbeat_s
         self.started = time.monotonic()
         self._statuses: dict[Path, str] = {}
@@ -105,7 +106,8 @@ class SweepProgress:
         """`counts()` once one more job has ended in `run_dir`, reading only that job's records: the line
         the basic launcher logs after each job, which a walk of the whole sweep directory would make grow
         with the sweep (about 70 ms a job at 1,000 jobs)."""
-        self._read(find_records(run_dir) if Path(run_dir).is_dir() else ())
+        run_dir = Path(os.path.abspath(run_dir))
+        self._read(find_records(run_dir) if run_dir.is_dir() else ())
         return self._tally()
 
     def _read(self, records: Iterable[Path]) -> None:

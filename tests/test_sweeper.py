@@ -93,6 +93,16 @@ def test_a_pickled_composer_keeps_its_checked_shapes(hydra_loader):
     assert config.seed == 5 and copied.hydra_compositions == composer.hydra_compositions == 2
 
 
+def test_a_shape_whose_copy_differs_is_composed_by_hydra_job_by_job(hydra_loader, monkeypatch, caplog):
+    loader, master = hydra_loader
+    composer = SweepComposer(loader)
+    monkeypatch.setattr("harness.composition._same", lambda made, composed: False)
+    configs = [composer.load_sweep_config(master, [f"seed={seed}"]) for seed in range(3)]
+    assert [c.seed for c in configs] == [0, 1, 2]
+    assert composer.hydra_compositions == 2 + 2, "the shape and its first job, then each later job"
+    assert "composed by Hydra one by one" in caplog.text
+
+
 def test_a_bad_value_fails_as_hydra_fails_it(hydra_loader):
     loader, master = hydra_loader
     composer = SweepComposer(loader)
@@ -146,11 +156,15 @@ def test_the_line_after_a_job_reads_only_that_jobs_records(tmp_path, monkeypatch
     assert walked == [tmp_path / "3_mlp_digits"], "one job's directory, not the sweep's"
 
 
-def test_a_command_leaves_the_garbage_collector_as_it_found_it(harness_cli):
-    """The imports are frozen out of the collector's full passes while a command runs (harness.cli), and
-    once more after a sweep's first job (harness.sweep); nothing stays frozen after it."""
+def test_a_sweep_counts_each_job_as_it_ends_and_leaves_the_collector_unfrozen(harness_cli, tmp_path):
+    """The line after each job counts it (its directory is absolute, the sweep's as given: relative here).
+    The imports are frozen out of the garbage collector's full passes while a command runs (harness.cli),
+    and once more after a sweep's first job (harness.sweep); nothing stays frozen after it."""
     assert gc.get_freeze_count() == 0
-    assert harness_cli("train", "-m", "seed=0,1", *FAST).returncode == 0
+    proc = harness_cli("train", "-m", "seed=0,1", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    counted = [line.partition("sweep: ")[2][:3] for line in proc.stdout.splitlines() if "sweep: " in line]
+    assert counted == ["1/2", "2/2", "2/2"], "after each job, then at the sweep's end"
     assert gc.get_freeze_count() == 0
 
 

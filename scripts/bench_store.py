@@ -32,6 +32,7 @@ Writes results/bench/store.csv and store.png (log-log time against records). Hea
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -183,9 +184,11 @@ print(json.dumps({{"counting_s": statistics.median(times[1:])}}))  # the first p
 """
 
 
+@functools.cache
 def counting_time(work: Path, code: Path | None) -> float:
     """Seconds a tiny job spends counting its FLOPs (fvcore, one forward and one training step traced):
-    the median over fresh models after the first, in a process of its own."""
+    the median over fresh models after the first, in a process of its own; once per code and bench run
+    (a few milliseconds, for which a fresh interpreter's start-up takes seconds)."""
     return python(COUNTING_SNIPPET.format(tiny=TINY, results=str(work / "counting")), cwd=work, code=code)[
         "counting_s"
     ]

@@ -147,8 +147,13 @@ def test_the_line_after_a_job_reads_only_that_jobs_records(tmp_path, monkeypatch
         write_record(tmp_path / f"{job}_mlp_digits", RunRecord(run_id=f"r{job}", status=status))
         after = progress.counts_after(tmp_path / f"{job}_mlp_digits")
     assert after == progress.counts() == {"done": 3, "failed": 1, "resumed": 0}
-    walked = []
-    monkeypatch.setattr("harness.sweep.find_records", lambda path: walked.append(path) or [])
+    walked: list = []
+
+    def find_records(path):
+        walked.append(path)
+        return []
+
+    monkeypatch.setattr("harness.sweep.find_records", find_records)
     progress.counts_after(tmp_path / "3_mlp_digits")
     assert walked == [], "a job that left no directory (resumed, refused) is not looked for"
     (tmp_path / "3_mlp_digits").mkdir()

@@ -24,7 +24,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_d
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -32,6 +32,8 @@ from omegaconf.errors import OmegaConfBaseException
 from harness.errors import exit_with_error, one_line
 
 log = logging.getLogger(__name__)
+# A shape of job: the root config's name and the override lines that decide what Hydra composes.
+ShapeKey = tuple[str | None, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class SweepComposer(ConfigLoader):
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
-        self.shapes: dict[tuple[str | None, tuple[str, ...]], _Shape] = {}
+        self.shapes: dict[ShapeKey, _Shape] = {}
         self.parsed: dict[str, Override] = {}  # override lines as Hydra's parser read them: jobs share most
         self.hydra_compositions = 0  # how many configs Hydra composed from scratch here (what tests count)
 
@@ -83,25 +85,15 @@ class SweepComposer(ConfigLoader):
         master_config: DictConfig,
         sweep_overrides: list[str],
         overrides: _Overrides,
-        key: tuple[str | None, tuple[str, ...]],
+        key: ShapeKey,
     ) -> DictConfig:
         """Compose the shape and its first job with Hydra (whose errors are the job's), then the same job
         from the shape: the shape is kept for the next jobs only when the two agree."""
         composed = self._hydra(master_config, sweep_overrides)
-        config_name, shaping = key
-        base = self.loader.load_configuration(
-            config_name=config_name, overrides=list(shaping), run_mode=RunMode.RUN
-        )
-        self.hydra_compositions += 1
-        hydra_own = sum(o.is_hydra_override() for o in overrides.shaping)
-        shape = _Shape(
-            pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL),
-            _before(base.hydra.overrides.hydra, hydra_own),
-            _before(base.hydra.overrides.task, len(overrides.shaping) - hydra_own),
-        )
         try:
+            shape = self._compose_shape(key, overrides)
             same = _same(_from_shape(shape, master_config, overrides), composed)
-        except (ConfigCompositionException, OmegaConfBaseException):
+        except (HydraException, OmegaConfBaseException):  # the shape alone, without its values, or its copy
             same = False
         if not same:
             log.warning(
@@ -112,6 +104,19 @@ class SweepComposer(ConfigLoader):
             shape = _Shape(None)
         self.shapes[key] = shape
         return composed
+
+    def _compose_shape(self, key: ShapeKey, overrides: _Overrides) -> _Shape:
+        config_name, shaping = key
+        self.hydra_compositions += 1
+        base = self.loader.load_configuration(
+            config_name=config_name, overrides=list(shaping), run_mode=RunMode.RUN
+        )
+        hydra_own = sum(o.is_hydra_override() for o in overrides.shaping)
+        return _Shape(
+            pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL),
+            _before(base.hydra.overrides.hydra, hydra_own),
+            _before(base.hydra.overrides.task, len(overrides.shaping) - hydra_own),
+        )
 
     def _parse(self, lines: list[str]) -> list[Override]:
         new = [line for line in dict.fromkeys(lines) if line not in self.parsed]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, get_type_hints
 
 from harness.errors import ConfigError, one_line
@@ -77,24 +77,10 @@ def checked_arguments(
     ConfigError (`label` names the callable, e.g. "model._target_=mynet.MyNet"), and a value is typed as the
     parameter's annotation says. `provided`: parameters the harness fills in itself (not missing). The group
     the arguments are keys of is `label`'s part before `._target_` (`trainer.optimizer`)."""
-    signature = signature_of(fn)
-    if signature is None:
+    named = refuse_unknown(fn, arguments, label, provided)
+    if named is None:
         return dict(arguments)
     group = label.partition("._target_")[0]
-    parameters = signature.parameters
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    named = {
-        name: p
-        for name, p in parameters.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
-    unknown = sorted(set(arguments) - set(named))
-    if unknown and not open_ended:
-        takes = ", ".join(name for name in named if name not in provided) or "no arguments"
-        raise ConfigError(
-            f"{label} takes no argument {', '.join(unknown)} (it takes: {takes}); "
-            f"remove {', '.join(f'{group}.{name}' for name in unknown)} or fix the spelling"
-        )
     missing = [
         name
         for name, p in named.items()
@@ -110,6 +96,33 @@ def checked_arguments(
     except Exception:  # an annotation Python cannot evaluate here: leave the values as they came
         hints = {}
     return {key: _typed(value, hints.get(key), f"{group}.{key}") for key, value in arguments.items()}
+
+
+def refuse_unknown(
+    fn: Callable[..., Any], names: Iterable[str], label: str, provided: tuple[str, ...] = ()
+) -> dict[str, inspect.Parameter] | None:
+    """A name among `names` that `fn` takes no argument of (and no **kwargs catches) is a one-line
+    ConfigError saying what it takes (`provided` left out: the harness passes those). Returns the
+    parameters it takes by name, or None when Python cannot tell (a builtin)."""
+    signature = signature_of(fn)
+    if signature is None:
+        return None
+    parameters = signature.parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    named = {
+        name: p
+        for name, p in parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    unknown = sorted(set(names) - set(named))
+    if unknown and not open_ended:
+        group = label.partition("._target_")[0]
+        takes = ", ".join(name for name in named if name not in provided) or "no arguments"
+        raise ConfigError(
+            f"{label} takes no argument {', '.join(unknown)} (it takes: {takes}); "
+            f"remove {', '.join(f'{group}.{name}' for name in unknown)} or fix the spelling"
+        )
+    return named
 
 
 def built_values(arguments: Mapping[str, Any], group: str) -> dict[str, Any]:

@@ -151,29 +151,20 @@ def _drop_inherited_arguments(node: DictConfig, given: list[str]) -> list[str]:
     """`trainer.optimizer._target_=torch.optim.Adam` swaps the class, and with it the arguments: the
     deletions of every argument the composed file gave the class it replaces (SGD's lr, momentum, ...), so
     the swap runs with the new class's own defaults and the arguments given on this command line. One of
-    those the new class does not take is a one-line error naming both."""
+    those the new class does not take is a one-line error naming both, as training would word it."""
     from harness.errors import ConfigError
-    from harness.plugins import resolve, signature_of
+    from harness.plugins import refuse_unknown, resolve
 
     target = node.get("_target_")
+    # A config node's keys are names (strings); OmegaConf types them as any dict key (bytes, int, ...).
+    keys = [str(key) for key in node if str(key) not in HYDRA_KEYS]
+    kept = [key for key in keys if f"trainer.optimizer.{key}" in given]
     try:
         optimizer = resolve(target, "trainer.optimizer")
+        refuse_unknown(optimizer, kept, f"trainer.optimizer._target_={target}", provided=("params",))
     except ConfigError as exc:
         exit_with_error(str(exc))
-    signature = signature_of(optimizer)
-    takes = {} if signature is None else signature.parameters
-    open_ended = signature is None or any(p.kind is p.VAR_KEYWORD for p in takes.values())
-    # A config node's keys are names (strings); OmegaConf types them as any dict key (bytes, int, ...).
-    keys = [str(key) for key in node]
-    for key in [key for key in keys if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" in given]:
-        if not open_ended and key not in takes:
-            names = ", ".join(name for name in takes if name != "params")
-            exit_with_error(
-                f"trainer.optimizer._target_={target} takes no argument {key} (it takes: {names}); "
-                f"remove trainer.optimizer.{key}"
-            )
-    inherited = [key for key in keys if key not in HYDRA_KEYS and f"trainer.optimizer.{key}" not in given]
-    return [f"~trainer.optimizer.{key}" for key in inherited]
+    return [f"~trainer.optimizer.{key}" for key in keys if key not in kept]
 
 
 def _check_target_swaps(defaults: DictConfig, keys: list[str]) -> None:

@@ -11,6 +11,7 @@ importing harness.data stays cheap and works without them.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -52,10 +53,13 @@ def digits(test_fraction: float = 0.2) -> Splits:
     return Splits((x[train], y[train]), (x[test], y[test]), num_classes=10, source="sklearn.load_digits")
 
 
+@functools.cache
 def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     """(images (1797, 8, 8), labels) of scikit-learn's digits: the CSV it ships, read as its load_digits reads
     it but without importing scikit-learn (a second of start-up for the default run); its own loader where
-    the file is not where this version keeps it."""
+    the file is not where this version keeps it. Read once per process: parsing the text is about 3 ms, most
+    of what a tiny sweep job spends loading its data, and the file is part of an installed package. The
+    arrays are read-only (every caller derives its own)."""
     spec = importlib.util.find_spec("sklearn")
     folders = spec.submodule_search_locations if spec is not None else None
     csv = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
@@ -63,9 +67,12 @@ def sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
         from sklearn.datasets import load_digits as load_sklearn_digits
 
         bunch = load_sklearn_digits()
-        return bunch.images, bunch.target
-    data = np.loadtxt(csv, delimiter=",")  # 64 pixel columns, then the label
-    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+        images, labels = bunch.images, bunch.target
+    else:
+        data = np.loadtxt(csv, delimiter=",")  # 64 pixel columns, then the label
+        images, labels = data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def check_generated(num_samples: int, generator_seed: int) -> None:

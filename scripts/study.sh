@@ -162,7 +162,7 @@ print('tune=[trainer.optimizer.lr]' if c in t and t[c].nunique() > 1 else '')" "
 t[t['config.trainer.optimizer.lr'] == float(sys.argv[3])].to_parquet(sys.argv[2])" \
             "$dest/runs.parquet" "$scratch/runs.parquet" "$fixed_lr"
         local fixed=("${HARNESS[@]}" fit "results=$scratch/runs.parquet" "x=$X_COLUMNS" frontier=both
-            "out=$dest/fit_fixed_lr" overwrite=true parametric.enabled=false plots=[])
+            "out=$dest/fit_fixed_lr" overwrite=true parametric.enabled=false plots=[] "${extra_fit[@]}")
         echo "study.sh: ${fixed[*]} (the runs at trainer.optimizer.lr=$fixed_lr)" >&2
         "${fixed[@]}" >"$dest/fit_fixed_lr.txt"
         rm -rf "$scratch"

@@ -26,7 +26,6 @@ import gc
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from numbers import Number
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,6 @@ import torch
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.script.*")
-    from fvcore.common.checkpoint import _named_modules_with_dup
     from fvcore.nn import FlopCountAnalysis as _FvcoreFlopCountAnalysis
     from fvcore.nn import jit_analysis as _jit_analysis
     from fvcore.nn.jit_handles import conv_flop_count, elementwise_flop_counter, get_shape, norm_flop_counter
@@ -69,30 +67,104 @@ def all_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 _WRAPPERS = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
 
 
+class _FlatScopes:
+    """Module scopes recorded the way `Module._slow_forward` records them from `_trace_module_map`, but
+    without the block torch's `Graph::push_scope` opens for every module call.
+
+    push_scope puts each call's ops in a block of its own (a `prim::TracedModuleForward` node), and after
+    the trace `FixupTraceScopeBlocks` inlines every block back into the graph by copying it, innermost
+    first: each op is copied once per module it is nested in, a quarter of a count of a small network.
+    Here the scope is pushed as torch pushes it (the same `Scope`, so every node's `scopeName()` is the
+    same), and the insertion point is then moved back out, before the new block: the ops land in the
+    graph's own block, in order, and the block is left empty (inlining it copies nothing). On exit the
+    insertion point goes back into the block, which pop_scope needs, and pop_scope moves it past the block.
+
+    `enter` runs as the last of a module's forward pre-hooks and `exit` as the first of its forward hooks,
+    where `_slow_forward` would push and pop (its pre-hooks and hooks run outside its scope)."""
+
+    def __init__(self, names: dict[torch.nn.Module, str]) -> None:
+        self.names = names
+        self.inside: list[torch._C.Node] = []  # per open scope: the insertion point inside its empty block
+        self.graph: torch._C.Graph | None = None
+
+    def enter(self, module: torch.nn.Module, args: Any) -> None:
+        name = self.names.get(module)
+        state = torch._C._get_tracing_state()
+        if not name or state is None:
+            return
+        if self.graph is None:
+            self.graph = state.graph()
+        state.push_scope(name)
+        inside = self.graph.insertPoint()
+        self.graph.setInsertPoint(inside.owningBlock().owningNode())
+        self.inside.append(inside)
+
+    def enter_unless_hooked(self, module: torch.nn.Module, args: Any) -> None:
+        if not module._forward_pre_hooks:
+            self.enter(module, args)
+
+    def exit(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        name = self.names.get(module)
+        state = torch._C._get_tracing_state()
+        if not name or state is None or self.graph is None:
+            return
+        self.graph.setInsertPoint(self.inside.pop())
+        state.pop_scope()
+
+
 def _scoped_trace(
-    module: torch.nn.Module, inputs, aliases: dict, *, wrap: Callable[[torch.nn.Module], torch.nn.Module]
+    module: torch.nn.Module,
+    inputs,
+    aliases: dict,
+    *,
+    wrap: Callable[[torch.nn.Module], torch.nn.Module],
+    modules: list[torch.nn.Module],
 ) -> torch._C.Graph:
     """fvcore's `_get_scoped_trace_graph` (same arguments, same scopes: each module's canonical name), with
-    `wrap(module)` traced in place of the module (it calls the module: keyword inputs, tensor outputs)."""
+    `wrap(module)` traced in place of the module (it calls the module: keyword inputs, tensor outputs).
+    `modules`: all_modules(module), listed once per count."""
     trace = torch.jit._trace
     if isinstance(module, _WRAPPERS) or not hasattr(trace, "_trace_module_map"):
         return _FVCORE_SCOPED_TRACE(module, inputs, aliases)
-    previous = trace._trace_module_map
     # The root's name is "", which torch does not push: fvcore's root scope is "" too. The wrapper is not
-    # in the map, so it pushes no scope either.
-    trace._trace_module_map = {mod: name for mod, name in aliases.items() if isinstance(mod, torch.nn.Module)}
+    # in the map, so it pushes no scope either; nor does a scripted module (_slow_forward skips those).
+    scopes = _FlatScopes(
+        {
+            mod: name
+            for mod, name in aliases.items()
+            if isinstance(mod, torch.nn.Module) and not isinstance(mod, torch.jit.ScriptModule)
+        }
+    )
+    previous = trace._trace_module_map
+    trace._trace_module_map = None  # _slow_forward pushes nothing: the hooks below do
+    # torch runs the global pre-hooks before a module's own: a module with pre-hooks of its own gets
+    # `enter` as its last one instead.
+    hooks = [
+        torch.nn.modules.module.register_module_forward_pre_hook(scopes.enter_unless_hooked),
+        torch.nn.modules.module.register_module_forward_hook(scopes.exit),
+    ]
     try:
+        hooks += [
+            owner.register_forward_pre_hook(scopes.enter)
+            for owner in modules
+            if owner._forward_pre_hooks and owner in scopes.names
+        ]
+        traced = wrap(module)
         with no_source_locations():
-            return _trace_graph(wrap(module), inputs)
+            # the wrapper's own tensors (TensorOutputs has none), then the module's
+            return _trace_graph(traced, inputs, _state([traced, *modules]))
     finally:
         trace._trace_module_map = previous
+        for hook in hooks:
+            hook.remove()
 
 
-def _state(module: torch.nn.Module) -> list[torch.Tensor]:
-    """The tensors of `module.state_dict(keep_vars=True)`, each once: parameters and persistent buffers,
-    without building the state dict (its keys are strings made per module, which the trace never reads)."""
+def _state(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
+    """The tensors of `module.state_dict(keep_vars=True)` for `modules` = all_modules(module), each once:
+    parameters and persistent buffers, without building the state dict (its keys are strings made per
+    module, which the trace never reads)."""
     unique: dict[int, torch.Tensor] = {}
-    for owner in all_modules(module):
+    for owner in modules:
         for tensor in owner._parameters.values():
             if tensor is not None:
                 unique.setdefault(id(tensor), tensor)
@@ -106,13 +178,12 @@ def _unnamed(value: torch.Tensor) -> str:
     return ""
 
 
-def _trace_graph(module: torch.nn.Module, inputs: tuple) -> torch._C.Graph:
+def _trace_graph(module: torch.nn.Module, inputs: tuple, state: list[torch.Tensor]) -> torch._C.Graph:
     """`torch.jit._get_trace_graph(module, inputs)`'s graph, made the way it makes it (torch.onnx's
     ONNXTracedModule: the flattened inputs and the module's state as the graph's inputs), less two costs a
     count does not need: a state dict built only to list the tensors, and the name lookup it gives the
     tracer, which reads the locals of the caller's frame for every value to name it in the printed graph."""
     flat, layout = torch._C._jit_flatten(inputs if isinstance(inputs, tuple) else (inputs,))
-    state = _state(module)
 
     def traced(*values: torch.Tensor) -> Any:
         arguments = torch._C._jit_unflatten(list(values[: len(flat)]), layout)
@@ -124,8 +195,10 @@ def _trace_graph(module: torch.nn.Module, inputs: tuple) -> torch._C.Graph:
 
 
 @contextlib.contextmanager
-def _torch_scopes(wrap: Callable[[torch.nn.Module], torch.nn.Module]) -> Iterator[None]:
-    _jit_analysis._get_scoped_trace_graph = functools.partial(_scoped_trace, wrap=wrap)
+def _torch_scopes(
+    wrap: Callable[[torch.nn.Module], torch.nn.Module], modules: list[torch.nn.Module]
+) -> Iterator[None]:
+    _jit_analysis._get_scoped_trace_graph = functools.partial(_scoped_trace, wrap=wrap, modules=modules)
     try:
         yield
     finally:
@@ -151,7 +224,9 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            with warnings.catch_warnings(), _torch_scopes(self._wrap):
+            # all_modules(model), in its order: the first of each module's names is its first listing
+            modules = list(dict.fromkeys(self._named_modules.values()))
+            with warnings.catch_warnings(), _torch_scopes(self._wrap, modules):
                 if self._warn_trace == "none":
                     warnings.simplefilter("ignore")
                 elif self._warn_trace == "no_tracer_warning":
@@ -165,18 +240,28 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
         self._warn_uncalled_mods(self._stats.uncalled_mods)
         return self._stats
 
+    def _get_aliases(self, model: torch.nn.Module) -> dict:
+        """fvcore's aliases (each module and each of its names -> its canonical name, the first it is listed
+        under), read from `_named_modules`, which fvcore's __init__ has just listed, instead of a second
+        walk over the model."""
+        aliases: dict = {}
+        for name, module in self._named_modules.items():
+            aliases[name] = aliases.setdefault(module, name)
+        return aliases
+
     def _walk(self, graph: torch._C.Graph) -> _jit_analysis.Statistics:
         """fvcore's walk over the graph, with its result (the same Statistics, but for `uncalled_mods` of
         modules whose only nodes carry arguments), in fewer steps: a graph has a few hundred scopes for
         thousands of nodes, so each scope's ancestors are found once, argument nodes are skipped, and the
         counts are summed per scope, then per module, before they become fvcore's Counters."""
-        names = [self._aliases[mod] for _, mod in _named_modules_with_dup(self._model)]
+        names = [self._aliases[module] for module in self._named_modules.values()]
         seen: set[str] = set()
         ancestors_of: dict[str, tuple[str, ...]] = {}
         ignored: dict[str, bool] = {}
         per_scope: dict[str, dict[str, float]] = {}
         unsupported_per_scope: dict[str, dict[str, float]] = {}
         handles = self._op_handles
+        caller = self._ancestor_mode == "caller"
         for node in graph.nodes():
             kind = node.kind()
             if kind in _ARGUMENT_NODES:
@@ -187,7 +272,6 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
             scope = node.scopeName()
             if scope not in ancestors_of:
                 parts = scope.split("/")
-                caller = self._ancestor_mode == "caller"
                 ancestors = set(parts) if caller else self._get_all_ancestors(parts[-1])
                 seen.update(parts, ancestors)
                 ancestors_of[scope] = tuple(ancestors)
@@ -199,8 +283,13 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
                     tally = unsupported_per_scope.setdefault(scope, {})
                     tally[kind] = tally.get(kind, 0) + 1
                 continue
-            op_counts = handle(list(node.inputs()), list(node.outputs()))
-            if isinstance(op_counts, Number):
+            # Indexed, not `list(node.inputs())`: pybind's iterator ends by throwing a C++ exception through
+            # torch's exception translators, several times the cost of reading the values.
+            op_counts = handle(
+                list(map(node.inputsAt, range(node.inputsSize()))),
+                list(map(node.outputsAt, range(node.outputsSize()))),
+            )
+            if not isinstance(op_counts, dict):  # a number (fvcore's handles return one or a Counter)
                 op_counts = {self._simplify_op_name(kind): op_counts}
             tally = per_scope.setdefault(scope, {})
             for op, value in op_counts.items():
@@ -224,9 +313,16 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
                 bucket = totals[name]
                 for op, value in tally.items():
                     bucket[op] = bucket.get(op, 0) + value
-        return {
-            name: Counter({op: v for op, v in bucket.items() if v > 0}) for name, bucket in totals.items()
-        }
+        return {name: _counter(bucket) for name, bucket in totals.items()}
+
+
+def _counter(totals: dict[str, float]) -> Counter:
+    """Counter(totals) less its entries of 0, filled as a dict: Counter's own constructor checks and
+    counts element by element, which for the hundreds of modules of a count costs more than the sums."""
+    counter: Counter = Counter()
+    if totals:
+        dict.update(counter, {op: value for op, value in totals.items() if value > 0})
+    return counter
 
 
 __all__ = [

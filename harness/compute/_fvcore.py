@@ -72,20 +72,22 @@ class _FlatScopes:
     without the block torch's `Graph::push_scope` opens for every module call.
 
     push_scope puts each call's ops in a block of its own (a `prim::TracedModuleForward` node), and after
-    the trace `FixupTraceScopeBlocks` inlines every block back into the graph by copying it, innermost
-    first: each op is copied once per module it is nested in, a quarter of a count of a small network.
-    Here the scope is pushed as torch pushes it (the same `Scope`, so every node's `scopeName()` is the
-    same), and the insertion point is then moved back out, before the new block: the ops land in the
-    graph's own block, in order, and the block is left empty (inlining it copies nothing). On exit the
-    insertion point goes back into the block, which pop_scope needs, and pop_scope moves it past the block.
+    the trace `FixupTraceScopeBlocks` inlines every block back into the graph by copying it into a graph of
+    its own and back, innermost first: each op is copied once per module it is nested in, a quarter of a
+    count of a small network. Here the scope is pushed as torch pushes it (the same `Scope`, so every
+    node's `scopeName()` is the same), then the insertion point is put back where it was and the new,
+    empty block removed: the ops land in the graph's own block, in order. pop_scope needs the insertion
+    point inside such a block: the first one opened is kept, empty, for that (`anchor`), and on exit the
+    insertion point is put back again.
 
     `enter` runs as the last of a module's forward pre-hooks and `exit` as the first of its forward hooks,
     where `_slow_forward` would push and pop (its pre-hooks and hooks run outside its scope)."""
 
     def __init__(self, names: dict[torch.nn.Module, str]) -> None:
         self.names = names
-        self.inside: list[torch._C.Node] = []  # per open scope: the insertion point inside its empty block
+        self.points: list[torch._C.Node] = []  # per open scope: the insertion point when it opened
         self.graph: torch._C.Graph | None = None
+        self.anchor: torch._C.Node | None = None  # the insertion point inside the block kept for pop_scope
 
     def enter(self, module: torch.nn.Module, args: Any) -> None:
         name = self.names.get(module)
@@ -94,10 +96,15 @@ class _FlatScopes:
             return
         if self.graph is None:
             self.graph = state.graph()
-        state.push_scope(name)
-        inside = self.graph.insertPoint()
-        self.graph.setInsertPoint(inside.owningBlock().owningNode())
-        self.inside.append(inside)
+        point = self.graph.insertPoint()
+        state.push_scope(name)  # inserts the block before `point` and moves the insertion point inside it
+        if self.anchor is None:
+            self.anchor = self.graph.insertPoint()
+            self.graph.setInsertPoint(point)
+        else:
+            self.graph.setInsertPoint(point)
+            point.prev().destroy()  # the block just inserted
+        self.points.append(point)
 
     def enter_unless_hooked(self, module: torch.nn.Module, args: Any) -> None:
         if not module._forward_pre_hooks:
@@ -108,8 +115,9 @@ class _FlatScopes:
         state = torch._C._get_tracing_state()
         if not name or state is None or self.graph is None:
             return
-        self.graph.setInsertPoint(self.inside.pop())
+        self.graph.setInsertPoint(self.anchor)
         state.pop_scope()
+        self.graph.setInsertPoint(self.points.pop())
 
 
 def _scoped_trace(

@@ -68,8 +68,9 @@ _WRAPPERS = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
 
 
 class _FlatScopes:
-    """Module scopes recorded the way `Module._slow_forward` records them from `_trace_module_map`, but
-    without the block torch's `Graph::push_scope` opens for every module call.
+    """Module scopes recorded as torch records them from `_trace_module_map`, in `Module._slow_forward`
+    (which a module's call runs in place of `forward` while tracing, inside its hooks), but without the
+    block torch's `Graph::push_scope` opens for every module call.
 
     push_scope puts each call's ops in a block of its own (a `prim::TracedModuleForward` node), and after
     the trace `FixupTraceScopeBlocks` inlines every block back into the graph by copying it into a graph of
@@ -77,47 +78,56 @@ class _FlatScopes:
     count of a small network. Here the scope is pushed as torch pushes it (the same `Scope`, so every
     node's `scopeName()` is the same), then the insertion point is put back where it was and the new,
     empty block removed: the ops land in the graph's own block, in order. pop_scope needs the insertion
-    point inside such a block: the first one opened is kept, empty, for that (`anchor`), and on exit the
-    insertion point is put back again.
+    point inside such a block: the first one opened is kept, empty, for that (`anchor`), and after
+    pop_scope the insertion point is put back again.
 
-    `enter` runs as the last of a module's forward pre-hooks and `exit` as the first of its forward hooks,
-    where `_slow_forward` would push and pop (its pre-hooks and hooks run outside its scope)."""
+    `slow_forward` replaces `Module._slow_forward` for the trace (`tracing`): hooks would do the same
+    around every module call, but send each call down nn.Module's slower path for hooked calls."""
 
     def __init__(self, names: dict[torch.nn.Module, str]) -> None:
-        self.names = names
-        self.points: list[torch._C.Node] = []  # per open scope: the insertion point when it opened
+        self.names = names  # module -> its scope; the root's is "" and opens none, as in torch
         self.graph: torch._C.Graph | None = None
         self.anchor: torch._C.Node | None = None  # the insertion point inside the block kept for pop_scope
 
-    def enter(self, module: torch.nn.Module, args: Any) -> None:
+    def forward(self, module: torch.nn.Module, args: tuple, kwargs: dict, slow_forward: Callable) -> Any:
+        """`module.forward(*args, **kwargs)` in the module's scope; torch's `slow_forward` where torch would
+        open none (a module not in `names`, a scripted one, no trace running)."""
         name = self.names.get(module)
         state = torch._C._get_tracing_state()
-        if not name or state is None:
-            return
-        if self.graph is None:
-            self.graph = state.graph()
-        point = self.graph.insertPoint()
+        if not name or state is None or isinstance(module.forward, torch._C.ScriptMethod):
+            return slow_forward(module, *args, **kwargs)
+        graph = self.graph
+        if graph is None:
+            graph = self.graph = state.graph()
+        point = graph.insertPoint()
         state.push_scope(name)  # inserts the block before `point` and moves the insertion point inside it
         if self.anchor is None:
-            self.anchor = self.graph.insertPoint()
-            self.graph.setInsertPoint(point)
+            self.anchor = graph.insertPoint()
+            graph.setInsertPoint(point)
         else:
-            self.graph.setInsertPoint(point)
+            graph.setInsertPoint(point)
             point.prev().destroy()  # the block just inserted
-        self.points.append(point)
+        try:
+            return module.forward(*args, **kwargs)
+        finally:
+            graph.setInsertPoint(self.anchor)
+            state.pop_scope()
+            graph.setInsertPoint(point)
 
-    def enter_unless_hooked(self, module: torch.nn.Module, args: Any) -> None:
-        if not module._forward_pre_hooks:
-            self.enter(module, args)
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[None]:
+        """nn.Module's `_slow_forward` is `self.forward` inside, and torch's own again on exit."""
+        torch_slow_forward = vars(torch.nn.Module)["_slow_forward"]
+        forward = self.forward
 
-    def exit(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        name = self.names.get(module)
-        state = torch._C._get_tracing_state()
-        if not name or state is None or self.graph is None:
-            return
-        self.graph.setInsertPoint(self.anchor)
-        state.pop_scope()
-        self.graph.setInsertPoint(self.points.pop())
+        def slow_forward(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+            return forward(module, args, kwargs, torch_slow_forward)
+
+        torch.nn.Module._slow_forward = slow_forward  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.nn.Module._slow_forward = torch_slow_forward  # type: ignore[method-assign]
 
 
 def _scoped_trace(
@@ -135,36 +145,17 @@ def _scoped_trace(
     if isinstance(module, _WRAPPERS) or not hasattr(trace, "_trace_module_map"):
         return _FVCORE_SCOPED_TRACE(module, inputs, aliases)
     # The root's name is "", which torch does not push: fvcore's root scope is "" too. The wrapper is not
-    # in the map, so it pushes no scope either; nor does a scripted module (_slow_forward skips those).
-    scopes = _FlatScopes(
-        {
-            mod: name
-            for mod, name in aliases.items()
-            if isinstance(mod, torch.nn.Module) and not isinstance(mod, torch.jit.ScriptModule)
-        }
-    )
+    # in the map, so it pushes no scope either.
+    scopes = _FlatScopes({mod: name for mod, name in aliases.items() if isinstance(mod, torch.nn.Module)})
     previous = trace._trace_module_map
-    trace._trace_module_map = None  # _slow_forward pushes nothing: the hooks below do
-    # torch runs the global pre-hooks before a module's own: a module with pre-hooks of its own gets
-    # `enter` as its last one instead.
-    hooks = [
-        torch.nn.modules.module.register_module_forward_pre_hook(scopes.enter_unless_hooked),
-        torch.nn.modules.module.register_module_forward_hook(scopes.exit),
-    ]
+    trace._trace_module_map = None  # torch's _slow_forward, where it still runs, opens no scope itself
     try:
-        hooks += [
-            owner.register_forward_pre_hook(scopes.enter)
-            for owner in modules
-            if owner._forward_pre_hooks and owner in scopes.names
-        ]
         traced = wrap(module)
-        with no_source_locations():
+        with no_source_locations(), scopes.tracing():
             # the wrapper's own tensors (TensorOutputs has none), then the module's
             return _trace_graph(traced, inputs, _state([traced, *modules]))
     finally:
         trace._trace_module_map = previous
-        for hook in hooks:
-            hook.remove()
 
 
 def _state(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
@@ -325,9 +316,10 @@ class FlopCountAnalysis(_FvcoreFlopCountAnalysis):
 
 
 def _counter(totals: dict[str, float]) -> Counter:
-    """Counter(totals) less its entries of 0, filled as a dict: Counter's own constructor checks and
-    counts element by element, which for the hundreds of modules of a count costs more than the sums."""
-    counter: Counter = Counter()
+    """Counter(totals) less its entries of 0, filled as the dict it is: Counter's constructor goes through
+    its generic update, which for the hundreds of modules of a count costs more than the sums themselves
+    (dict's __new__ makes a complete, empty Counter; its __init__ only fills it)."""
+    counter = Counter.__new__(Counter)
     if totals:
         dict.update(counter, {op: value for op, value in totals.items() if value > 0})
     return counter

@@ -198,7 +198,8 @@ def _cache_off(modules: list[torch.nn.Module]) -> Iterator[None]:
 
 def _is_compiled(module: torch.nn.Module) -> bool:
     # torch.compile(module) returns an OptimizedModule that holds the eager module as its child `_orig_mod`.
-    return isinstance(module._modules.get("_orig_mod"), torch.nn.Module)
+    # A scripted module's `_modules` is torch.jit's OrderedModuleDict: `in` and `[]`, no `get`.
+    return "_orig_mod" in module._modules and isinstance(module._modules["_orig_mod"], torch.nn.Module)
 
 
 @contextlib.contextmanager

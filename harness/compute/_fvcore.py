@@ -123,7 +123,7 @@ class _FlatScopes:
         def slow_forward(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
             return forward(module, args, kwargs, torch_slow_forward)
 
-        torch.nn.Module._slow_forward = slow_forward  # type: ignore[method-assign]
+        torch.nn.Module._slow_forward = slow_forward  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:

@@ -4,11 +4,13 @@ fvcore.nn's package __init__ compiles a focal loss with torch.jit.script, which 
 FutureWarning on every import; it has nothing to do with counting, so it is silenced here and only here.
 
 fvcore learns which module an op ran in by registering two Python hooks on every module for the trace (they
-push and pop a scope). torch's tracer records the same scopes by itself from `torch.jit._trace.
-_trace_module_map` (what torch.onnx uses); `FlopCountAnalysis` here traces that way, which gives the same
-graph with the same scope per node for less time (about 10% of a count of resnet50) and leaves no hook
-behind on the model if the forward pass raises. Where torch lacks the map, or for a DataParallel wrapper
-(fvcore renames its root), fvcore's own tracing runs.
+push and pop a scope). torch's tracer pushes the same scopes by itself, in `Module._slow_forward`, from
+`torch.jit._trace._trace_module_map` (what torch.onnx uses). `FlopCountAnalysis` here pushes them at that
+same place (`_FlatScopes`, which stands in for `_slow_forward` during the trace), which gives the same scope
+per node, leaves no hook behind on the model if the forward pass raises, and opens no block per module
+call (torch's push_scope does, and inlining the nested blocks after the trace copied every op once per
+enclosing module). Where torch lacks the map, or for a DataParallel wrapper (fvcore renames its root),
+fvcore's own tracing runs.
 
 The tracer makes many short-lived Python objects, enough to set off several full garbage collections per
 count, each a walk over every object torch and torchvision hold; the collector is paused while the graph

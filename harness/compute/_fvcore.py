@@ -84,7 +84,9 @@ class _FlatScopes:
     pop_scope the insertion point is put back again.
 
     `slow_forward` replaces `Module._slow_forward` for the trace (`tracing`): hooks would do the same
-    around every module call, but send each call down nn.Module's slower path for hooked calls."""
+    around every module call, but send each call down nn.Module's slower path for hooked calls. The swap
+    is process-wide for the time of the trace, as `_trace_module_map` is: a trace in another thread then
+    runs torch's own `_slow_forward` for every module that is not in `names`."""
 
     def __init__(self, names: dict[torch.nn.Module, str]) -> None:
         self.names = names  # module -> its scope; the root's is "" and opens none, as in torch

@@ -173,6 +173,9 @@ def test_counting_puts_back_modes_buffers_and_hooks_even_when_it_fails():
     with pytest.raises(RuntimeError):
         count_flops(model, torch.randn(3, 5))  # the forward pass fails inside the trace
     assert model.training and model.calls.item() == 0
+    # torch is put back too: the scopes were opened in nn.Module's _slow_forward, replaced for the trace
+    assert vars(nn.Module)["_slow_forward"].__module__ == "torch.nn.modules.module"
+    assert torch.jit._trace._trace_module_map is None
     assert hooks == {
         name: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for name, m in model.named_modules()
     }
@@ -198,6 +201,36 @@ def test_modules_scoped_as_fvcores_hooks_scope_them():
         expected = {name: float(v) for name, v in theirs.by_module().items()}
     assert count_flops(model, x).by_module == expected
     assert len(expected) > 40 and expected["layer1.0.conv1"] > 0
+
+
+class _Shared(nn.Module):
+    """A module called twice under two names, one called through a sibling, one through .forward, and
+    a pre-hook that computes (weight norm): each op lands in the scope torch's tracer gives it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = self.a
+        self.norm = nn.utils.parametrizations.weight_norm(nn.Linear(8, 8))
+        self.old_norm = nn.utils.weight_norm(nn.Linear(8, 8))
+        self.seq = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.seq.forward(self.b(self.a(x)))
+        return self.seq[0](self.old_norm(self.norm(x)))
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm:FutureWarning", "ignore:no FLOP handle:UserWarning")
+def test_scopes_of_shared_hooked_and_directly_called_modules_are_fvcores():
+    from fvcore.nn import FlopCountAnalysis as FvcoreFlopCountAnalysis
+
+    model, x = _Shared().eval(), torch.randn(2, 8)
+    with torch.no_grad():
+        theirs = FvcoreFlopCountAnalysis(model, x).set_op_handle(**extra_handles())
+        theirs.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        expected = {name: float(v) for name, v in theirs.by_module().items()}
+    assert count_flops(model, x, strict=False).by_module == expected
+    assert expected["a"] == 2 * 2 * 8 * 8 and expected["seq.0"] == 2 * 2 * 8 * 8
 
 
 def test_torch_cross_check_agrees_on_matmul_models():

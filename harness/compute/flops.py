@@ -84,13 +84,17 @@ def eager_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+def evaluating(
+    model: torch.nn.Module, modules: list[torch.nn.Module] | None = None
+) -> Iterator[torch.nn.Module]:
     """The eager module behind `model` (unwrapping torch.compile) in eval mode, for a forward pass without
     gradients; on exit every submodule's mode is restored, and every buffer: the same tensor, with its
     values put back if the pass wrote them. No copy: copying the modules cost more than a tenth of a count
-    of resnet50, and parameters are not written by a forward pass without gradients."""
+    of resnet50, and parameters are not written by a forward pass without gradients.
+    `modules`: all_modules of the eager module, where the caller has listed them already."""
     eager = getattr(model, "_orig_mod", model)
-    modules = all_modules(eager)
+    if modules is None:
+        modules = all_modules(eager)
     modes = [(module, module.training) for module in modules]
     # An inference tensor keeps no version and cannot be written outside inference mode: only its place
     # is kept.
@@ -102,7 +106,8 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         for name, buffer in module._buffers.items()
         if buffer is not None
     ]
-    eager.eval()
+    if any(training for _, training in modes):  # eval() visits every module, for nothing if none trains
+        eager.eval()
     try:
         yield eager
     finally:
@@ -166,17 +171,19 @@ class TensorOutputs(torch.nn.Module):
 def _counting(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """The model as both counters run it: in eval mode, without gradients, without a Hugging Face cache,
     its compiled submodules eager; everything put back on exit."""
-    with evaluating(model) as net, torch.no_grad(), _cache_off(net), _eager_submodules(net):
+    eager = getattr(model, "_orig_mod", model)
+    modules = all_modules(eager)  # listed once for the three
+    with evaluating(eager, modules) as net, torch.no_grad(), _cache_off(modules), _eager_submodules(modules):
         yield net
 
 
 @contextlib.contextmanager
-def _cache_off(model: torch.nn.Module) -> Iterator[None]:
+def _cache_off(modules: list[torch.nn.Module]) -> Iterator[None]:
     """Hugging Face models default to `use_cache=True` and return a key/value cache (it would be traced as an
     output, and it is work for the next call, not this one): off for the count, each config put back."""
     configs = {
         id(config): config
-        for module in all_modules(model)
+        for module in modules
         # read from the instance's own attributes: nn.Module's __getattr__ raises for every other module
         if (config := vars(module).get("config")) is not None and getattr(config, "use_cache", None)
     }
@@ -191,16 +198,16 @@ def _cache_off(model: torch.nn.Module) -> Iterator[None]:
 
 def _is_compiled(module: torch.nn.Module) -> bool:
     # torch.compile(module) returns an OptimizedModule that holds the eager module as its child `_orig_mod`.
-    return isinstance(module._modules.get("_orig_mod"), torch.nn.Module)
+    # A scripted module's `_modules` is torch.jit's OrderedModuleDict: `in` and `[]`, no `get`.
+    return "_orig_mod" in module._modules and isinstance(module._modules["_orig_mod"], torch.nn.Module)
 
 
 @contextlib.contextmanager
-def _eager_submodules(model: torch.nn.Module) -> Iterator[None]:
+def _eager_submodules(modules: list[torch.nn.Module]) -> Iterator[None]:
     """Submodules compiled in place (`block = torch.compile(block)`, or `block.compile()`) run as their
     eager modules for the count: torch's tracer cannot trace a dynamo-optimized function, and the count is
     of the model's arithmetic, which compiling does not change. `harness train` counts a compiled model the
-    same way. Each swap is put back on exit."""
-    modules = all_modules(model)
+    same way. Each swap is put back on exit. `modules`: all_modules of the model."""
     swapped = [
         (parent, name, child)
         for parent in modules

@@ -219,6 +219,12 @@ def register_sweeper() -> None:
     (`pip install -e .`, setuptools' import hook); registering it is Hydra's own way for such a plugin."""
     from hydra.core.plugins import Plugins
 
-    from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper
+    try:
+        from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper
+    except ModuleNotFoundError as exc:  # an editable install made before the package existed maps none
+        exit_with_error(
+            f"harness's Hydra sweeper cannot be imported ({one_line(exc)}): the install predates it; "
+            'run pip install -e ".[dev]" again in the checkout'
+        )
 
     Plugins.instance().register(HarnessSweeper)

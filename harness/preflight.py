@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -112,7 +113,7 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
             _refuse_null(key)
         if (override.is_add() or override.is_force_add()) and options is None:
             appended.append(key)
-        values: list[Any] | None = list(override.sweep_iterator()) if override.is_sweep_override() else None
+        values = _swept_values(override, key, options)
         if options is not None:
             for value in values or [override.value()]:
                 if value is not None and str(value) not in options:
@@ -141,6 +142,28 @@ def preflight(config_name: str, args: list[str], results_dir_key: str | None = N
     if results_dir_key is not None:
         _check_writable(Path(str(OmegaConf.select(cfg, results_dir_key))), results_dir_key)
     return added
+
+
+def _swept_values(override: Override, key: str, options: list[str] | None) -> list[Any] | None:
+    """The values a sweep override takes (None for a single value). `glob(...)` picks among a config group's
+    options, which Hydra lists with a config loader this parser has not got: it is matched here against the
+    options preflight already knows."""
+    if not override.is_sweep_override():
+        return None
+    chooser = override.value()
+    if not isinstance(chooser, Glob):
+        return list(override.sweep_iterator())
+    if options is None:
+        exit_with_error(
+            f"{override.input_line}: glob() chooses among a config group's options, and {key} is "
+            "not a config group; list the values instead (key=a,b,c)"
+        )
+    chosen = chooser.filter(list(options))
+    if not chosen:
+        exit_with_error(
+            f"{override.input_line} matches none of {key}'s options ({', '.join(options)}); widen the pattern"
+        )
+    return chosen
 
 
 # Hydra's own keys of an instantiated node, not constructor arguments.

@@ -104,6 +104,27 @@ def test_values_of_the_right_kind_pass_preflight(tmp_path):
     assert preflight("train", [*good, f"paths.results_dir={tmp_path}"], "paths.results_dir") == []
 
 
+def test_glob_sweeps_of_a_config_group_pass_preflight(tmp_path):
+    # Hydra's glob() over a group's options used to crash preflight ("ConfigLoader is not set").
+    args = ["-m", "model=glob([mlp,cnn])", f"paths.results_dir={tmp_path}"]
+    assert preflight("train", args, "paths.results_dir") == []
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("model=glob(zz*)", "matches none of model's options (cnn, "),
+        ("seed=glob(*)", "seed is not a config group; list the values instead"),
+    ],
+)
+def test_glob_sweeps_that_choose_nothing_are_one_line(tmp_path, capsys, sweep, message):
+    with pytest.raises(SystemExit) as stopped:
+        preflight("train", ["-m", sweep, f"paths.results_dir={tmp_path}"], "paths.results_dir")
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+
+
 def test_missing_data_root_names_where_it_looked(harness_cli, tmp_path):
     proc = harness_cli("train", "data=mnist", f"data.root={tmp_path / 'nowhere'}")
     assert proc.returncode == 2

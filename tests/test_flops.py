@@ -233,6 +233,15 @@ def test_scopes_of_shared_hooked_and_directly_called_modules_are_fvcores():
     assert expected["a"] == 2 * 2 * 8 * 8 and expected["seq.0"] == 2 * 2 * 8 * 8
 
 
+def test_weight_norm_counts_its_sums_of_squares_in_strict_mode():
+    # aten::_weight_norm had no handle: strict counting refused every weight-normalised model.
+    linear = nn.utils.parametrizations.weight_norm(nn.Linear(16, 8))
+    report = count_flops(linear, torch.randn(4, 16))
+    assert report.by_operator == {"linear": 4 * 16 * 8, "_weight_norm": 16 * 8}  # one square per weight
+    conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 8, 3))
+    assert count_flops(conv, torch.randn(2, 3, 10, 10)).by_operator["_weight_norm"] == 8 * 3 * 3 * 3
+
+
 def test_torch_cross_check_agrees_on_matmul_models():
     mlp = build_model("mlp", (1, 8, 8), 10, width=32, depth=3)
     x = torch.randn(4, 1, 8, 8)

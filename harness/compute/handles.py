@@ -179,6 +179,15 @@ def convolution_mode_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return int(conv_flop_count(*shapes, transposed=False))
 
 
+def weight_norm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::_weight_norm(v, g, dim): weight normalisation (nn.utils.weight_norm and its parametrization),
+    w = g · v / ‖v‖, made from the parameters at every forward pass. Its multiply-accumulates are the sums
+    of squares for the norms, one per element of v; the rescale is element-wise, free as elsewhere. The
+    work does not grow with the batch, so per sample it shrinks as the batch grows."""
+    v = get_shape(inputs[0])
+    return prod(v)
+
+
 def grouped_mm_macs(a: list[int], b: list[int]) -> int:
     """torch._grouped_mm(a, b, offs): one matrix product per group (a mixture of experts' expert weights),
     the groups cut along one dim by `offs`. Whichever dim is cut, the groups' products add up to one dense
@@ -247,6 +256,7 @@ FORMULAS: dict[str, Handle] = {
     "aten::einsum": einsum_flop_jit,
     "aten::_grouped_mm": grouped_mm_flop_jit,
     "aten::_convolution_mode": convolution_mode_flop_jit,
+    "aten::_weight_norm": weight_norm_flop_jit,
     # torch's fused RMSNorm (nn.RMSNorm) as fvcore counts layer_norm: 5 per element with a weight, else 4.
     "aten::rms_norm": norm_flop_counter(2),
     **dict.fromkeys(_RECURRENT, rnn_flop_jit),
@@ -275,7 +285,14 @@ CATEGORY: dict[str, str] = {
     "aten::scaled_dot_product_attention": "attention",
     "aten::_native_multi_head_attention": "attention",
     **dict.fromkeys(
-        ["aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm", "aten::rms_norm"],
+        [
+            "aten::batch_norm",
+            "aten::group_norm",
+            "aten::layer_norm",
+            "aten::instance_norm",
+            "aten::rms_norm",
+            "aten::_weight_norm",
+        ],
         "norm",
     ),
     **{op: "pool" for op in FORMULAS if "avg_pool" in op},

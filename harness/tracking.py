@@ -60,30 +60,6 @@ RESULT_METRICS = tuple(
 )
 
 
-class KeywordCall(torch.nn.Module):
-    """`model(**inputs)` as a module of positional tensor inputs, so that the FLOP counters (which trace
-    positional inputs) can count a model called with keywords; values that are not tensors (use_cache=False)
-    are passed as they are."""
-
-    def __init__(self, model: torch.nn.Module, inputs: Mapping[str, Any]):
-        super().__init__()
-        self.model = model
-        self.names = [key for key, value in inputs.items() if isinstance(value, torch.Tensor)]
-        self.constants = {key: value for key, value in inputs.items() if not isinstance(value, torch.Tensor)}
-
-    def forward(self, *tensors: torch.Tensor) -> Any:
-        return self.model(**dict(zip(self.names, tensors, strict=True)), **self.constants)
-
-
-def counted_call(model: torch.nn.Module, example_input: Any) -> tuple[torch.nn.Module, tuple]:
-    """(module, positional inputs) that call `model` as `example_input` says: a tensor, a tuple of
-    positional inputs, or a dict of keyword inputs."""
-    if isinstance(example_input, Mapping):
-        wrapper = KeywordCall(model, example_input)
-        return wrapper, tuple(example_input[name] for name in wrapper.names)
-    return model, example_input if type(example_input) is tuple else (example_input,)
-
-
 def tokens_per_sample(example_input: Any) -> int | None:
     """The sequence length of a language model's input: an integer (token id) tensor of shape (batch,
     sequence), given alone, first, or as input_ids; None for any other input."""
@@ -106,9 +82,8 @@ def token_ids(value: Any) -> torch.Tensor | None:
 def count_forward(model: torch.nn.Module, example_input: Any, *, strict: bool = True) -> ForwardCompute:
     """FLOPs of one forward pass per sample, counted as `harness measure` counts them (fvcore with harness's
     handles; in strict mode an op without a handle is an error), and torch's count as a cross-check."""
-    module, inputs = counted_call(model, example_input)
     try:
-        report = count_flops(module, inputs, strict=strict)
+        report = count_flops(model, example_input, strict=strict)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"example_input does not fit {type(model).__name__} ({one_line(exc)}); pass what its forward "
@@ -117,7 +92,7 @@ def count_forward(model: torch.nn.Module, example_input: Any, *, strict: bool = 
     return ForwardCompute(
         macs_forward=report.macs_per_sample,
         flops_forward=report.flops_per_sample,
-        flops_forward_torch=torch_forward_flops(module, inputs) / report.batch_size,
+        flops_forward_torch=torch_forward_flops(model, example_input) / report.batch_size,
         step=None,  # the loop's loss and optimizer are the user's: no training step to count
         tokens_per_sample=tokens_per_sample(example_input),
     )

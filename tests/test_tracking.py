@@ -21,7 +21,7 @@ from harness.compute.flops import count_flops
 from harness.errors import ConfigError
 from harness.results import RunRecord, collect, load, read_record, write_record
 from harness.settings import EnergySettings
-from harness.tracking import KeywordCall, Run
+from harness.tracking import Run
 
 # codecarbon's start-up is left to the energy tests (as conf/debug does for harness train).
 NO_CODECARBON = EnergySettings(codecarbon=False)
@@ -237,7 +237,7 @@ def test_keyword_inputs_and_tokens_count_as_a_language_model(tmp_path):
         run.step(samples=2, tokens=24)
     record = run.record
     assert record is not None
-    assert record.flops_forward == count_flops(KeywordCall(model, example), (ids,)).flops_per_sample
+    assert record.flops_forward == count_flops(model, example).flops_per_sample
     assert record.flops_forward == 2 * 12 * 16 * 50, "the head's MACs per token, × 2, × 12 tokens"
     assert record.flops_forward_per_token == 2 * 16 * 50 and record.tokens_seen == 24
 
@@ -422,7 +422,7 @@ def test_hf_trainer_writes_a_record_with_tokens_and_total_flos(tmp_path):
     record = callback.record
     assert record is not None and record.status == "completed" and record.trainer_mode == "hf_trainer"
     ids = torch.randint(0, 100, (8, seq))
-    counted = count_flops(KeywordCall(model, {"input_ids": ids, "use_cache": False}), (ids,))
+    counted = count_flops(model, {"input_ids": ids, "use_cache": False})
     assert record.flops_forward == counted.flops_per_sample
     assert record.samples_seen == n_train and record.tokens_seen == n_train * seq and record.steps == 6
     assert record.flops_forward_per_token == record.flops_forward / seq

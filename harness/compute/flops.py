@@ -125,12 +125,28 @@ def _as_tuple(inputs: Any) -> tuple:
     return inputs if type(inputs) is tuple else (inputs,)
 
 
-def _split_inputs(inputs: Any) -> tuple[tuple, tuple[str, ...]]:
-    """(the values to trace, the keyword names of the last of them): a Mapping is keyword inputs
-    (`{"input_ids": ..., "attention_mask": ...}`), anything else positional as before."""
+@dataclass(frozen=True)
+class _Call:
+    """How the model is called for a count: positional `values` (tensors), the last `len(keywords)` of
+    them passed by those names, and `constants` (keyword inputs that are not tensors, such as
+    use_cache=False) passed as they are: the tracer takes tensors only."""
+
+    values: tuple
+    keywords: tuple[str, ...] = ()
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+    def traced(self, model: torch.nn.Module) -> TensorOutputs:
+        return TensorOutputs(model, self.keywords, self.constants)
+
+
+def _split_inputs(inputs: Any) -> _Call:
+    """A Mapping is keyword inputs (`{"input_ids": ..., "attention_mask": ..., "use_cache": False}`),
+    anything else positional."""
     if isinstance(inputs, Mapping):
-        return tuple(inputs.values()), tuple(inputs)
-    return _as_tuple(inputs), ()
+        tensors = {key: value for key, value in inputs.items() if isinstance(value, torch.Tensor)}
+        constants = {key: value for key, value in inputs.items() if key not in tensors}
+        return _Call(tuple(tensors.values()), tuple(tensors), constants)
+    return _Call(_as_tuple(inputs))
 
 
 def tensors_in(output: Any) -> Iterator[torch.Tensor]:
@@ -151,14 +167,18 @@ class TensorOutputs(torch.nn.Module):
     `keywords`, which take the last inputs), returning only the tensors of its output. The tracer takes
     tensors in and out only; a cache or a ModelOutput's non-tensor fields would stop it."""
 
-    def __init__(self, model: torch.nn.Module, keywords: tuple[str, ...]) -> None:
+    def __init__(
+        self, model: torch.nn.Module, keywords: tuple[str, ...], constants: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.keywords = keywords
+        self.constants = dict(constants or {})  # keyword inputs that are not tensors, passed as they are
 
     def forward(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
         split = len(inputs) - len(self.keywords)
-        output = self.model(*inputs[:split], **dict(zip(self.keywords, inputs[split:], strict=True)))
+        keywords = dict(zip(self.keywords, inputs[split:], strict=True))
+        output = self.model(*inputs[:split], **keywords, **self.constants)
         tensors = tuple(tensors_in(output))
         if not tensors:
             raise TypeError(
@@ -283,7 +303,8 @@ def count_flops(
     attention_causal: str = "full",
 ) -> FlopReport:
     """Count the MACs and FLOPs of one forward pass of `model` on `inputs`: a tensor, a tuple (positional
-    inputs), or a mapping of keyword inputs (`{"input_ids": ids, "attention_mask": mask}`).
+    inputs), or a mapping of keyword inputs (`{"input_ids": ids, "attention_mask": mask}`; values that
+    are not tensors, such as `use_cache=False`, are passed as they are).
 
     An op without a handle is free when a category of policy.py claims it (recorded in `free`). Otherwise
     it could carry work: strict mode raises UnsupportedOpError naming it and the module it came from;
@@ -297,10 +318,10 @@ def count_flops(
     """
     if attention_causal not in ATTENTION_CONVENTIONS:
         raise ValueError(f"attention_causal={attention_causal!r}: expected one of {ATTENTION_CONVENTIONS}")
-    values, keywords = _split_inputs(inputs)
+    call = _split_inputs(inputs)
     with _counting(model) as net, causal_attention(attention_causal) as attention_handles:
-        batch = _batch_size(values, declared_batch_dim(net, batch_dim))
-        analysis = FlopCountAnalysis(net, values, wrap=lambda module: TensorOutputs(module, keywords))
+        batch = _batch_size(call.values, declared_batch_dim(net, batch_dim))
+        analysis = FlopCountAnalysis(net, call.values, wrap=call.traced)
         analysis.set_op_handle(**(extra_handles() | attention_handles))
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
@@ -368,8 +389,8 @@ def torch_forward_flops(model: torch.nn.Module, inputs: Any, *, math: bool = Fal
     register, and nn.MultiheadAttention's fused eval path is invisible too, so attention counts 0 there.
     math=True runs attention as plain products (`math_attention`), which it then counts.
     """
-    values, keywords = _split_inputs(inputs)
+    call = _split_inputs(inputs)
     attention = math_attention() if math else contextlib.nullcontext()
     with _counting(model) as net, attention, FlopCounterMode(display=False) as counter:
-        TensorOutputs(net, keywords)(*values)
+        call.traced(net)(*call.values)
     return float(counter.get_total_flops())

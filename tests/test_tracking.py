@@ -183,6 +183,48 @@ def test_sigterm_leaves_an_interrupted_record(tmp_path):
     assert record.samples_seen >= 4 and record.flops_forward == 2 * 4 * 2
 
 
+CRASHING_TRAINER = """
+import sys, torch, transformers
+from harness.integrations.transformers import HarnessCallback
+from harness.settings import EnergySettings
+config = transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=8)
+model = transformers.GPT2LMHeadModel(config)
+class Tokens(torch.utils.data.Dataset):
+    reads = 0
+    def __len__(self):
+        return 32
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > 16:  # the third batch of 8
+            raise ValueError("bad sample " + str(i))
+        ids = torch.full((8,), i % 50)
+        return {"input_ids": ids, "labels": ids}
+args = transformers.TrainingArguments(output_dir=sys.argv[2], per_device_train_batch_size=8,
+    save_strategy="no",
+    logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+callback = HarnessCallback(sys.argv[1], energy=EnergySettings(enabled=False))
+transformers.Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=[callback]).train()
+"""
+
+
+def test_hf_trainer_that_crashes_leaves_a_failed_record(tmp_path):
+    # The Trainer tells callbacks nothing of an exception inside train(): the process ended with no record.
+    pytest.importorskip("accelerate")
+    pytest.importorskip("transformers")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASHING_TRAINER, str(tmp_path / "runs"), str(tmp_path / "hf")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "ValueError: bad sample" in proc.stderr
+    record = read_record(next((tmp_path / "runs").rglob("run.json")))
+    assert record.status == "failed" and record.error.startswith("ValueError: bad sample")
+    assert record.samples_seen >= 8 and record.flops_forward > 0  # the loader reads a batch ahead
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -16,13 +16,17 @@ training call. After each evaluation `metric` is logged from the Trainer's metri
 Trainer's own estimate `state.total_flos` goes into the record's metrics as `trainer_total_flos`
 (README, "Measure your own training loop", compares it with network_operations).
 
-The Trainer has no hook for an exception inside `train()`: a crash leaves no record. A new `train()` on the
-same callback first writes the unfinished run as `failed`.
+The Trainer has no hook for an exception inside `train()`. An unfinished run is written as `failed` by a
+new `train()` on the same callback, or, when the exception ends the process, as it exits (an `atexit` handler
+registered for the time of `train()`, which reads the exception Python kept in `sys.last_value`): a crash
+leaves a failed record naming it, not nothing. A process killed outright (SIGKILL, os._exit) writes none.
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +84,7 @@ class HarnessCallback(TrainerCallback):
         options = {**defaults, **{k: v for k, v in self.options.items() if v is not None}}
         self.run = Run(model, results_dir=self.results_dir, trainer_mode="hf_trainer", **options)
         self._hook = model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+        atexit.register(self._end_at_exit)
 
     def _before_forward(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         run = self.run
@@ -113,7 +118,14 @@ class HarnessCallback(TrainerCallback):
             self.run.log(**{TOTAL_FLOS_METRIC: float(state.total_flos)})
         self._close(None)
 
+    def _end_at_exit(self) -> None:
+        """The process exits inside train(): an uncaught exception (Python keeps it in sys.last_value
+        after printing it) or an exit from a callback or the user's code."""
+        exc = getattr(sys, "last_value", None)
+        self._close(exc or UnfinishedTraining("the process exited inside Trainer.train"))
+
     def _close(self, exc: BaseException | None) -> None:
+        atexit.unregister(self._end_at_exit)
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

@@ -139,6 +139,19 @@ def test_loaded_text_columns_compare_group_and_sort_as_text(tmp_path):
     assert frame["error"].isna().all() and frame["error"].dtype == object, "a field no run filled: None"
 
 
+def test_loaded_dtypes_do_not_depend_on_how_many_runs_share_a_value(tmp_path):
+    # Categories were chosen by the data (distinct values against rows): one run's `model` loaded as text,
+    # two runs' as a category, so code that worked on one results folder failed on the next.
+    one, three = tmp_path / "one", tmp_path / "three"
+    write_record(one / "a", _record("r0", "h0"))
+    for index, model in enumerate(("mlp", "cnn", "resnet")):
+        write_record(three / f"r{index}", _record(f"r{index}", f"h{index}", model=model))
+    for frame in (load(one), load(three)):
+        assert isinstance(frame["model"].dtype, pd.CategoricalDtype)
+        assert not isinstance(frame["run_id"].dtype, pd.CategoricalDtype)
+        assert not isinstance(frame["config_hash"].dtype, pd.CategoricalDtype)
+
+
 def test_a_wide_loaded_frame_takes_new_columns_without_a_fragmentation_warning(tmp_path):
     """pandas warns on every insert into a frame of over 100 numpy blocks: a record of 400 config keys of
     alternating types (each type change a block boundary) still loads into fewer."""

@@ -233,6 +233,20 @@ def test_scopes_of_shared_hooked_and_directly_called_modules_are_fvcores():
     assert expected["a"] == 2 * 2 * 8 * 8 and expected["seq.0"] == 2 * 2 * 8 * 8
 
 
+def test_counts_in_two_threads_are_right_and_put_torch_back():
+    # The trace swaps torch's process-wide nn.Module._slow_forward: two counts at once crossed their swaps
+    # (internal asserts, and the swap left installed for good).
+    from concurrent.futures import ThreadPoolExecutor
+
+    original = vars(nn.Module)["_slow_forward"]
+    net = nn.Sequential(*(nn.Linear(16, 16) for _ in range(20)))
+    x = torch.randn(2, 16)
+    with ThreadPoolExecutor(2) as pool:
+        counted = list(pool.map(lambda _: count_flops(net, x).macs, range(40)))
+    assert counted == [20 * 2 * 16 * 16] * 40
+    assert vars(nn.Module)["_slow_forward"] is original
+
+
 def test_weight_norm_counts_its_sums_of_squares_in_strict_mode():
     # aten::_weight_norm had no handle: strict counting refused every weight-normalised model.
     linear = nn.utils.parametrizations.weight_norm(nn.Linear(16, 8))

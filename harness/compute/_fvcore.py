@@ -25,6 +25,7 @@ instead of per node (`FlopCountAnalysis._walk`); the handles and the Statistics 
 import contextlib
 import functools
 import gc
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -85,20 +86,22 @@ class _FlatScopes:
 
     `slow_forward` replaces `Module._slow_forward` for the trace (`tracing`): hooks would do the same
     around every module call, but send each call down nn.Module's slower path for hooked calls. The swap
-    is process-wide for the time of the trace, as `_trace_module_map` is: a trace in another thread then
-    runs torch's own `_slow_forward` for every module that is not in `names`."""
+    is process-wide for the time of the trace, as `_trace_module_map` is: counts take turns (`_ONE_TRACE`),
+    and a trace in another thread (torch.jit.trace of one's own) runs torch's own `_slow_forward`."""
 
     def __init__(self, names: dict[torch.nn.Module, str]) -> None:
         self.names = names  # module -> its scope; the root's is "" and opens none, as in torch
         self.graph: torch._C.Graph | None = None
         self.anchor: torch._C.Node | None = None  # the insertion point inside the block kept for pop_scope
+        self.thread = threading.get_ident()  # the thread that traces
 
     def forward(self, module: torch.nn.Module, args: tuple, kwargs: dict, slow_forward: Callable) -> Any:
         """`module.forward(*args, **kwargs)` in the module's scope; torch's `slow_forward` where torch would
         open none (a module not in `names`, a scripted one, no trace running)."""
         name = self.names.get(module)
         state = torch._C._get_tracing_state()
-        if not name or state is None or isinstance(module.forward, torch._C.ScriptMethod):
+        elsewhere = threading.get_ident() != self.thread
+        if not name or state is None or elsewhere or isinstance(module.forward, torch._C.ScriptMethod):
             return slow_forward(module, *args, **kwargs)
         graph = self.graph
         if graph is None:
@@ -134,6 +137,11 @@ class _FlatScopes:
             torch.nn.Module._slow_forward = torch_slow_forward  # type: ignore[method-assign]
 
 
+# What a count swaps for its trace is torch's process-wide state (nn.Module._slow_forward, the module map, the
+# source-location recorder): counts in several threads trace one at a time, each putting back what it found.
+_ONE_TRACE = threading.Lock()
+
+
 def _scoped_trace(
     module: torch.nn.Module,
     inputs,
@@ -151,15 +159,16 @@ def _scoped_trace(
     # The root's name is "", which torch does not push: fvcore's root scope is "" too. The wrapper is not
     # in the map, so it pushes no scope either.
     scopes = _FlatScopes({mod: name for mod, name in aliases.items() if isinstance(mod, torch.nn.Module)})
-    previous = trace._trace_module_map
-    trace._trace_module_map = None  # torch's _slow_forward, where it still runs, opens no scope itself
-    try:
-        traced = wrap(module)
-        with no_source_locations(), scopes.tracing():
-            # the wrapper's own tensors (TensorOutputs has none), then the module's
-            return _trace_graph(traced, inputs, _state([traced, *modules]))
-    finally:
-        trace._trace_module_map = previous
+    with _ONE_TRACE:
+        previous = trace._trace_module_map
+        trace._trace_module_map = None  # torch's _slow_forward, where it still runs, opens no scope itself
+        try:
+            traced = wrap(module)
+            with no_source_locations(), scopes.tracing():
+                # the wrapper's own tensors (TensorOutputs has none), then the module's
+                return _trace_graph(traced, inputs, _state([traced, *modules]))
+        finally:
+            trace._trace_module_map = previous
 
 
 def _state(modules: list[torch.nn.Module]) -> list[torch.Tensor]:

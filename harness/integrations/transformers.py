@@ -122,7 +122,9 @@ class HarnessCallback(TrainerCallback):
         """The process exits inside train(): an uncaught exception (Python keeps it in sys.last_value
         after printing it) or an exit from a callback or the user's code."""
         exc = getattr(sys, "last_value", None)
-        self._close(exc or UnfinishedTraining("the process exited inside Trainer.train"))
+        if exc is None or not _raised_in_trainer(exc):  # IPython keeps every failed cell's exception there
+            exc = UnfinishedTraining("the process exited inside Trainer.train")
+        self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
         atexit.unregister(self._end_at_exit)
@@ -131,6 +133,16 @@ class HarnessCallback(TrainerCallback):
             self._hook = None
         if self.run is not None:
             self.run.end(exc)
+
+
+def _raised_in_trainer(exc: BaseException) -> bool:
+    """Whether `exc` went through the Trainer's own code (transformers.trainer) on its way up."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "transformers.trainer":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _example(model: torch.nn.Module, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def _holdout_blocks(analysis: BenchmarkAnalysis) -> list[Block]:
     if not analysis.holdout:
         return []
     frame = holdout_frame(analysis.holdout)
-    summary = frame.groupby(["model", "scale"], sort=False).agg(
+    summary = frame.groupby(["model", "scale"], sort=False, observed=True).agg(
         held=("relative_error", "size"),
         typical=("relative_error", "median"),
         worst=("relative_error", "max"),

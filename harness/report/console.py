@@ -93,7 +93,9 @@ def _holdout_rows(analyses: Sequence[BenchmarkAnalysis]) -> list[dict]:
         }
         for a in analyses
         if a.holdout
-        for (model, scale), group in holdout_frame(a.holdout).groupby(["model", "scale"], sort=False)
+        for (model, scale), group in holdout_frame(a.holdout).groupby(
+            ["model", "scale"], sort=False, observed=True
+        )
     ]
 
 

@@ -85,7 +85,7 @@ def _scatter(ax, points: pd.DataFrame, x: str, colour: str | None, figure) -> No
         figure.colorbar(mappable, ax=ax, label="year")
     elif colour == "model" and "model" in points.columns:
         colours = model_colours(points["model"].dropna().unique())  # the same per model in every figure
-        for model, group in points.groupby("model", sort=True):
+        for model, group in points.groupby("model", sort=True, observed=True):
             ax.scatter(group[x], group["error"], s=28, color=colours[str(model)], label=str(model))
     else:
         ax.scatter(points[x], points["error"], s=28, color="C0", label="runs")

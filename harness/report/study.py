@@ -228,7 +228,7 @@ def _tuning_lines(dest: Path, dataset: str) -> list[str]:
         "Chosen values per model:",
         "",
     ]
-    for model, group in chosen.groupby("model"):
+    for model, group in chosen.groupby("model", observed=True):
         counts = ", ".join(
             f"{value:g} ×{count}"
             for key in keys
@@ -253,7 +253,7 @@ def largest_configuration_lines(chosen: pd.DataFrame, dataset: str) -> list[str]
         + (" published |" if published else ""),
         "| --- | --- | --- | --- | --- | --- |" + (" --- |" if published else ""),
     ]
-    for model, group in chosen.groupby("model"):
+    for model, group in chosen.groupby("model", observed=True):
         top = group
         if "model_width" in top.columns and top["model_width"].notna().any():
             top = top[top["model_width"] == top["model_width"].max()]
@@ -306,7 +306,7 @@ def _fit_lines(fit_dir: Path) -> list[str]:
                 "| fitted law | held-out points | median | worst | at the corner (largest width, all data) |",
                 "| --- | --- | --- | --- | --- |",
             ]
-            for model, group in grid.groupby("model", sort=False):
+            for model, group in grid.groupby("model", sort=False, observed=True):
                 corner = group[group["corner"].fillna(False).astype(bool)]
                 at_corner = ", ".join(
                     f"{r.get('architecture') or ''} {r['relative_error']:.1%}".strip()

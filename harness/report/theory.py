@@ -112,7 +112,7 @@ def figure(runs: pd.DataFrame, table: pd.DataFrame, out: Path, formats: tuple[st
             ax.scatter(arm[x], arm["test_error"], s=8, alpha=0.35, color=colour)
             # Mean over seeds per training size (x may itself be n_train, hence the copy under a new name).
             points = pd.DataFrame({"n_train": arm["n_train"], "at": arm[x], "test_error": arm["test_error"]})
-            mean = points.groupby("n_train")[["at", "test_error"]].mean().sort_values("at")
+            mean = points.groupby("n_train", observed=True)[["at", "test_error"]].mean().sort_values("at")
             fit = table[(table["model"] == model) & (table["x"] == x)]
             name = arm_label
             if not fit.empty:

@@ -255,7 +255,7 @@ class Catalog:
     def frame(self, columns: Iterable[str] | None = None, *, warn: bool = True) -> pd.DataFrame:
         """One row per valid record (the record's fields plus `run_dir`); bad records are named in a warning
         (with `warn`) and left out. `columns`: only these (fewer columns read, less memory). Text columns
-        with few distinct values are pandas `category` (see `_to_pandas`)."""
+        but PER_RUN_TEXT are pandas `category` (see `_to_pandas`)."""
         wanted = None if columns is None else list(dict.fromkeys(columns))
         with _system_allocator():
             return self._frame(wanted, warn=warn)
@@ -535,8 +535,13 @@ def _write_part(rows: pa.Table, path: Path) -> None:
     pq.write_table(rows, path, compression="zstd")
 
 
+# Text columns that differ from run to run, loaded as text; every other text column is a `category`, whatever
+# the rows hold, so that a frame's dtypes do not change from one results folder to the next.
+PER_RUN_TEXT = frozenset({"run_id", "run_dir", "started_at", "config_hash", "error", "slurm_job_id"})
+
+
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Catalog rows as pandas, in little memory and few blocks: a text column with few distinct values
+    """Catalog rows as pandas, in little memory and few blocks: a text column other than PER_RUN_TEXT
     (model, status, a config key's value, a version) becomes a `category` (one small code per cell, each text
     stored once; its categories sorted, so sorting and grouping order rows as text would) instead of one
     string per cell; text no row holds, None; lists (input_shape) come back as Python lists, as a record
@@ -556,7 +561,7 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
             table = table.set_column(index, name, pa.nulls(rows))
         elif pa.types.is_dictionary(kind) and column.num_chunks:
             column = column.unify_dictionaries()
-            if 2 * len(column.chunk(0).dictionary) > rows:  # mostly distinct (run_id): plain text is smaller
+            if name in PER_RUN_TEXT:  # distinct per run: plain text is smaller
                 column = column.cast(pa.large_string())
             table = table.set_column(index, name, column)
         if name in by_hand:

@@ -131,6 +131,11 @@ def load(path: str | os.PathLike, *, columns: Iterable[str] | None = None) -> pd
     and `run_dir`. A record that cannot be parsed, or whose fields have the wrong types, is skipped with a
     warning naming the file. A folder of records is read through its catalog (harness.results.catalog):
     only records it does not yet hold are opened.
+
+    Text columns are pandas `category` (one small code per row), except those that differ per run
+    (`run_id`, `run_dir`, `started_at`, `config_hash`, `error`): they compare (`==`, `isin`, `.str`), group
+    and sort as text; to write new text into one (`+ "_x"`, `fillna("none")`, setting a cell),
+    `.astype(str)` it first.
     """
     from harness.results.catalog import Catalog, catalog_frame  # catalog imports this module
 

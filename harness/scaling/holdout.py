@@ -76,8 +76,8 @@ def largest_width_and_data(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     Per model (column `model` when present), since widths are only comparable within an architecture.
     """
     groups = frame["model"] if "model" in frame.columns else pd.Series(0, index=frame.index)
-    top_params = frame.groupby(groups)["params"].transform("max")
-    top_data = frame.groupby(groups)["n_train"].transform("max")
+    top_params = frame.groupby(groups, observed=True)["params"].transform("max")
+    top_data = frame.groupby(groups, observed=True)["n_train"].transform("max")
     at_params, at_data = frame["params"] >= top_params, frame["n_train"] >= top_data
     return at_params | at_data, at_params & at_data
 

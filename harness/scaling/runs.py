@@ -239,7 +239,7 @@ def varying_keys(runs: pd.DataFrame, group_by: Sequence[str]) -> tuple[str, ...]
     config = [c for c in runs.columns if c.startswith("config.") and c not in identity]
     if not identity or not config or len(runs) < 2:
         return ()
-    counts = runs.groupby(identity, dropna=False)[config].nunique(dropna=False)
+    counts = runs.groupby(identity, dropna=False, observed=True)[config].nunique(dropna=False)
     return tuple(c.removeprefix("config.") for c in config if (counts[c] > 1).any())
 
 
@@ -277,7 +277,7 @@ def select_tuned(
     identity += ["seed"] if "seed" in runs.columns and "seed" not in identity else []
     if not identity:
         raise ConfigError("tune= needs group_by columns that identify a configuration (e.g. model)")
-    spread = runs.groupby(identity, dropna=False)[columns].nunique(dropna=False).max()
+    spread = runs.groupby(identity, dropna=False, observed=True)[columns].nunique(dropna=False).max()
     for key, column in zip(keys, columns, strict=True):
         if spread[column] < 2:
             raise ConfigError(
@@ -285,7 +285,7 @@ def select_tuned(
                 "its values, or the sweep did not vary it); tune a swept key outside group_by"
             )
     ordered = runs.sort_values([TUNE_ON, *columns], kind="stable")
-    grouped = ordered.groupby(identity, dropna=False, sort=False)
+    grouped = ordered.groupby(identity, dropna=False, sort=False, observed=True)
     chosen = ordered.loc[grouped.head(1).index].copy()
     chosen["searched"] = grouped[TUNE_ON].transform("size").loc[chosen.index].astype(int)
     if compute == "sum":
@@ -326,7 +326,7 @@ def average_seeds(runs: pd.DataFrame, *, x: str, keys: list[str]) -> pd.DataFram
         raise ConfigError("seeds=mean needs group_by columns that identify a configuration (e.g. model)")
     numeric = [c for c in dict.fromkeys(["error", x, "params", "n_train", "year"]) if c in runs.columns]
     numeric = [c for c in numeric if c not in keys]
-    grouped = runs.groupby(keys, dropna=False, sort=True)
+    grouped = runs.groupby(keys, dropna=False, sort=True, observed=True)
     averaged = grouped[numeric].mean()
     averaged["n_seeds"] = grouped.size()
     return averaged.reset_index()

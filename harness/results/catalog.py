@@ -535,9 +535,10 @@ def _write_part(rows: pa.Table, path: Path) -> None:
     pq.write_table(rows, path, compression="zstd")
 
 
-# Text columns that differ from run to run, loaded as text; every other text column is a `category`, whatever
-# the rows hold, so that a frame's dtypes do not change from one results folder to the next.
-PER_RUN_TEXT = frozenset({"run_id", "run_dir", "started_at", "config_hash", "error", "slurm_job_id"})
+# Text columns that differ from run to run, loaded as text (the catalog's own record path among them); every
+# other text column is a `category`, whatever the rows hold, so that a frame's dtypes do not change from one
+# results folder to the next.
+PER_RUN_TEXT = frozenset({"run_id", "run_dir", "started_at", "config_hash", "error", "slurm_job_id", PATH})
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:

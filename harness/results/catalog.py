@@ -561,9 +561,10 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
         elif pa.types.is_dictionary(kind) and column.null_count == rows:  # text no record holds
             table = table.set_column(index, name, pa.nulls(rows))
         elif pa.types.is_dictionary(kind) and column.num_chunks:
-            column = column.unify_dictionaries()
-            if name in PER_RUN_TEXT:  # distinct per run: plain text is smaller
-                column = column.cast(pa.large_string())
+            # Text distinct per run is plainer as text (its dictionaries not unified first); the rest,
+            # categories of one dictionary across the parts.
+            per_run = name in PER_RUN_TEXT
+            column = column.cast(pa.large_string()) if per_run else column.unify_dictionaries()
             table = table.set_column(index, name, column)
         if name in by_hand:
             table = table.set_column(index, name, pa.nulls(rows))  # a placeholder, filled in below
